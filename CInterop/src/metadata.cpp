@@ -1,0 +1,37 @@
+// Metadata validation and the one free function. gRPC core asserts (aborts the process) when an
+// operation carries metadata it considers invalid, so the shim checks every key and value first.
+#include "metadata.h"
+
+#include <cstdlib>
+
+extern "C" void cinterop_free(void *p) { std::free(p); }
+
+namespace cinterop {
+
+bool valid_metadata_entry(const cinterop_metadata &entry) {
+    if (entry.key == nullptr || entry.key_len == 0) return false;
+    for (size_t i = 0; i < entry.key_len; i++) {
+        char c = entry.key[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
+        if (!ok) return false;
+    }
+    // Reserved by gRPC itself.
+    if (entry.key_len >= 5 && std::string(entry.key, 5) == "grpc-") return false;
+    bool binary = entry.key_len > 4 && std::string(entry.key + entry.key_len - 4, 4) == "-bin";
+    if (binary) return entry.value != nullptr || entry.value_len == 0;
+    for (size_t i = 0; i < entry.value_len; i++) {
+        unsigned char c = static_cast<unsigned char>(entry.value[i]);
+        if (c < 0x20 || c > 0x7e) return false;
+    }
+    return true;
+}
+
+bool valid_metadata(const cinterop_metadata *entries, size_t count) {
+    if (count > 0 && entries == nullptr) return false;
+    for (size_t i = 0; i < count; i++) {
+        if (!valid_metadata_entry(entries[i])) return false;
+    }
+    return true;
+}
+
+}  // namespace cinterop

@@ -1,0 +1,59 @@
+// swift-tools-version:6.0
+// swift-ray: Ray rebuilt in Swift. See README.md and ../shared/ARCHITECTURE.md.
+import PackageDescription
+
+let package = Package(
+    name: "swift-ray",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "RayRPC", targets: ["RayRPC"]),
+        .library(name: "RayYAML", targets: ["RayYAML"]),
+        .library(name: "RayProtos", targets: ["RayProtos"]),
+        .executable(name: "rpc-benchmark", targets: ["RPCBenchmark"]),
+        .executable(name: "rpc-demo", targets: ["RPCDemo"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+    ],
+    targets: [
+        // The thin C++ shim over Debian's grpc++ and yaml-cpp, behind a plain C header.
+        // Debian: apt-get install libgrpc++-dev libyaml-cpp-dev (the Makefile's `deps` does it).
+        // The libraries are linked by name: a .systemLibrary(pkgConfig: "grpc++") target makes SwiftPM
+        // expand Debian's absl dependency graph without de-duplication and the link fails.
+        .target(
+            name: "CInterop",
+            path: "CInterop",
+            sources: ["src"],
+            publicHeadersPath: "include",
+            cxxSettings: [.unsafeFlags(["-Wall", "-Wextra"])],
+            linkerSettings: [
+                .linkedLibrary("grpc++"),
+                .linkedLibrary("grpc"),
+                .linkedLibrary("gpr"),
+                .linkedLibrary("absl_synchronization"),
+                .linkedLibrary("yaml-cpp"),
+            ]
+        ),
+        // Generated swift-protobuf messages for everything in Protos/ (scripts/generate-protos.sh).
+        .target(
+            name: "RayProtos",
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            path: "Sources/RayProtos"
+        ),
+        // async/await gRPC over the shim: the only module that calls the gRPC part of CInterop.
+        .target(
+            name: "RayRPC",
+            dependencies: ["CInterop", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
+        ),
+        // YAML to JSON over the shim's yaml-cpp part.
+        .target(name: "RayYAML", dependencies: ["CInterop"]),
+        // The test service (Protos/ray/testing.proto) served and called by RPC tests, demo and benchmark.
+        .target(name: "RPCTestService", dependencies: ["RayRPC", "RayProtos"]),
+        .executableTarget(name: "RPCBenchmark", dependencies: ["RayRPC", "RPCTestService"]),
+        .executableTarget(name: "RPCDemo", dependencies: ["RayRPC", "RPCTestService"]),
+        .testTarget(name: "RayRPCTests", dependencies: ["RayRPC", "RPCTestService"]),
+        .testTarget(name: "RayYAMLTests", dependencies: ["RayYAML"]),
+    ],
+    swiftLanguageModes: [.v6],
+    cxxLanguageStandard: .cxx17
+)

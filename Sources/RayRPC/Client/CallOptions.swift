@@ -1,0 +1,21 @@
+/// Per-call settings. Every call has a deadline.
+public struct CallOptions: Sendable {
+    /// How long the call may take in all; past it the call fails with DEADLINE_EXCEEDED.
+    public var timeout: Duration
+    /// Request metadata.
+    public var metadata: Metadata
+    /// Wait for the channel to connect (up to the deadline) instead of failing fast with UNAVAILABLE.
+    public var waitForReady: Bool
+
+    public init(timeout: Duration = .seconds(30), metadata: Metadata = [:], waitForReady: Bool = false) {
+        self.timeout = timeout
+        self.metadata = metadata
+        self.waitForReady = waitForReady
+    }
+}
+
+/// A reply with the trailing metadata that came with it.
+public struct RPCResponse<Message: Sendable>: Sendable {
+    public var message: Message
+    public var trailingMetadata: Metadata
+}

@@ -1,0 +1,57 @@
+import Foundation
+import RayRPC
+import RPCTestService
+import Testing
+
+/// Runs `body` against a fresh test-service server on 127.0.0.1:0 and a channel to it, shutting both
+/// down afterwards even when `body` throws.
+func withTestServer<R>(
+    probe: TestService.Probe = TestService.Probe(),
+    server serverConfiguration: RPCServer.Configuration = RPCServer.Configuration(),
+    channel channelConfiguration: RPCChannel.Configuration = RPCChannel.Configuration(),
+    _ body: (RPCServer, RPCChannel) async throws -> R
+) async throws -> R {
+    let server = try RPCServer(router: TestService.router(probe: probe), configuration: serverConfiguration)
+    let channel = try RPCChannel(host: "127.0.0.1", port: server.port, configuration: channelConfiguration)
+    do {
+        let result = try await body(server, channel)
+        await server.shutdown(grace: .seconds(1))
+        return result
+    } catch {
+        await server.shutdown(grace: .zero)
+        throw error
+    }
+}
+
+/// Waits until `condition` holds, failing with `what` after `timeout`.
+func eventually(_ what: String, timeout: Duration = .seconds(10), _ condition: () -> Bool) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while !condition() {
+        if ContinuousClock.now >= deadline {
+            Issue.record("timed out after \(timeout) waiting for: \(what)")
+            throw CancellationError()
+        }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+}
+
+/// The RPCError a call threw, or nil if it succeeded.
+func rpcError(_ body: () async throws -> Void) async -> RPCError? {
+    do {
+        try await body()
+        return nil
+    } catch let error as RPCError {
+        return error
+    } catch {
+        Issue.record("expected an RPCError, got \(type(of: error)): \(error)")
+        return nil
+    }
+}
+
+func echoRequest(_ text: String = "", payload: Data = Data(), delayMs: Int32 = 0) -> EchoRequest {
+    var request = EchoRequest()
+    request.text = text
+    request.payload = payload
+    request.delayMs = delayMs
+    return request
+}
