@@ -229,6 +229,7 @@ grpcshim_channel *grpcshim_channel_create(const grpcshim_channel_options *option
         cinterop::set_error(err, "missing channel target");
         return nullptr;
     }
+    cinterop::initialize_once();
     bool has_cert = options->tls_client_cert_pem != nullptr;
     bool has_key = options->tls_client_key_pem != nullptr;
     if (has_cert != has_key) {
@@ -265,6 +266,7 @@ grpcshim_channel *grpcshim_channel_create(const grpcshim_channel_options *option
     // Each channel gets its own connection, so independent clients do not share one TCP stream.
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     args.SetInt(GRPC_ARG_MAX_METADATA_SIZE, 64 * 1024);
+    args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 8 * 1024 * 1024);  // see server.cpp
     if (options->tls_server_name != nullptr) args.SetSslTargetNameOverride(options->tls_server_name);
     auto *ch = new grpcshim_channel();
     ch->channel = grpc::CreateCustomChannel(options->target, credentials, args);

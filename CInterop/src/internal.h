@@ -16,6 +16,9 @@
 
 namespace cinterop {
 
+// Process-wide settings applied before the first server or channel exists.
+void initialize_once();
+
 // A heap copy for the caller to free with cinterop_free.
 inline char *dup_string(const std::string &s) {
     char *out = static_cast<char *>(std::malloc(s.size() + 1));

@@ -26,6 +26,7 @@ namespace {
 constexpr int kRequestsPerQueue = 32;
 constexpr int kDefaultMessageLimit = 4 * 1024 * 1024;
 constexpr int kMaxMetadataBytes = 64 * 1024;
+constexpr int kStreamLookaheadBytes = 8 * 1024 * 1024;
 
 enum class TagKind { request, read, write, finish, done };
 
@@ -278,6 +279,7 @@ grpcshim_server *grpcshim_server_start(const grpcshim_server_options *options, g
         cinterop::set_error(err, "missing server options, address or callback");
         return nullptr;
     }
+    cinterop::initialize_once();
     std::shared_ptr<grpc::ServerCredentials> credentials;
     bool has_cert = options->tls_cert_chain_pem != nullptr;
     bool has_key = options->tls_private_key_pem != nullptr;
@@ -312,6 +314,9 @@ grpcshim_server *grpcshim_server_start(const grpcshim_server_options *options, g
     builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
     // Room for long status messages and metadata (gRPC's default is 8 KiB of headers).
     builder.AddChannelArgument(GRPC_ARG_MAX_METADATA_SIZE, kMaxMetadataBytes);
+    // Let a stream start with a large flow-control window: a 1 MiB request then needs no window
+    // updates round trip (gRPC's default read-ahead is 64 KiB per stream).
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, kStreamLookaheadBytes);
     int queue_count = options->completion_queues > 0 ? options->completion_queues : 1;
     for (int i = 0; i < queue_count; i++) s->queues.push_back(builder.AddCompletionQueue());
     s->server = builder.BuildAndStart();

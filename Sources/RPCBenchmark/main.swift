@@ -1,1 +1,118 @@
-print("x")
+// rpc-benchmark: throughput of the RPC layer (shim + RayRPC) on this machine, client and server in one
+// process over 127.0.0.1, as the prototype measured it. Prints one line per figure, `name: value unit`.
+//
+//   .build/release/rpc-benchmark [--seconds S] [--json FILE] [--only NAME]
+//
+// MB/s counts payload bytes (10^6) carried one way.
+import Foundation
+import RayRPC
+import RPCTestService
+
+struct Options {
+    var seconds = 3.0
+    var jsonPath: String?
+    var only: String?
+
+    init(_ arguments: [String]) {
+        var it = arguments.dropFirst().makeIterator()
+        while let arg = it.next() {
+            switch arg {
+            case "--seconds": seconds = Double(it.next() ?? "") ?? seconds
+            case "--json": jsonPath = it.next()
+            case "--only": only = it.next()
+            case "-h", "--help":
+                print("usage: rpc-benchmark [--seconds S] [--json FILE] [--only NAME]")
+                exit(0)
+            default:
+                FileHandle.standardError.write(Data("unknown argument \(arg)\n".utf8))
+                exit(2)
+            }
+        }
+    }
+}
+
+/// Runs `concurrency` loops of `call` for `seconds` after a short warm-up; returns completed calls/s.
+func callsPerSecond(concurrency: Int, seconds: Double, _ call: @escaping @Sendable () async throws -> Void) async throws -> Double {
+    let warmUpEnd = ContinuousClock.now + .milliseconds(300)
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        for _ in 0..<concurrency {
+            group.addTask { while ContinuousClock.now < warmUpEnd { try await call() } }
+        }
+        try await group.waitForAll()
+    }
+    let start = ContinuousClock.now
+    let end = start + .milliseconds(Int(seconds * 1000))
+    let total = try await withThrowingTaskGroup(of: Int.self) { group in
+        for _ in 0..<concurrency {
+            group.addTask {
+                var n = 0
+                while ContinuousClock.now < end {
+                    try await call()
+                    n += 1
+                }
+                return n
+            }
+        }
+        return try await group.reduce(0, +)
+    }
+    let elapsed = ContinuousClock.now - start
+    return Double(total) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+}
+
+let options = Options(CommandLine.arguments)
+let server = try RPCServer(router: TestService.router())
+let channel = try RPCChannel(host: "127.0.0.1", port: server.port)
+let mib = 1024 * 1024
+let small = echoRequestWith(bytes: 100)
+let large = echoRequestWith(bytes: mib)
+
+func echoRequestWith(bytes: Int) -> EchoRequest {
+    var request = EchoRequest()
+    request.payload = Data(repeating: 7, count: bytes)
+    return request
+}
+
+var results: [(String, Double, String)] = []
+@MainActor func report(_ name: String, _ value: Double, _ unit: String) {
+    results.append((name, value, unit))
+    print("\(name): \(String(format: "%.0f", value)) \(unit)")
+    fflush(nil)
+}
+
+let s = options.seconds
+func wanted(_ name: String) -> Bool { options.only == nil || options.only == name }
+if wanted("rpc_unary_100b_sequential") { report("rpc_unary_100b_sequential", try await callsPerSecond(concurrency: 1, seconds: s) {
+    _ = try await channel.unary(TestService.echo, small)
+}, "calls/s") }
+if wanted("rpc_unary_100b_64_in_flight") { report("rpc_unary_100b_64_in_flight", try await callsPerSecond(concurrency: 64, seconds: s) {
+    _ = try await channel.unary(TestService.echo, small)
+}, "calls/s") }
+if wanted("rpc_unary_1mib_sequential") { report("rpc_unary_1mib_sequential", try await callsPerSecond(concurrency: 1, seconds: s) {
+    _ = try await channel.unary(TestService.echo, large)
+} * Double(mib) / 1e6, "MB/s") }
+if wanted("rpc_unary_1mib_64_in_flight") { report("rpc_unary_1mib_64_in_flight", try await callsPerSecond(concurrency: 64, seconds: s) {
+    _ = try await channel.unary(TestService.echo, large)
+} * Double(mib) / 1e6, "MB/s") }
+if wanted("rpc_stream_1mib_chunks") {
+let streamRequest = {
+    var request = StreamRequest()
+    request.count = 256
+    request.messageBytes = Int32(mib)
+    return request
+}()
+let streamsPerSecond = try await callsPerSecond(concurrency: 1, seconds: s) {
+    let count = try await channel.serverStreaming(TestService.serverStream, streamRequest) { replies in
+        try await replies.reduce(0) { n, reply in n + reply.payload.count }
+    }
+    precondition(count == 256 * mib)
+}
+report("rpc_stream_1mib_chunks", streamsPerSecond * 256 * Double(mib) / 1e6, "MB/s")
+}
+
+await server.shutdown(grace: .seconds(1))
+
+if let path = options.jsonPath {
+    let object = Dictionary(uniqueKeysWithValues: results.map { ($0.0, $0.1) })
+    let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+    try data.write(to: URL(fileURLWithPath: path))
+}
