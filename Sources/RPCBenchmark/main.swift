@@ -1,15 +1,19 @@
 // rpc-benchmark: throughput of the RPC layer (shim + RayRPC) on this machine, client and server in one
 // process over 127.0.0.1, as the prototype measured it. Prints one line per figure, `name: value unit`.
 //
-//   .build/release/rpc-benchmark [--seconds S] [--json FILE] [--only NAME]
+//   .build/release/rpc-benchmark [--seconds S] [--repeats N] [--completion-queues N] [--json FILE] [--only NAME]
 //
-// MB/s counts payload bytes (10^6) carried one way.
+// Each figure is the median of N runs of S seconds (default 5 x 1 s) after a warm-up, because a shared
+// 2-core machine swings by tens of percent from one second to the next. MB/s counts payload bytes
+// (10^6) carried one way.
 import Foundation
 import RayRPC
 import RPCTestService
 
 struct Options {
-    var seconds = 3.0
+    var seconds = 1.0
+    var repeats = 5
+    var completionQueues = 1
     var jsonPath: String?
     var only: String?
 
@@ -18,10 +22,12 @@ struct Options {
         while let arg = it.next() {
             switch arg {
             case "--seconds": seconds = Double(it.next() ?? "") ?? seconds
+            case "--repeats": repeats = max(1, Int(it.next() ?? "") ?? repeats)
+            case "--completion-queues": completionQueues = max(1, Int(it.next() ?? "") ?? completionQueues)
             case "--json": jsonPath = it.next()
             case "--only": only = it.next()
             case "-h", "--help":
-                print("usage: rpc-benchmark [--seconds S] [--json FILE] [--only NAME]")
+                print("usage: rpc-benchmark [--seconds S] [--repeats N] [--completion-queues N] [--json FILE] [--only NAME]")
                 exit(0)
             default:
                 FileHandle.standardError.write(Data("unknown argument \(arg)\n".utf8))
@@ -31,8 +37,18 @@ struct Options {
     }
 }
 
-/// Runs `concurrency` loops of `call` for `seconds` after a short warm-up; returns completed calls/s.
+/// The median over `options.repeats` runs of `callsPerSecondOnce`.
 func callsPerSecond(concurrency: Int, seconds: Double, _ call: @escaping @Sendable () async throws -> Void) async throws -> Double {
+    var runs: [Double] = []
+    for _ in 0..<options.repeats {
+        runs.append(try await callsPerSecondOnce(concurrency: concurrency, seconds: seconds, call))
+    }
+    runs.sort()
+    return runs[runs.count / 2]
+}
+
+/// Runs `concurrency` loops of `call` for `seconds` after a short warm-up; returns completed calls/s.
+func callsPerSecondOnce(concurrency: Int, seconds: Double, _ call: @escaping @Sendable () async throws -> Void) async throws -> Double {
     let warmUpEnd = ContinuousClock.now + .milliseconds(300)
     try await withThrowingTaskGroup(of: Void.self) { group in
         for _ in 0..<concurrency {
@@ -60,7 +76,9 @@ func callsPerSecond(concurrency: Int, seconds: Double, _ call: @escaping @Sendab
 }
 
 let options = Options(CommandLine.arguments)
-let server = try RPCServer(router: TestService.router())
+var serverConfiguration = RPCServer.Configuration()
+serverConfiguration.completionQueues = options.completionQueues
+let server = try RPCServer(router: TestService.router(), configuration: serverConfiguration)
 let channel = try RPCChannel(host: "127.0.0.1", port: server.port)
 let mib = 1024 * 1024
 let small = echoRequestWith(bytes: 100)

@@ -93,7 +93,7 @@ final class ServerCore: Sendable {
                 return
             }
             let request = event.messageBytes
-            let task = Task {
+            let task = Task.immediate {
                 do {
                     let reply = try await body(request, context)
                     self.reply(server, callID, reply, trailing: context.trailingMetadata)
@@ -107,7 +107,7 @@ final class ServerCore: Sendable {
             calls.withLock { $0[callID] = .stream(call) }
             call.inbound.prime(with: event.has_message != 0 ? event.messageBytes : nil,
                                moreMayFollow: event.has_message != 0)
-            let task = Task {
+            let task = Task.immediate {
                 do {
                     try await body(call, context)
                     self.finish(server, callID, nil, trailing: context.trailingMetadata)
