@@ -183,6 +183,21 @@ void grpcshim_call_unref(grpcshim_call *call);
 void grpcshim_call_release(grpcshim_call *call);
 
 /* ---------------------------------------------------------------------------------------------- */
+/* Accounting                                                                                      */
+
+/* How many of the shim's objects are alive right now, for leak checks in tests. */
+typedef struct cinterop_live_objects {
+    int64_t servers;
+    int64_t server_calls;   /* calls a server accepted (pre-posted, unanswered requests not counted) */
+    int64_t channels;
+    int64_t client_calls;
+} cinterop_live_objects;
+cinterop_live_objects cinterop_live_object_counts(void);
+/* Calls of this server, or started on this channel, whose memory is still held. */
+int64_t grpcshim_server_live_calls(grpcshim_server *server);
+int64_t grpcshim_channel_live_calls(grpcshim_channel *channel);
+
+/* ---------------------------------------------------------------------------------------------- */
 /* YAML                                                                                            */
 
 /* Converts YAML text to JSON text. With all_documents = 0 the input must hold at most one document

@@ -55,6 +55,9 @@ grpc::CompletionQueue *client_queue() {
 struct grpcshim_channel {
     std::shared_ptr<grpc::Channel> channel;
     std::unique_ptr<grpc::GenericStub> stub;
+    std::shared_ptr<std::atomic<int64_t>> live_calls = std::make_shared<std::atomic<int64_t>>(0);
+    grpcshim_channel() { cinterop::live_counters().channels++; }
+    ~grpcshim_channel() { cinterop::live_counters().channels--; }
 };
 
 struct grpcshim_call {
@@ -65,8 +68,17 @@ struct grpcshim_call {
     std::mutex mu;
     bool released = false;
 
-    grpcshim_call(grpcshim_call_event_cb cb, void *c) : callback(cb), ctx(c) {}
-    virtual ~grpcshim_call() = default;
+    std::shared_ptr<std::atomic<int64_t>> channel_live_calls;
+
+    grpcshim_call(grpcshim_call_event_cb cb, void *c) : callback(cb), ctx(c) { cinterop::live_counters().client_calls++; }
+    virtual ~grpcshim_call() {
+        cinterop::live_counters().client_calls--;
+        if (channel_live_calls) (*channel_live_calls)--;
+    }
+    void count_in(grpcshim_channel *ch) {
+        channel_live_calls = ch->live_calls;
+        (*channel_live_calls)++;
+    }
 
     void ref() { refs.fetch_add(1, std::memory_order_relaxed); }
     void unref() {
@@ -408,11 +420,14 @@ grpcshim_channel *grpcshim_channel_create(const grpcshim_channel_options *option
 
 void grpcshim_channel_destroy(grpcshim_channel *ch) { delete ch; }
 
+int64_t grpcshim_channel_live_calls(grpcshim_channel *ch) { return ch->live_calls->load(); }
+
 grpcshim_call *grpcshim_unary_call(grpcshim_channel *ch, const char *method, size_t method_len, const uint8_t *data,
                                    size_t len, const grpcshim_call_options *options, grpcshim_call_event_cb callback,
                                    void *ctx) {
     if (ch == nullptr || method == nullptr || callback == nullptr || !options_valid(options)) return nullptr;
     auto *call = new UnaryCall(callback, ctx);
+    call->count_in(ch);
     call->request = cinterop::make_buffer(data, len);
     apply_options(call, options);
     call->reader = ch->stub->PrepareUnaryCall(&call->context, std::string(method, method_len), call->request,
@@ -427,6 +442,7 @@ grpcshim_call *grpcshim_stream_call(grpcshim_channel *ch, const char *method, si
                                     const grpcshim_call_options *options, grpcshim_call_event_cb callback, void *ctx) {
     if (ch == nullptr || method == nullptr || callback == nullptr || !options_valid(options)) return nullptr;
     auto *call = new StreamCall(callback, ctx);
+    call->count_in(ch);
     apply_options(call, options);
     call->stream = ch->stub->PrepareCall(&call->context, std::string(method, method_len), client_queue());
     std::lock_guard<std::mutex> lock(call->mu);

@@ -6,6 +6,7 @@
 #include <grpcpp/support/byte_buffer.h>
 #include <grpcpp/support/slice.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -18,6 +19,15 @@ namespace cinterop {
 
 // Process-wide settings applied before the first server or channel exists.
 void initialize_once();
+
+// Live-object counters behind cinterop_live_object_counts.
+struct LiveCounters {
+    std::atomic<int64_t> servers{0};
+    std::atomic<int64_t> server_calls{0};
+    std::atomic<int64_t> channels{0};
+    std::atomic<int64_t> client_calls{0};
+};
+LiveCounters &live_counters();
 
 // A heap copy for the caller to free with cinterop_free.
 inline char *dup_string(const std::string &s) {

@@ -1,6 +1,7 @@
 // Metadata validation and the one free function. gRPC core asserts (aborts the process) when an
 // operation carries metadata it considers invalid, so the shim checks every key and value first.
 #include "metadata.h"
+#include "internal.h"
 
 #include <cstdlib>
 #include <mutex>
@@ -11,7 +12,17 @@
 
 extern "C" void cinterop_free(void *p) { std::free(p); }
 
+extern "C" cinterop_live_objects cinterop_live_object_counts(void) {
+    auto &c = cinterop::live_counters();
+    return cinterop_live_objects{c.servers.load(), c.server_calls.load(), c.channels.load(), c.client_calls.load()};
+}
+
 namespace cinterop {
+
+LiveCounters &live_counters() {
+    static LiveCounters *counters = new LiveCounters();  // never destroyed: used until exit
+    return *counters;
+}
 
 void initialize_once() {
     static std::once_flag once;

@@ -67,6 +67,7 @@ struct ServerCall {
     grpc::Status status;
 
     ServerCall(grpcshim_server *s, size_t index) : server(s), queue_index(index) {}
+    ~ServerCall();
 };
 
 }  // namespace
@@ -85,7 +86,19 @@ struct grpcshim_server {
     uint64_t next_id = 1;
     grpcshim_server_event_cb callback = nullptr;
     void *ctx = nullptr;
+
+    std::atomic<int64_t> live_calls{0};  // registered calls not yet deleted
+
+    grpcshim_server() { cinterop::live_counters().servers++; }
+    ~grpcshim_server() { cinterop::live_counters().servers--; }
 };
+
+ServerCall::~ServerCall() {
+    if (registered) {
+        cinterop::live_counters().server_calls--;
+        server->live_calls--;
+    }
+}
 
 namespace {
 
@@ -164,6 +177,8 @@ void handle(Tag *tag, bool ok) {
         }
         c->id = s->next_id++;
         c->registered = true;
+        cinterop::live_counters().server_calls++;
+        s->live_calls++;
         s->calls[c->id] = c;
         c->outstanding++;  // the done tag is armed once the call started
         if (!s->shutting_down && can_post(s)) post_request(s, c->queue_index);
@@ -397,6 +412,8 @@ int grpcshim_server_finish(grpcshim_server *s, uint64_t call_id, int status_code
     pump_writes(c);
     return 0;
 }
+
+int64_t grpcshim_server_live_calls(grpcshim_server *s) { return s->live_calls.load(); }
 
 void grpcshim_server_shutdown(grpcshim_server *s, int grace_ms) {
     std::lock_guard<std::mutex> guard(s->shutdown_mu);

@@ -34,7 +34,7 @@ public final class RPCServer: Sendable {
     public let port: Int
     /// The host it was asked to bind.
     public let host: String
-    private let core: ServerCore
+    let core: ServerCore
     private let shutdownState = Mutex(ShutdownState.running)
 
     private enum ShutdownState {

@@ -34,6 +34,11 @@ final class ServerCore: Sendable {
         }
     }
 
+    var liveCalls: Int {
+        guard let server = pointer.withLock({ $0 }) else { return 0 }
+        return Int(grpcshim_server_live_calls(server.pointer))
+    }
+
     deinit {
         if let server = pointer.withLock({ $0 }) { grpcshim_server_destroy(server.pointer) }
     }

@@ -23,14 +23,20 @@ func withTestServer<R>(
     }
 }
 
-/// Waits until `condition` holds, failing with `what` after `timeout`.
-func eventually(_ what: String, timeout: Duration = .seconds(10), _ condition: () -> Bool) async throws {
+/// A wait that ran out of time.
+struct WaitTimedOut: Error, CustomStringConvertible {
+    let what: String
+    let timeout: Duration
+    var description: String { "timed out after \(timeout) waiting for: \(what)" }
+}
+
+/// Waits until `condition` holds; throws `WaitTimedOut` naming `what` after `timeout`.
+func eventually(_ what: @autoclosure () -> String, timeout: Duration = .seconds(10), _ condition: () -> Bool)
+    async throws
+{
     let deadline = ContinuousClock.now + timeout
     while !condition() {
-        if ContinuousClock.now >= deadline {
-            Issue.record("timed out after \(timeout) waiting for: \(what)")
-            throw CancellationError()
-        }
+        if ContinuousClock.now >= deadline { throw WaitTimedOut(what: what(), timeout: timeout) }
         try await Task.sleep(for: .milliseconds(10))
     }
 }

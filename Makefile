@@ -1,0 +1,52 @@
+# swift-ray: two commands on a fresh machine.
+#   make demo   installs what is missing, builds, runs the example
+#   make test   installs what is missing, builds, runs the whole suite
+# Other targets: deps, build, bench, check-memory, protos, clean.
+
+SWIFT ?= swift
+# Debian packages the build needs: grpc++ and yaml-cpp for the shim (CInterop), protoc to regenerate
+# the .pb.swift files, openssl for the TLS tests' certificates.
+APT_PACKAGES := libgrpc++-dev libgrpc-dev libyaml-cpp-dev protobuf-compiler pkg-config openssl
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+ASAN_SCRATCH := .build-asan
+
+.PHONY: all deps build test demo bench check-memory protos clean
+
+all: build
+
+# Installs the Debian packages that are missing; a no-op when all are present.
+deps:
+	@command -v $(SWIFT) >/dev/null || { echo "error: no Swift toolchain on PATH (Swift 6.x is required)"; exit 1; }
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	else echo "deps: all Debian packages present"; fi
+
+build: deps
+	$(SWIFT) build --build-tests
+
+test: build
+	GRPC_VERBOSITY=NONE $(SWIFT) test --skip-build
+
+demo: deps
+	$(SWIFT) build --product rpc-demo
+	$$($(SWIFT) build --show-bin-path)/rpc-demo
+
+bench: deps
+	$(SWIFT) build -c release --product rpc-benchmark
+	.build/release/rpc-benchmark
+
+# The test suite under AddressSanitizer with leak detection (toolchain-internal leaks suppressed in
+# scripts/lsan.supp), in its own build folder.
+check-memory: deps
+	ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/lsan.supp GRPC_VERBOSITY=NONE \
+	  $(SWIFT) test --sanitize=address --scratch-path $(ASAN_SCRATCH) --disable-xctest
+
+protos: deps
+	scripts/generate-protos.sh
+
+clean:
+	rm -rf .build $(ASAN_SCRATCH)
