@@ -18,6 +18,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include <grpcpp/create_channel.h>
 #include <grpcpp/generic/generic_stub.h>
@@ -35,19 +36,38 @@ struct ClientTag {
     virtual ~ClientTag() = default;
 };
 
-// The process-wide client completion queue and its thread. Never destroyed: calls may complete until
-// the process exits, and static destruction order must not matter.
-grpc::CompletionQueue *client_queue() {
-    static grpc::CompletionQueue *queue = [] {
-        auto *cq = new grpc::CompletionQueue();
-        std::thread([cq] {
-            void *tag = nullptr;
-            bool ok = false;
-            while (cq->Next(&tag, &ok)) static_cast<ClientTag *>(tag)->complete(ok);
-        }).detach();
-        return cq;
+// The process-wide client completion queues, each polled by one thread of ours (RAY_RPC_CLIENT_THREADS,
+// default 1); calls are spread over them round-robin, and every event of one call comes from its
+// queue's thread. Never destroyed: calls may complete until the process exits, and static destruction
+// order must not matter.
+struct ClientQueues {
+    std::vector<grpc::CompletionQueue *> queues;
+    std::atomic<size_t> next{0};
+};
+
+ClientQueues &client_queues() {
+    static ClientQueues *all = [] {
+        auto *q = new ClientQueues();
+        const char *text = std::getenv("RAY_RPC_CLIENT_THREADS");
+        long count = text == nullptr ? 1 : std::strtol(text, nullptr, 10);
+        if (count < 1) count = 1;
+        if (count > 16) count = 16;
+        for (long i = 0; i < count; i++) {
+            auto *cq = new grpc::CompletionQueue();
+            q->queues.push_back(cq);
+            std::thread([cq] {
+                cinterop::drain_queue(cq, [](void *tag, bool ok) { static_cast<ClientTag *>(tag)->complete(ok); });
+            }).detach();
+        }
+        return q;
     }();
-    return queue;
+    return *all;
+}
+
+grpc::CompletionQueue *client_queue() {
+    ClientQueues &all = client_queues();
+    if (all.queues.size() == 1) return all.queues[0];
+    return all.queues[all.next.fetch_add(1, std::memory_order_relaxed) % all.queues.size()];
 }
 
 }  // namespace

@@ -6,7 +6,10 @@
 #include <grpcpp/support/byte_buffer.h>
 #include <grpcpp/support/slice.h>
 
+#include <sched.h>
+
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -19,6 +22,15 @@ namespace cinterop {
 
 // Process-wide settings applied before the first server or channel exists.
 void initialize_once();
+
+// Drains a completion queue until it is shut down, handing every tag to `handle`. After each event it
+// keeps polling without blocking for a short while (RAY_RPC_POLL_SPIN_US, default below) before it
+// blocks in Next: on a virtual machine, waking a thread whose vCPU went idle costs more than a whole
+// RPC's work, and replies usually come within that window.
+template <typename Handle>
+void drain_queue(grpc::CompletionQueue *cq, Handle handle);
+
+int poll_spin_microseconds();
 
 // Live-object counters behind cinterop_live_object_counts.
 struct LiveCounters {
@@ -71,6 +83,32 @@ std::vector<cinterop_metadata> metadata_view(const Multimap &map) {
 }
 
 inline bool valid_status_code(int code) { return code >= 0 && code <= 16; }
+
+template <typename Handle>
+void drain_queue(grpc::CompletionQueue *cq, Handle handle) {
+    const auto spin = std::chrono::microseconds(poll_spin_microseconds());
+    void *tag = nullptr;
+    bool ok = false;
+    auto last_event = std::chrono::steady_clock::now();
+    while (true) {
+        if (spin.count() > 0) {
+            auto status = cq->AsyncNext(&tag, &ok, gpr_time_0(GPR_CLOCK_MONOTONIC));
+            if (status == grpc::CompletionQueue::GOT_EVENT) {
+                handle(tag, ok);
+                last_event = std::chrono::steady_clock::now();
+                continue;
+            }
+            if (status == grpc::CompletionQueue::SHUTDOWN) return;
+            if (std::chrono::steady_clock::now() - last_event < spin) {
+                sched_yield();  // let runnable threads have the core while this one waits
+                continue;
+            }
+        }
+        if (!cq->Next(&tag, &ok)) return;
+        handle(tag, ok);
+        last_event = std::chrono::steady_clock::now();
+    }
+}
 
 }  // namespace cinterop
 

@@ -19,6 +19,18 @@ extern "C" cinterop_live_objects cinterop_live_object_counts(void) {
 
 namespace cinterop {
 
+constexpr int kDefaultPollSpinMicroseconds = 200;
+
+int poll_spin_microseconds() {
+    static const int value = [] {
+        const char *text = std::getenv("RAY_RPC_POLL_SPIN_US");
+        if (text == nullptr || *text == '\0') return kDefaultPollSpinMicroseconds;
+        long parsed = std::strtol(text, nullptr, 10);
+        return parsed < 0 ? 0 : static_cast<int>(parsed > 100000 ? 100000 : parsed);
+    }();
+    return value;
+}
+
 LiveCounters &live_counters() {
     static LiveCounters *counters = new LiveCounters();  // never destroyed: used until exit
     return *counters;

@@ -261,10 +261,7 @@ void handle(Tag *tag, bool ok) {
 }
 
 void run_queue(grpcshim_server *s, size_t index) {
-    void *tag = nullptr;
-    bool ok = false;
-    grpc::ServerCompletionQueue *cq = s->queues[index].get();
-    while (cq->Next(&tag, &ok)) handle(static_cast<Tag *>(tag), ok);
+    cinterop::drain_queue(s->queues[index].get(), [](void *tag, bool ok) { handle(static_cast<Tag *>(tag), ok); });
 }
 
 // Requires s->mu. The live call with this id, or nullptr.
