@@ -163,7 +163,8 @@ grpcshim_call *grpcshim_unary_call(grpcshim_channel *channel, const char *method
                                    grpcshim_call_event_cb callback, void *ctx);
 
 /* Starts a streaming call (server, client or bidirectional streaming on the wire alike). Events:
-   MESSAGE / END_OF_MESSAGES answering grpcshim_call_read, WRITE_DONE for each write, then DONE. */
+   MESSAGE / END_OF_MESSAGES answering grpcshim_call_read, WRITE_DONE for each write, then DONE; they
+   arrive in order on one client completion-queue thread. */
 grpcshim_call *grpcshim_stream_call(grpcshim_channel *channel, const char *method, size_t method_len,
                                     const grpcshim_call_options *options,
                                     grpcshim_call_event_cb callback, void *ctx);
@@ -179,7 +180,8 @@ void grpcshim_call_cancel(grpcshim_call *call);
    thread releases the handle (operations after release return -1; memory stays valid until unref). */
 void grpcshim_call_ref(grpcshim_call *call);
 void grpcshim_call_unref(grpcshim_call *call);
-/* Drops the caller's handle. A call not yet done is cancelled. Events may still arrive until DONE. */
+/* Drops the caller's handle. A call not yet done is cancelled. Events may still arrive until DONE
+   (which this function itself may deliver, on the calling thread, when the call is otherwise over). */
 void grpcshim_call_release(grpcshim_call *call);
 
 /* ---------------------------------------------------------------------------------------------- */

@@ -199,14 +199,15 @@ void handle(Tag *tag, bool ok) {
         }
         c->notified = true;
         uint64_t id = c->id;
-        lock.unlock();
         cinterop_event event{};
         std::unique_ptr<cinterop::FlatMessage> message;
         if (ok) {
+            // Taken under the lock: once it is released Swift may post the next read into read_buffer.
             message = std::make_unique<cinterop::FlatMessage>(c->read_buffer);
             event.data = message->data();
             event.len = message->size();
         }
+        lock.unlock();
         if (first) {
             const std::string &method = c->context.method();
             auto metadata = cinterop::metadata_view(c->context.client_metadata());

@@ -1,3 +1,5 @@
+import CInterop
+
 /// Per-call settings. Every call has a deadline.
 public struct CallOptions: Sendable {
     /// How long the call may take in all; past it the call fails with DEADLINE_EXCEEDED.
@@ -18,4 +20,20 @@ public struct CallOptions: Sendable {
 public struct RPCResponse<Message: Sendable>: Sendable {
     public var message: Message
     public var trailingMetadata: Metadata
+}
+
+extension CallOptions {
+    /// Calls `body` with the method path as C text and these options in C form, valid inside `body`.
+    func withCCall<R>(
+        path: String, _ body: (UnsafePointer<CChar>?, Int, inout grpcshim_call_options) -> R
+    ) -> R {
+        metadata.withCMetadata { md, count in
+            var options = grpcshim_call_options(
+                metadata: md, metadata_count: count, timeout_ms: max(1, timeout.milliseconds),
+                wait_for_ready: waitForReady ? 1 : 0)
+            return path.utf8CString.withUnsafeBufferPointer { pathC in
+                body(pathC.baseAddress, pathC.count - 1, &options)
+            }
+        }
+    }
 }

@@ -23,14 +23,8 @@ final class ClientStreamCall: StreamSink {
         try options.metadata.validate()
         let call = ClientStreamCall(configuration: channel.configuration)
         let context = Unmanaged.passRetained(call).toOpaque()
-        let pointer = options.metadata.withCMetadata { md, count in
-            var callOptions = grpcshim_call_options(
-                metadata: md, metadata_count: count, timeout_ms: max(1, options.timeout.milliseconds),
-                wait_for_ready: options.waitForReady ? 1 : 0)
-            return path.utf8CString.withUnsafeBufferPointer { pathC in
-                grpcshim_stream_call(channel.pointer.pointer, pathC.baseAddress, pathC.count - 1, &callOptions,
-                                     streamEventCallback, context)
-            }
+        let pointer = options.withCCall(path: path) { pathC, pathLength, callOptions in
+            grpcshim_stream_call(channel.pointer.pointer, pathC, pathLength, &callOptions, streamEventCallback, context)
         }
         guard let pointer else {
             Unmanaged<ClientStreamCall>.fromOpaque(context).release()

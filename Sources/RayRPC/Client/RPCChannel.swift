@@ -85,15 +85,10 @@ public final class RPCChannel: Sendable {
             await withCheckedContinuation { (continuation: CheckedContinuation<Result<RPCResponse<[UInt8]>, RPCError>, Never>) in
                 box.continuation = continuation
                 let context = Unmanaged.passRetained(box).toOpaque()
-                let call = options.metadata.withCMetadata { md, count in
-                    var callOptions = grpcshim_call_options(
-                        metadata: md, metadata_count: count, timeout_ms: max(1, options.timeout.milliseconds),
-                        wait_for_ready: options.waitForReady ? 1 : 0)
-                    return path.utf8CString.withUnsafeBufferPointer { pathC in
-                        request.withUnsafeBufferPointer { bytes in
-                            grpcshim_unary_call(pointer.pointer, pathC.baseAddress, pathC.count - 1, bytes.baseAddress,
-                                                bytes.count, &callOptions, unaryEventCallback, context)
-                        }
+                let call = options.withCCall(path: path) { pathC, pathLength, callOptions in
+                    request.withUnsafeBufferPointer { bytes in
+                        grpcshim_unary_call(pointer.pointer, pathC, pathLength, bytes.baseAddress, bytes.count,
+                                            &callOptions, unaryEventCallback, context)
                     }
                 }
                 guard let call else {
