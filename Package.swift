@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "RayRPC", targets: ["RayRPC"]),
         .library(name: "RayYAML", targets: ["RayYAML"]),
         .library(name: "RayProtos", targets: ["RayProtos"]),
+        .library(name: "RayCommon", targets: ["RayCommon"]),
         .executable(name: "rpc-benchmark", targets: ["RPCBenchmark"]),
         .executable(name: "rpc-demo", targets: ["RPCDemo"]),
     ],
@@ -45,6 +46,8 @@ let package = Package(
             name: "RayRPC",
             dependencies: ["CInterop", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
+        // IDs, configuration, errors and the binary serialization every process shares.
+        .target(name: "RayCommon"),
         // YAML to JSON over the shim's yaml-cpp part.
         .target(name: "RayYAML", dependencies: ["CInterop"]),
         // The test service (Protos/ray/testing.proto) served and called by RPC tests, demo and benchmark.
@@ -53,6 +56,7 @@ let package = Package(
         .executableTarget(name: "RPCDemo", dependencies: ["RayRPC", "RPCTestService"]),
         .testTarget(name: "RayRPCTests", dependencies: ["RayRPC", "RPCTestService"]),
         .testTarget(name: "RayYAMLTests", dependencies: ["RayYAML"]),
+        .testTarget(name: "RayCommonTests", dependencies: ["RayCommon"]),
     ],
     swiftLanguageModes: [.v6],
     cxxLanguageStandard: .cxx17

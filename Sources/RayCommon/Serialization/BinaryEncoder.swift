@@ -1,0 +1,347 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// Encodes `Encodable` values in swift-ray's binary format (see ``WireFormat``): fast, compact, and
+/// contiguous arrays of numbers copied in one `memcpy`.
+public struct BinaryEncoder: Sendable {
+    public init() {}
+
+    /// The bytes of `value`.
+    public func encode<T: Encodable>(_ value: T) throws(SerializationError) -> [UInt8] {
+        let sink = ByteSink()
+        do {
+            try sink.encodeValue(value, codingPath: [], slots: [])
+        } catch let error as SerializationError {
+            throw error
+        } catch {
+            throw SerializationError(.invalidValue, "\(T.self) failed to encode: \(error)")
+        }
+        return sink.bytes
+    }
+}
+
+/// The growing output and the positions of length fields still open around the current write.
+final class ByteSink {
+    var bytes: [UInt8] = []
+
+    init() { bytes.reserveCapacity(64) }
+
+    @inline(__always)
+    func append<T: FixedWidthInteger>(_ value: T) {
+        withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
+    }
+
+    @inline(__always)
+    func appendVarint(_ value: Int) {
+        var v = UInt64(value)
+        while v >= 0x80 {
+            bytes.append(UInt8(truncatingIfNeeded: v) | 0x80)
+            v >>= 7
+        }
+        bytes.append(UInt8(v))
+    }
+
+    func appendString(_ string: String) {
+        var string = string
+        string.withUTF8 { utf8 in
+            appendVarint(utf8.count)
+            bytes.append(contentsOf: utf8)
+        }
+    }
+
+    /// Reserves a 4-byte little-endian field; returns its position.
+    func reserveUInt32() -> Int {
+        let position = bytes.count
+        bytes.append(contentsOf: [0, 0, 0, 0])
+        return position
+    }
+
+    func patchUInt32(at position: Int, _ value: Int) {
+        let v = UInt32(truncatingIfNeeded: value)
+        bytes[position] = UInt8(truncatingIfNeeded: v)
+        bytes[position + 1] = UInt8(truncatingIfNeeded: v >> 8)
+        bytes[position + 2] = UInt8(truncatingIfNeeded: v >> 16)
+        bytes[position + 3] = UInt8(truncatingIfNeeded: v >> 24)
+    }
+
+    /// Sets every open keyed-entry length (`slots`) to reach the end of what is written so far.
+    @inline(__always)
+    func patch(_ slots: [Int]) {
+        for slot in slots { patchUInt32(at: slot, bytes.count - slot - 4) }
+    }
+
+    /// Encodes any value, taking the one-copy path for trivial arrays and byte buffers.
+    func encodeValue<T: Encodable>(_ value: T, codingPath: [any CodingKey], slots: [Int]) throws {
+        if let optional = value as? any EncodableOptional {
+            if let wrapped = optional.wrappedEncodable {
+                bytes.append(WireFormat.present)
+                try encodeValue(wrapped, codingPath: codingPath, slots: slots)
+                return
+            }
+            bytes.append(WireFormat.absent)
+        } else if let array = value as? any TrivialArray {
+            array.writeRaw(into: self)
+        } else if let data = value as? Data {
+            appendVarint(data.count)
+            bytes.append(contentsOf: data)
+        } else if let string = value as? String {
+            appendString(string)
+        } else {
+            try value.encode(to: _BinaryEncoder(sink: self, codingPath: codingPath, slots: slots))
+        }
+        patch(slots)
+    }
+}
+
+/// Optionals carry a presence byte wherever they appear (a bare nil and a value whose first byte is 0
+/// must not look alike).
+protocol EncodableOptional {
+    var wrappedEncodable: (any Encodable)? { get }
+}
+
+extension Optional: EncodableOptional where Wrapped: Encodable {
+    var wrappedEncodable: (any Encodable)? { self }
+}
+
+/// Arrays whose elements are plain numbers: written and read as one block of bytes.
+protocol TrivialArray {
+    func writeRaw(into sink: ByteSink)
+    static func readRaw(from reader: inout ByteReader) throws(SerializationError) -> Self
+}
+
+/// Numbers whose in-memory bytes are their little-endian wire form on every platform Ray runs on.
+public protocol _TrivialScalar: BitwiseCopyable {}
+extension UInt8: _TrivialScalar {}
+extension Int8: _TrivialScalar {}
+extension UInt16: _TrivialScalar {}
+extension Int16: _TrivialScalar {}
+extension UInt32: _TrivialScalar {}
+extension Int32: _TrivialScalar {}
+extension UInt64: _TrivialScalar {}
+extension Int64: _TrivialScalar {}
+extension Int: _TrivialScalar {}
+extension UInt: _TrivialScalar {}
+extension Float: _TrivialScalar {}
+extension Double: _TrivialScalar {}
+
+#if _endian(big)
+#error("swift-ray's wire format copies numbers as little-endian bytes")
+#endif
+
+extension Array: TrivialArray where Element: _TrivialScalar {
+    func writeRaw(into sink: ByteSink) {
+        sink.appendVarint(count)
+        withUnsafeBytes { sink.bytes.append(contentsOf: $0) }
+    }
+
+    static func readRaw(from reader: inout ByteReader) throws(SerializationError) -> [Element] {
+        let count = try reader.readVarint()
+        let size = MemoryLayout<Element>.stride
+        guard count <= reader.remaining / Swift.max(size, 1) else {
+            throw SerializationError(.truncated, "an array of \(count) \(Element.self) runs past the end of the data")
+        }
+        let raw = try reader.readBytes(count * size)
+        return [Element](unsafeUninitializedCapacity: count) { buffer, initialized in
+            if count > 0 {
+                UnsafeMutableRawBufferPointer(buffer).copyMemory(from: raw)
+            }
+            initialized = count
+        }
+    }
+}
+
+private struct _BinaryEncoder: Encoder {
+    let sink: ByteSink
+    let codingPath: [any CodingKey]
+    let slots: [Int]
+    var userInfo: [CodingUserInfoKey: Any] { [:] }
+
+    func container<Key: CodingKey>(keyedBy type: Key.Type) -> KeyedEncodingContainer<Key> {
+        KeyedEncodingContainer(KeyedContainer<Key>(sink: sink, codingPath: codingPath, slots: slots))
+    }
+
+    func unkeyedContainer() -> any UnkeyedEncodingContainer {
+        UnkeyedContainer(sink: sink, codingPath: codingPath, slots: slots)
+    }
+
+    func singleValueContainer() -> any SingleValueEncodingContainer {
+        SingleValueContainer(sink: sink, codingPath: codingPath, slots: slots)
+    }
+}
+
+private struct KeyedContainer<Key: CodingKey>: KeyedEncodingContainerProtocol {
+    let sink: ByteSink
+    let codingPath: [any CodingKey]
+    let slots: [Int]
+    private let countPosition: Int
+    private var count = 0
+
+    init(sink: ByteSink, codingPath: [any CodingKey], slots: [Int]) {
+        self.sink = sink
+        self.codingPath = codingPath
+        self.slots = slots
+        self.countPosition = sink.reserveUInt32()
+        sink.patch(slots)
+    }
+
+    /// Writes the entry header; returns the slots that must cover its value.
+    private mutating func beginEntry(_ key: Key) -> [Int] {
+        count += 1
+        sink.patchUInt32(at: countPosition, count)
+        sink.appendString(key.stringValue)
+        return slots + [sink.reserveUInt32()]
+    }
+
+    mutating func encodeNil(forKey key: Key) throws {
+        let entry = beginEntry(key)
+        sink.bytes.append(WireFormat.absent)
+        sink.patch(entry)
+    }
+
+    mutating func encodeIfPresent<T: Encodable>(_ value: T?, forKey key: Key) throws {
+        let entry = beginEntry(key)
+        if let value {
+            sink.bytes.append(WireFormat.present)
+            try sink.encodeValue(value, codingPath: codingPath + [key], slots: entry)
+        } else {
+            sink.bytes.append(WireFormat.absent)
+            sink.patch(entry)
+        }
+    }
+
+    mutating func encode(_ value: Bool, forKey key: Key) throws { try encodeScalar(value ? 1 as UInt8 : 0, key) }
+    mutating func encode(_ value: Int, forKey key: Key) throws { try encodeScalar(Int64(value), key) }
+    mutating func encode(_ value: Int64, forKey key: Key) throws { try encodeScalar(value, key) }
+    mutating func encode(_ value: UInt64, forKey key: Key) throws { try encodeScalar(value, key) }
+    mutating func encode(_ value: Double, forKey key: Key) throws { try encodeScalar(value.bitPattern, key) }
+    mutating func encode(_ value: String, forKey key: Key) throws {
+        let entry = beginEntry(key)
+        sink.appendString(value)
+        sink.patch(entry)
+    }
+
+    private mutating func encodeScalar<T: FixedWidthInteger>(_ value: T, _ key: Key) throws {
+        let entry = beginEntry(key)
+        sink.append(value)
+        sink.patch(entry)
+    }
+
+    mutating func encode<T: Encodable>(_ value: T, forKey key: Key) throws {
+        let entry = beginEntry(key)
+        try sink.encodeValue(value, codingPath: codingPath + [key], slots: entry)
+    }
+
+    mutating func nestedContainer<NestedKey: CodingKey>(
+        keyedBy keyType: NestedKey.Type, forKey key: Key
+    ) -> KeyedEncodingContainer<NestedKey> {
+        let entry = beginEntry(key)
+        return KeyedEncodingContainer(KeyedContainer<NestedKey>(sink: sink, codingPath: codingPath + [key], slots: entry))
+    }
+
+    mutating func nestedUnkeyedContainer(forKey key: Key) -> any UnkeyedEncodingContainer {
+        let entry = beginEntry(key)
+        return UnkeyedContainer(sink: sink, codingPath: codingPath + [key], slots: entry)
+    }
+
+    mutating func superEncoder() -> any Encoder {
+        let entry = beginEntry(Key(stringValue: "super")!)
+        return _BinaryEncoder(sink: sink, codingPath: codingPath, slots: entry)
+    }
+
+    mutating func superEncoder(forKey key: Key) -> any Encoder {
+        let entry = beginEntry(key)
+        return _BinaryEncoder(sink: sink, codingPath: codingPath + [key], slots: entry)
+    }
+}
+
+private struct IndexKey: CodingKey {
+    let intValue: Int?
+    var stringValue: String { String(intValue ?? 0) }
+    init(_ index: Int) { intValue = index }
+    init?(stringValue: String) { intValue = Int(stringValue) }
+    init?(intValue: Int) { self.intValue = intValue }
+}
+
+private struct UnkeyedContainer: UnkeyedEncodingContainer {
+    let sink: ByteSink
+    let codingPath: [any CodingKey]
+    let slots: [Int]
+    private let countPosition: Int
+    private(set) var count = 0
+
+    init(sink: ByteSink, codingPath: [any CodingKey], slots: [Int]) {
+        self.sink = sink
+        self.codingPath = codingPath
+        self.slots = slots
+        self.countPosition = sink.reserveUInt32()
+        sink.patch(slots)
+    }
+
+    private mutating func next() {
+        count += 1
+        sink.patchUInt32(at: countPosition, count)
+    }
+
+    mutating func encodeNil() throws {
+        next()
+        sink.bytes.append(WireFormat.absent)
+        sink.patch(slots)
+    }
+
+    mutating func encode(_ value: Bool) throws { next(); sink.bytes.append(value ? 1 : 0); sink.patch(slots) }
+    mutating func encode(_ value: Int) throws { next(); sink.append(Int64(value)); sink.patch(slots) }
+    mutating func encode(_ value: Int64) throws { next(); sink.append(value); sink.patch(slots) }
+    mutating func encode(_ value: Double) throws { next(); sink.append(value.bitPattern); sink.patch(slots) }
+    mutating func encode(_ value: String) throws { next(); sink.appendString(value); sink.patch(slots) }
+
+    mutating func encode<T: Encodable>(_ value: T) throws {
+        next()
+        try sink.encodeValue(value, codingPath: codingPath + [IndexKey(count - 1)], slots: slots)
+    }
+
+    mutating func nestedContainer<NestedKey: CodingKey>(keyedBy keyType: NestedKey.Type)
+        -> KeyedEncodingContainer<NestedKey>
+    {
+        next()
+        return KeyedEncodingContainer(
+            KeyedContainer<NestedKey>(sink: sink, codingPath: codingPath + [IndexKey(count - 1)], slots: slots))
+    }
+
+    mutating func nestedUnkeyedContainer() -> any UnkeyedEncodingContainer {
+        next()
+        return UnkeyedContainer(sink: sink, codingPath: codingPath + [IndexKey(count - 1)], slots: slots)
+    }
+
+    mutating func superEncoder() -> any Encoder {
+        next()
+        return _BinaryEncoder(sink: sink, codingPath: codingPath + [IndexKey(count - 1)], slots: slots)
+    }
+}
+
+private struct SingleValueContainer: SingleValueEncodingContainer {
+    let sink: ByteSink
+    let codingPath: [any CodingKey]
+    let slots: [Int]
+
+    mutating func encodeNil() throws { sink.bytes.append(WireFormat.absent); sink.patch(slots) }
+    mutating func encode(_ value: Bool) throws { sink.bytes.append(value ? 1 : 0); sink.patch(slots) }
+    mutating func encode(_ value: String) throws { sink.appendString(value); sink.patch(slots) }
+    mutating func encode(_ value: Double) throws { sink.append(value.bitPattern); sink.patch(slots) }
+    mutating func encode(_ value: Float) throws { sink.append(value.bitPattern); sink.patch(slots) }
+    mutating func encode(_ value: Int) throws { sink.append(Int64(value)); sink.patch(slots) }
+    mutating func encode(_ value: Int8) throws { sink.append(value); sink.patch(slots) }
+    mutating func encode(_ value: Int16) throws { sink.append(value); sink.patch(slots) }
+    mutating func encode(_ value: Int32) throws { sink.append(value); sink.patch(slots) }
+    mutating func encode(_ value: Int64) throws { sink.append(value); sink.patch(slots) }
+    mutating func encode(_ value: UInt) throws { sink.append(UInt64(value)); sink.patch(slots) }
+    mutating func encode(_ value: UInt8) throws { sink.append(value); sink.patch(slots) }
+    mutating func encode(_ value: UInt16) throws { sink.append(value); sink.patch(slots) }
+    mutating func encode(_ value: UInt32) throws { sink.append(value); sink.patch(slots) }
+    mutating func encode(_ value: UInt64) throws { sink.append(value); sink.patch(slots) }
+    mutating func encode<T: Encodable>(_ value: T) throws {
+        try sink.encodeValue(value, codingPath: codingPath, slots: slots)
+    }
+}
