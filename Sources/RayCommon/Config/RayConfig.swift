@@ -1,0 +1,116 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// One setting: a name in Ray's spelling, a default, and an optional `RAY_<name>` environment override.
+public struct Setting<Value: Sendable>: Sendable {
+    public let name: String
+    public let defaultValue: Value
+    let parse: @Sendable (String) -> Value?
+
+    /// The environment variable that overrides it: `RAY_` + name.
+    public var environmentVariable: String { "RAY_" + name }
+}
+
+extension Setting where Value == Int {
+    init(_ name: String, _ defaultValue: Int) {
+        self.init(name: name, defaultValue: defaultValue, parse: { Int($0.trimmingSpaces) })
+    }
+}
+
+extension Setting where Value == Double {
+    init(_ name: String, _ defaultValue: Double) {
+        self.init(name: name, defaultValue: defaultValue, parse: { Double($0.trimmingSpaces) })
+    }
+}
+
+extension Setting where Value == Bool {
+    init(_ name: String, _ defaultValue: Bool) {
+        self.init(name: name, defaultValue: defaultValue, parse: { text in
+            switch text.trimmingSpaces.lowercased() {
+            case "1", "true", "yes", "on": return true
+            case "0", "false", "no", "off": return false
+            default: return nil
+            }
+        })
+    }
+}
+
+extension Setting where Value == String {
+    init(_ name: String, _ defaultValue: String) {
+        self.init(name: name, defaultValue: defaultValue, parse: { $0 })
+    }
+}
+
+extension String {
+    fileprivate var trimmingSpaces: Substring {
+        let trimmed = drop { $0 == " " || $0 == "\t" }
+        return trimmed.prefix(trimmed.count - trimmed.reversed().prefix { $0 == " " || $0 == "\t" }.count)
+    }
+}
+
+/// Every tunable of swift-ray in one table (as Ray's `ray_config_def.h`), each with a default and a
+/// `RAY_<name>` environment override, read once per process.
+public struct RayConfig: Sendable {
+    /// Results at most this big travel inline in replies; larger ones go to the shared-memory store.
+    public static let maxDirectCallObjectSize = Setting("max_direct_call_object_size", 100 * 1024)
+    /// Bytes of the node's shared-memory object store; 0 means 30% of system memory, as Ray.
+    public static let objectStoreMemory = Setting("object_store_memory", 0)
+    /// How long an idle worker lives before the raylet reaps it.
+    public static let idleWorkerKillIntervalMilliseconds = Setting("idle_worker_killing_time_threshold_ms", 1000)
+    /// Workers started ahead of demand, at most `num_cpus`.
+    public static let numPrestartWorkers = Setting("num_prestart_workers", -1)
+    /// How long a worker may take to register with its raylet.
+    public static let workerRegisterTimeoutSeconds = Setting("worker_register_timeout_seconds", 60)
+    /// The deadline of control-plane calls between processes.
+    public static let rpcTimeoutMilliseconds = Setting("rpc_timeout_ms", 30_000)
+    /// How often the GCS checks each raylet's health, and how many misses mark it dead.
+    public static let healthCheckPeriodMilliseconds = Setting("health_check_period_ms", 3000)
+    public static let healthCheckFailureThreshold = Setting("health_check_failure_threshold", 5)
+    /// The GCS's default port.
+    public static let gcsServerPort = Setting("gcs_server_port", 6379)
+
+    /// Values set in code win over the environment, which wins over defaults.
+    private let overrides: [String: String]
+    private let environment: @Sendable (String) -> String?
+
+    /// The process's configuration: environment variables over defaults.
+    public init(overrides: [String: String] = [:]) {
+        self.init(overrides: overrides, environment: { name in getenv(name).map { String(cString: $0) } })
+    }
+
+    /// A configuration that reads "environment variables" from `environment` (for tests).
+    public init(overrides: [String: String] = [:], environment: @escaping @Sendable (String) -> String?) {
+        self.overrides = overrides
+        self.environment = environment
+    }
+
+    /// The value of `setting`; a value that does not parse is an error naming the setting.
+    public func value<Value>(_ setting: Setting<Value>) throws(ConfigError) -> Value {
+        if let text = overrides[setting.name] {
+            guard let value = setting.parse(text) else { throw ConfigError(setting: setting.name, text: text) }
+            return value
+        }
+        if let text = environment(setting.environmentVariable) {
+            guard let value = setting.parse(text) else {
+                throw ConfigError(setting: setting.environmentVariable, text: text)
+            }
+            return value
+        }
+        return setting.defaultValue
+    }
+
+    /// The value of `setting`, or its default when the configured text does not parse.
+    public subscript<Value>(_ setting: Setting<Value>) -> Value {
+        (try? value(setting)) ?? setting.defaultValue
+    }
+}
+
+/// A configured value that does not parse.
+public struct ConfigError: Error, Sendable, CustomStringConvertible {
+    public var setting: String
+    public var text: String
+    public var description: String { "\(setting)='\(text)' is not a valid value" }
+}
