@@ -116,7 +116,8 @@ int grpcshim_server_finish(grpcshim_server *server, uint64_t call_id, int status
                            const char *message, size_t message_len,
                            const cinterop_metadata *trailing, size_t trailing_count);
 
-/* Stops accepting calls, lets calls in flight finish for grace_ms, then cancels the rest, delivers
+/* Answers new calls UNAVAILABLE, lets calls in flight finish for up to grace_ms (and lingers 50 ms
+   after the last so clients read their replies), then stops listening, cancels the rest, delivers
    every outstanding DONE event and joins the completion-queue threads. Blocking and idempotent. Must
    not be called from a callback. */
 void grpcshim_server_shutdown(grpcshim_server *server, int grace_ms);

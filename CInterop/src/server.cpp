@@ -5,6 +5,7 @@
 // (from a completion-queue thread or a Swift thread) happens under the server mutex after checking the
 // call is alive and the queues are not shut down: gRPC asserts if an operation starts after
 // CompletionQueue::Shutdown. The mutex is never held while the Swift callback runs.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <deque>
@@ -27,6 +28,7 @@ constexpr int kRequestsPerQueue = 32;
 constexpr int kDefaultMessageLimit = 4 * 1024 * 1024;
 constexpr int kMaxMetadataBytes = 64 * 1024;
 constexpr int kStreamLookaheadBytes = 8 * 1024 * 1024;
+constexpr int kShutdownLingerMs = 50;
 
 enum class TagKind { request, read, write, finish, done };
 
@@ -76,6 +78,7 @@ struct grpcshim_server {
     std::mutex mu;
     std::mutex shutdown_mu;
     bool shutting_down = false;
+    bool draining = false;       // new calls are answered UNAVAILABLE while calls in flight finish
     bool queues_shut = false;
     bool shut_complete = false;
     grpc::AsyncGenericService service;
@@ -182,6 +185,15 @@ void handle(Tag *tag, bool ok) {
         s->calls[c->id] = c;
         c->outstanding++;  // the done tag is armed once the call started
         if (!s->shutting_down && can_post(s)) post_request(s, c->queue_index);
+        if (s->draining && can_post(s)) {
+            // Shutting down gracefully: answer at once, without bothering Swift.
+            c->finish_requested = true;
+            c->finish_posted = true;
+            c->status = grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down");
+            c->outstanding++;
+            c->stream.Finish(c->status, &c->finish_tag);
+            return;
+        }
         if (can_post(s)) {
             c->reading = true;
             c->outstanding++;
@@ -416,11 +428,43 @@ int64_t grpcshim_server_live_calls(grpcshim_server *s) { return s->live_calls.lo
 void grpcshim_server_shutdown(grpcshim_server *s, int grace_ms) {
     std::lock_guard<std::mutex> guard(s->shutdown_mu);
     if (s->shut_complete) return;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(grace_ms < 0 ? 0 : grace_ms);
+    {
+        std::lock_guard<std::mutex> lock(s->mu);
+        s->draining = true;
+    }
+    // Drain first: let the calls Swift is answering finish while the connections stay open, then
+    // linger a moment so clients read the last replies. grpc::Server::Shutdown closes connections as
+    // soon as no call is left, and a close with bytes still unread sends a TCP reset that can destroy
+    // a reply the client had not read yet (seen as UNAVAILABLE "Connection reset by peer").
+    bool drained = false;
+    while (std::chrono::steady_clock::now() < deadline) {
+        {
+            std::lock_guard<std::mutex> lock(s->mu);
+            drained = true;
+            for (auto &entry : s->calls) {
+                if (entry.second->notified) {
+                    drained = false;
+                    break;
+                }
+            }
+        }
+        if (drained) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    if (drained) {
+        auto linger = std::min<std::chrono::steady_clock::duration>(std::chrono::milliseconds(kShutdownLingerMs),
+                                                                  deadline - std::chrono::steady_clock::now());
+        if (linger.count() > 0) std::this_thread::sleep_for(linger);
+    }
     {
         std::lock_guard<std::mutex> lock(s->mu);
         s->shutting_down = true;
     }
-    s->server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(grace_ms < 0 ? 0 : grace_ms));
+    auto remaining = deadline - std::chrono::steady_clock::now();
+    if (remaining.count() < 0) remaining = std::chrono::steady_clock::duration::zero();
+    s->server->Shutdown(std::chrono::system_clock::now() +
+                        std::chrono::duration_cast<std::chrono::system_clock::duration>(remaining));
     {
         std::lock_guard<std::mutex> lock(s->mu);
         s->queues_shut = true;
