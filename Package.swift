@@ -48,6 +48,10 @@ let package = Package(
         ),
         // IDs, configuration, errors and the binary serialization every process shares.
         .target(name: "RayCommon"),
+        // Method descriptors of the control-plane services, shared by servers and clients.
+        .target(name: "RayServices", dependencies: ["RayRPC", "RayProtos"]),
+        // The Global Control Service (one per cluster).
+        .target(name: "RayGCS", dependencies: ["RayCommon", "RayRPC", "RayProtos", "RayServices"]),
         // YAML to JSON over the shim's yaml-cpp part.
         .target(name: "RayYAML", dependencies: ["CInterop"]),
         // The test service (Protos/ray/testing.proto) served and called by RPC tests, demo and benchmark.
@@ -57,6 +61,7 @@ let package = Package(
         .testTarget(name: "RayRPCTests", dependencies: ["RayRPC", "RPCTestService"]),
         .testTarget(name: "RayYAMLTests", dependencies: ["RayYAML"]),
         .testTarget(name: "RayCommonTests", dependencies: ["RayCommon"]),
+        .testTarget(name: "RayGCSTests", dependencies: ["RayGCS", "RayServices", "RayRPC", "RayProtos", "RayCommon"]),
     ],
     swiftLanguageModes: [.v6],
     cxxLanguageStandard: .cxx17

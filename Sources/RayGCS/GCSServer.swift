@@ -1,0 +1,110 @@
+import RayCommon
+import RayProtos
+import RayRPC
+import RayServices
+
+/// The Global Control Service: one per cluster, on the head node. Serves the node, job, internal KV
+/// and pub/sub services of `Protos/ray/gcs_service.proto` over gRPC.
+public final class GCSServer: Sendable {
+    /// The port it listens on (the one asked for, or the one port 0 picked).
+    public var port: Int { server.port }
+    private let server: RPCServer
+    let state: GCSState
+
+    /// Starts serving on `host:port` (port 0 picks a free port).
+    public init(host: String = "127.0.0.1", port: Int = 0,
+                configuration: RPCServer.Configuration = RPCServer.Configuration()) throws(RPCError) {
+        let state = GCSState()
+        self.state = state
+        self.server = try RPCServer(host: host, port: port, router: Self.router(state), configuration: configuration)
+    }
+
+    /// Stops serving; calls in flight get `grace` to finish.
+    public func shutdown(grace: Duration = .seconds(1)) async {
+        await server.shutdown(grace: grace)
+    }
+
+    /// The longest a subscriber's poll is held open before it returns empty.
+    static let maxPollWait: Duration = .seconds(30)
+
+    private static func router(_ state: GCSState) -> RPCRouter {
+        var router = RPCRouter()
+        router.register(GCSMethods.registerNode) { request, _ in
+            try await state.registerNode(request.nodeInfo)
+            return Ray_Rpc_RegisterNodeReply()
+        }
+        router.register(GCSMethods.unregisterNode) { request, _ in
+            try await state.unregisterNode(request.nodeID, reason: request.deathReason)
+            return Ray_Rpc_UnregisterNodeReply()
+        }
+        router.register(GCSMethods.getAllNodeInfo) { _, _ in
+            var reply = Ray_Rpc_GetAllNodeInfoReply()
+            reply.nodeInfoList = await state.allNodes()
+            return reply
+        }
+        router.register(GCSMethods.checkAlive) { request, _ in
+            var reply = Ray_Rpc_CheckAliveReply()
+            reply.alive = await state.alive(request.nodeIds)
+            return reply
+        }
+        router.register(GCSMethods.getNextJobID) { _, _ in
+            var reply = Ray_Rpc_GetNextJobIDReply()
+            reply.jobID = await state.nextJobNumber()
+            return reply
+        }
+        router.register(GCSMethods.addJob) { request, _ in
+            try await state.addJob(request.data)
+            return Ray_Rpc_AddJobReply()
+        }
+        router.register(GCSMethods.markJobFinished) { request, _ in
+            try await state.markJobFinished(request.jobID)
+            return Ray_Rpc_MarkJobFinishedReply()
+        }
+        router.register(GCSMethods.getAllJobInfo) { _, _ in
+            var reply = Ray_Rpc_GetAllJobInfoReply()
+            reply.jobInfoList = await state.allJobs()
+            return reply
+        }
+        router.register(GCSMethods.kvGet) { request, _ in
+            var reply = Ray_Rpc_InternalKVGetReply()
+            if let value = await state.kvGet(request.namespace, request.key) {
+                reply.found = true
+                reply.value = value
+            }
+            return reply
+        }
+        router.register(GCSMethods.kvPut) { request, _ in
+            guard !request.key.isEmpty else { throw RPCError(code: .invalidArgument, message: "an empty key") }
+            var reply = Ray_Rpc_InternalKVPutReply()
+            reply.addedNum = await state.kvPut(request.namespace, request.key, request.value, overwrite: request.overwrite)
+            return reply
+        }
+        router.register(GCSMethods.kvDel) { request, _ in
+            var reply = Ray_Rpc_InternalKVDelReply()
+            reply.deletedNum = await state.kvDelete(request.namespace, request.key, byPrefix: request.delByPrefix)
+            return reply
+        }
+        router.register(GCSMethods.kvExists) { request, _ in
+            var reply = Ray_Rpc_InternalKVExistsReply()
+            reply.exists = await state.kvGet(request.namespace, request.key) != nil
+            return reply
+        }
+        router.register(GCSMethods.kvKeys) { request, _ in
+            var reply = Ray_Rpc_InternalKVKeysReply()
+            reply.results = await state.kvKeys(request.namespace, prefix: request.prefix)
+            return reply
+        }
+        router.register(GCSMethods.subscriberPoll) { request, context in
+            // Answer a little before the caller's deadline, so an empty poll is an answer, not an error.
+            var wait = maxPollWait
+            if let deadline = context.deadline {
+                wait = min(wait, (deadline - .now) - .milliseconds(200))
+            }
+            var reply = Ray_Rpc_GcsSubscriberPollReply()
+            reply.pubMessages = await state.poll(
+                after: request.maxProcessedSequenceID, channels: Set(request.channels), timeout: wait)
+            return reply
+        }
+        return router
+    }
+}

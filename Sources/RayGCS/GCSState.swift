@@ -1,0 +1,193 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import RayCommon
+import RayProtos
+import RayRPC
+
+typealias PubMessage = Ray_Rpc_PubMessage
+typealias ChannelType = Ray_Rpc_ChannelType
+
+/// The GCS's tables and its publisher, in one actor so every change is ordered and published once.
+/// Kept in memory; a durable store (for GCS restarts) plugs in with the fault-tolerance work.
+actor GCSState {
+    private var nodes: [NodeID: Ray_Rpc_GcsNodeInfo] = [:]
+    private var jobs: [JobID: Ray_Rpc_JobTableData] = [:]
+    private var lastJobNumber: Int32 = 0
+    private var kv: [Data: [Data: Data]] = [:]
+
+    // Pub/sub: a bounded log of messages and the long polls waiting for the next one.
+    private var log: [PubMessage] = []
+    private var sequence: Int64 = 0
+    private let logLimit = 10_000
+    private struct Waiter {
+        var channels: Set<ChannelType>
+        var after: Int64
+        var continuation: CheckedContinuation<[PubMessage], Never>
+    }
+    private var waiters: [Int: Waiter] = [:]
+    private var nextWaiter = 0
+
+    static func nowMilliseconds() -> UInt64 { UInt64(Date().timeIntervalSince1970 * 1000) }
+
+    // MARK: nodes
+
+    func registerNode(_ info: Ray_Rpc_GcsNodeInfo) throws(RPCError) {
+        let id = try Self.id(NodeID.self, info.nodeID, "node_id")
+        guard !info.nodeManagerAddress.isEmpty, info.nodeManagerPort > 0 else {
+            throw RPCError(code: .invalidArgument, message: "a node needs node_manager_address and node_manager_port")
+        }
+        if let existing = nodes[id], existing.state == .alive {
+            throw RPCError(code: .alreadyExists, message: "node \(id) is already registered")
+        }
+        var node = info
+        node.state = .alive
+        node.startTimeMs = Self.nowMilliseconds()
+        nodes[id] = node
+        publish(.gcsNodeInfoChannel, key: info.nodeID) { $0.nodeInfoMessage = node }
+    }
+
+    func unregisterNode(_ rawID: Data, reason: String) throws(RPCError) {
+        let id = try Self.id(NodeID.self, rawID, "node_id")
+        guard var node = nodes[id] else { throw RPCError(code: .notFound, message: "no node \(id)") }
+        guard node.state == .alive else { return }
+        node.state = .dead
+        node.deathReason = reason
+        node.endTimeMs = Self.nowMilliseconds()
+        nodes[id] = node
+        publish(.gcsNodeInfoChannel, key: rawID) { $0.nodeInfoMessage = node }
+    }
+
+    func allNodes() -> [Ray_Rpc_GcsNodeInfo] { nodes.values.sorted { $0.startTimeMs < $1.startTimeMs } }
+
+    func alive(_ rawIDs: [Data]) -> [Bool] {
+        rawIDs.map { raw in
+            guard let id = try? NodeID(bytes: raw) else { return false }
+            return nodes[id]?.state == .alive
+        }
+    }
+
+    // MARK: jobs
+
+    func nextJobNumber() -> Int32 {
+        lastJobNumber += 1
+        return lastJobNumber
+    }
+
+    func addJob(_ data: Ray_Rpc_JobTableData) throws(RPCError) {
+        let id = try Self.id(JobID.self, data.jobID, "job_id")
+        if jobs[id] != nil { throw RPCError(code: .alreadyExists, message: "job \(id) exists") }
+        var job = data
+        job.isDead = false
+        job.startTimeMs = Self.nowMilliseconds()
+        jobs[id] = job
+        lastJobNumber = max(lastJobNumber, Int32(bitPattern: id.number))
+        publish(.gcsJobChannel, key: data.jobID) { $0.jobMessage = job }
+    }
+
+    func markJobFinished(_ rawID: Data) throws(RPCError) {
+        let id = try Self.id(JobID.self, rawID, "job_id")
+        guard var job = jobs[id] else { throw RPCError(code: .notFound, message: "no job \(id)") }
+        guard !job.isDead else { return }
+        job.isDead = true
+        job.endTimeMs = Self.nowMilliseconds()
+        jobs[id] = job
+        publish(.gcsJobChannel, key: rawID) { $0.jobMessage = job }
+    }
+
+    func allJobs() -> [Ray_Rpc_JobTableData] { jobs.values.sorted { $0.startTimeMs < $1.startTimeMs } }
+
+    // MARK: internal KV
+
+    func kvGet(_ namespace: Data, _ key: Data) -> Data? { kv[namespace]?[key] }
+
+    /// Ray's semantics: returns 1 when the key was new; an existing key keeps its value unless `overwrite`.
+    func kvPut(_ namespace: Data, _ key: Data, _ value: Data, overwrite: Bool) -> Int32 {
+        let existed = kv[namespace]?[key] != nil
+        if !existed || overwrite { kv[namespace, default: [:]][key] = value }
+        return existed ? 0 : 1
+    }
+
+    func kvDelete(_ namespace: Data, _ key: Data, byPrefix: Bool) -> Int32 {
+        guard var table = kv[namespace] else { return 0 }
+        var deleted: Int32 = 0
+        if byPrefix {
+            for k in table.keys where k.starts(with: key) {
+                table[k] = nil
+                deleted += 1
+            }
+        } else if table.removeValue(forKey: key) != nil {
+            deleted = 1
+        }
+        kv[namespace] = table.isEmpty ? nil : table
+        return deleted
+    }
+
+    func kvKeys(_ namespace: Data, prefix: Data) -> [Data] {
+        (kv[namespace] ?? [:]).keys.filter { $0.starts(with: prefix) }.sorted { $0.lexicographicallyPrecedes($1) }
+    }
+
+    // MARK: pub/sub
+
+    private func publish(_ channel: ChannelType, key: Data, _ fill: (inout PubMessage) -> Void) {
+        sequence += 1
+        var message = PubMessage()
+        message.channelType = channel
+        message.keyID = key
+        message.sequenceID = sequence
+        fill(&message)
+        log.append(message)
+        if log.count > logLimit { log.removeFirst(log.count - logLimit) }
+        for (id, waiter) in waiters where waiter.channels.isEmpty || waiter.channels.contains(channel) {
+            waiters[id] = nil
+            waiter.continuation.resume(returning: messages(after: waiter.after, on: waiter.channels))
+        }
+    }
+
+    private func messages(after: Int64, on channels: Set<ChannelType>) -> [PubMessage] {
+        // The log is ordered by sequence id: find the first newer message, then filter by channel.
+        var low = 0
+        var high = log.count
+        while low < high {
+            let mid = (low + high) / 2
+            if log[mid].sequenceID <= after { low = mid + 1 } else { high = mid }
+        }
+        return log[low...].filter { channels.isEmpty || channels.contains($0.channelType) }
+    }
+
+    /// The messages after `after` on `channels` (all if empty); waits up to `timeout` for one.
+    func poll(after: Int64, channels: Set<ChannelType>, timeout: Duration) async -> [PubMessage] {
+        let ready = messages(after: after, on: channels)
+        if !ready.isEmpty || timeout <= .zero { return ready }
+        let id = nextWaiter
+        nextWaiter += 1
+        let expiry = Task { [weak self] in
+            try? await Task.sleep(for: timeout)
+            await self?.expire(id)
+        }
+        defer { expiry.cancel() }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                waiters[id] = Waiter(channels: channels, after: after, continuation: continuation)
+            }
+        } onCancel: {
+            Task { await self.expire(id) }
+        }
+    }
+
+    private func expire(_ id: Int) {
+        waiters.removeValue(forKey: id)?.continuation.resume(returning: [])
+    }
+
+    // MARK: validation
+
+    private static func id<Kind>(_ type: RayID<Kind>.Type, _ raw: Data, _ field: String) throws(RPCError) -> RayID<Kind> {
+        do {
+            return try RayID<Kind>(bytes: raw)
+        } catch {
+            throw RPCError(code: .invalidArgument, message: "\(field): \(error)")
+        }
+    }
+}

@@ -1,0 +1,40 @@
+import RayProtos
+import RayRPC
+
+/// The GCS's methods (Protos/ray/gcs_service.proto), shared by the GCS server and its clients.
+public enum GCSMethods {
+    private static func method<Request, Response>(_ service: String, _ name: String) -> RPCMethod<Request, Response> {
+        RPCMethod(service: "ray.rpc.\(service)", method: name)
+    }
+
+    public static let registerNode: RPCMethod<Ray_Rpc_RegisterNodeRequest, Ray_Rpc_RegisterNodeReply> =
+        method("NodeInfoGcsService", "RegisterNode")
+    public static let unregisterNode: RPCMethod<Ray_Rpc_UnregisterNodeRequest, Ray_Rpc_UnregisterNodeReply> =
+        method("NodeInfoGcsService", "UnregisterNode")
+    public static let getAllNodeInfo: RPCMethod<Ray_Rpc_GetAllNodeInfoRequest, Ray_Rpc_GetAllNodeInfoReply> =
+        method("NodeInfoGcsService", "GetAllNodeInfo")
+    public static let checkAlive: RPCMethod<Ray_Rpc_CheckAliveRequest, Ray_Rpc_CheckAliveReply> =
+        method("NodeInfoGcsService", "CheckAlive")
+
+    public static let addJob: RPCMethod<Ray_Rpc_AddJobRequest, Ray_Rpc_AddJobReply> = method("JobInfoGcsService", "AddJob")
+    public static let markJobFinished: RPCMethod<Ray_Rpc_MarkJobFinishedRequest, Ray_Rpc_MarkJobFinishedReply> =
+        method("JobInfoGcsService", "MarkJobFinished")
+    public static let getAllJobInfo: RPCMethod<Ray_Rpc_GetAllJobInfoRequest, Ray_Rpc_GetAllJobInfoReply> =
+        method("JobInfoGcsService", "GetAllJobInfo")
+    public static let getNextJobID: RPCMethod<Ray_Rpc_GetNextJobIDRequest, Ray_Rpc_GetNextJobIDReply> =
+        method("JobInfoGcsService", "GetNextJobID")
+
+    public static let kvGet: RPCMethod<Ray_Rpc_InternalKVGetRequest, Ray_Rpc_InternalKVGetReply> =
+        method("InternalKVGcsService", "InternalKVGet")
+    public static let kvPut: RPCMethod<Ray_Rpc_InternalKVPutRequest, Ray_Rpc_InternalKVPutReply> =
+        method("InternalKVGcsService", "InternalKVPut")
+    public static let kvDel: RPCMethod<Ray_Rpc_InternalKVDelRequest, Ray_Rpc_InternalKVDelReply> =
+        method("InternalKVGcsService", "InternalKVDel")
+    public static let kvExists: RPCMethod<Ray_Rpc_InternalKVExistsRequest, Ray_Rpc_InternalKVExistsReply> =
+        method("InternalKVGcsService", "InternalKVExists")
+    public static let kvKeys: RPCMethod<Ray_Rpc_InternalKVKeysRequest, Ray_Rpc_InternalKVKeysReply> =
+        method("InternalKVGcsService", "InternalKVKeys")
+
+    public static let subscriberPoll: RPCMethod<Ray_Rpc_GcsSubscriberPollRequest, Ray_Rpc_GcsSubscriberPollReply> =
+        method("InternalPubSubGcsService", "GcsSubscriberPoll")
+}
