@@ -10,11 +10,13 @@ let package = Package(
         .library(name: "RayYAML", targets: ["RayYAML"]),
         .library(name: "RayProtos", targets: ["RayProtos"]),
         .library(name: "RayCommon", targets: ["RayCommon"]),
+        .executable(name: "ray", targets: ["RayCLI"]),
         .executable(name: "rpc-benchmark", targets: ["RPCBenchmark"]),
         .executable(name: "rpc-demo", targets: ["RPCDemo"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
         // The thin C++ shim over Debian's grpc++ and yaml-cpp, behind a plain C header.
@@ -52,6 +54,13 @@ let package = Package(
         .target(name: "RayServices", dependencies: ["RayRPC", "RayProtos"]),
         // The Global Control Service (one per cluster).
         .target(name: "RayGCS", dependencies: ["RayCommon", "RayRPC", "RayProtos", "RayServices"]),
+        // The `ray` command: start, stop, status, and the daemons it runs.
+        .executableTarget(
+            name: "RayCLI",
+            dependencies: [
+                "RayGCS", "RayRPC", "RayProtos", "RayServices",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
         // YAML to JSON over the shim's yaml-cpp part.
         .target(name: "RayYAML", dependencies: ["CInterop"]),
         // The test service (Protos/ray/testing.proto) served and called by RPC tests, demo and benchmark.
@@ -61,6 +70,7 @@ let package = Package(
         .testTarget(name: "RayRPCTests", dependencies: ["RayRPC", "RPCTestService"]),
         .testTarget(name: "RayYAMLTests", dependencies: ["RayYAML"]),
         .testTarget(name: "RayCommonTests", dependencies: ["RayCommon"]),
+        .testTarget(name: "RayCLITests", dependencies: ["RayRPC", "RayProtos", "RayServices"]),
         .testTarget(name: "RayGCSTests", dependencies: ["RayGCS", "RayServices", "RayRPC", "RayProtos", "RayCommon"]),
     ],
     swiftLanguageModes: [.v6],

@@ -1,0 +1,97 @@
+import Foundation
+
+/// A cluster started on this machine by `ray start`: its folder (logs, ports, the processes it
+/// started) under the temp dir, as Ray's `/tmp/ray/session_*`.
+struct Session {
+    let directory: URL
+
+    /// `--temp-dir`, else `RAY_TMPDIR`, else /tmp/swift-ray (apart from a Python Ray's /tmp/ray).
+    static func tempDirectory(_ option: String?) -> URL {
+        URL(fileURLWithPath: option ?? ProcessInfo.processInfo.environment["RAY_TMPDIR"] ?? "/tmp/swift-ray")
+    }
+
+    static func create(in temp: URL) throws -> Session {
+        let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "-")
+        let directory = temp.appendingPathComponent("session_\(stamp)_\(getpid())")
+        try FileManager.default.createDirectory(
+            at: directory.appendingPathComponent("logs"), withIntermediateDirectories: true)
+        let latest = temp.appendingPathComponent("session_latest")
+        try? FileManager.default.removeItem(at: latest)
+        try? FileManager.default.createSymbolicLink(at: latest, withDestinationURL: directory)
+        return Session(directory: directory)
+    }
+
+    static func all(in temp: URL) -> [Session] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: temp.path)) ?? []
+        return names.filter { $0.hasPrefix("session_") && $0 != "session_latest" }.sorted()
+            .map { Session(directory: temp.appendingPathComponent($0)) }
+    }
+
+    var logs: URL { directory.appendingPathComponent("logs") }
+    var processesFile: URL { directory.appendingPathComponent("processes") }
+
+    /// The processes this session started: "role pid" lines.
+    func processes() -> [(role: String, pid: pid_t)] {
+        guard let text = try? String(contentsOf: processesFile, encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap { line in
+            let parts = line.split(separator: " ")
+            guard parts.count == 2, let pid = pid_t(parts[1]) else { return nil }
+            return (String(parts[0]), pid)
+        }
+    }
+
+    func record(role: String, pid: pid_t) throws {
+        let line = "\(role) \(pid)\n"
+        if let handle = try? FileHandle(forWritingTo: processesFile) {
+            defer { try? handle.close() }
+            try handle.seekToEnd()
+            try handle.write(contentsOf: Data(line.utf8))
+        } else {
+            try Data(line.utf8).write(to: processesFile)
+        }
+    }
+
+    func forgetProcesses() { try? FileManager.default.removeItem(at: processesFile) }
+
+    /// Where `ray start` leaves the address for `ray status` and drivers.
+    static func currentClusterFile(in temp: URL) -> URL { temp.appendingPathComponent("ray_current_cluster") }
+}
+
+/// Process helpers.
+enum Processes {
+    /// This executable's path, to start daemons from the same binary.
+    static var selfPath: String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    }
+
+    /// True while `pid` runs and its command line mentions `marker` (so a reused pid is never signalled).
+    static func isRunning(_ pid: pid_t, marker: String) -> Bool {
+        guard kill(pid, 0) == 0 || errno == EPERM else { return false }
+        if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+           let close = stat.lastIndex(of: ")"),
+           stat[stat.index(close, offsetBy: 2)] == "Z" {
+            return false  // a zombie has exited
+        }
+        guard let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+        return String(decoding: cmdline, as: UTF8.self).contains(marker)
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`; true when the process is gone.
+    @discardableResult
+    static func stop(_ pid: pid_t, marker: String, grace: TimeInterval = 5) -> Bool {
+        guard isRunning(pid, marker: marker) else { return true }
+        kill(pid, SIGTERM)
+        let deadline = Date().addingTimeInterval(grace)
+        while Date() < deadline {
+            if !isRunning(pid, marker: marker) { return true }
+            usleep(10_000)
+        }
+        kill(pid, SIGKILL)
+        let killDeadline = Date().addingTimeInterval(2)
+        while Date() < killDeadline {
+            if !isRunning(pid, marker: marker) { return true }
+            usleep(10_000)
+        }
+        return false
+    }
+}

@@ -1,0 +1,143 @@
+import Foundation
+import RayProtos
+import RayRPC
+import RayServices
+import Testing
+
+/// Runs the built `ray` executable with a private temp dir; returns exit status and output.
+struct RayCLI {
+    let tempDir: URL
+
+    static var executable: URL {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("ray")
+    }
+
+    init() throws {
+        tempDir = FileManager.default.temporaryDirectory.appendingPathComponent("swift-ray-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: tempDir, withIntermediateDirectories: true)
+    }
+
+    func run(_ arguments: [String], timeout: Duration = .seconds(20)) async throws -> (status: Int32, output: String) {
+        #expect(FileManager.default.fileExists(atPath: Self.executable.path), "ray must be built next to the tests")
+        let process = Process()
+        process.executableURL = Self.executable
+        process.arguments = arguments + ["--temp-dir", tempDir.path]
+        var environment = ProcessInfo.processInfo.environment
+        environment["GRPC_VERBOSITY"] = "NONE"
+        process.environment = environment
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning {
+            if ContinuousClock.now > deadline {
+                process.terminate()
+                Issue.record("`ray \(arguments.joined(separator: " "))` did not finish within \(timeout)")
+                break
+            }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        process.waitUntilExit()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        return (process.terminationStatus, text)
+    }
+
+    /// The pids the sessions recorded.
+    func recordedPIDs() -> [pid_t] {
+        let sessions = (try? FileManager.default.contentsOfDirectory(atPath: tempDir.path)) ?? []
+        return sessions.filter { $0.hasPrefix("session_") && $0 != "session_latest" }.flatMap { name -> [pid_t] in
+            let file = tempDir.appendingPathComponent(name).appendingPathComponent("processes")
+            let text = (try? String(contentsOf: file, encoding: .utf8)) ?? ""
+            return text.split(separator: "\n").compactMap { $0.split(separator: " ").last.flatMap { pid_t($0) } }
+        }
+    }
+
+    /// Stops whatever is left, whatever happened in the test.
+    func cleanUp() async {
+        _ = try? await run(["stop"])
+        try? FileManager.default.removeItem(at: tempDir)
+    }
+}
+
+/// Alive and not a zombie.
+func processIsAlive(_ pid: pid_t) -> Bool {
+    guard kill(pid, 0) == 0 else { return false }
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let close = stat.lastIndex(of: ")") else { return false }
+    return stat[stat.index(close, offsetBy: 2)] != "Z"
+}
+
+@Suite(.serialized, .timeLimit(.minutes(1))) struct ClusterLifecycleTests {
+    @Test func startStatusStopLeavesNoProcess() async throws {
+        let cli = try RayCLI()
+        do {
+            let start = ContinuousClock.now
+            let started = try await cli.run(["start", "--head", "--port", "0"])
+            let startTime = ContinuousClock.now - start
+            #expect(started.status == 0, "ray start failed: \(started.output)")
+            #expect(startTime < .seconds(2), "ray start took \(startTime)")
+            let address = try #require(started.output.split(separator: "\n")
+                .first { $0.contains("GCS address:") }?.split(separator: " ").last.map(String.init))
+
+            // The GCS really serves.
+            let channel = try RPCChannel(target: address)
+            let nodes = try await channel.unary(GCSMethods.getAllNodeInfo, Ray_Rpc_GetAllNodeInfoRequest(),
+                                                options: CallOptions(timeout: .seconds(5)))
+            #expect(nodes.nodeInfoList.isEmpty)
+
+            let status = try await cli.run(["status"])
+            #expect(status.status == 0)
+            #expect(status.output.contains("Cluster status (\(address))"))
+
+            let pids = cli.recordedPIDs()
+            #expect(pids.count == 1)
+            #expect(pids.allSatisfy(processIsAlive))
+
+            let stopped = try await cli.run(["stop"])
+            #expect(stopped.status == 0, "ray stop failed: \(stopped.output)")
+            #expect(stopped.output.contains("Stopped 1 swift-ray process."))
+            for pid in pids { #expect(!processIsAlive(pid), "process \(pid) survived ray stop") }
+
+            let after = try await cli.run(["status"])
+            #expect(after.status != 0)
+        } catch {
+            await cli.cleanUp()
+            throw error
+        }
+        await cli.cleanUp()
+    }
+
+    @Test func startingOnAPortInUseFailsClearly() async throws {
+        let cli = try RayCLI()
+        do {
+            let first = try await cli.run(["start", "--head", "--port", "0"])
+            #expect(first.status == 0, "\(first.output)")
+            let port = try #require(first.output.split(separator: "\n").first { $0.contains("GCS address:") }?
+                .split(separator: ":").last.map { String($0) })
+            let second = try await cli.run(["start", "--head", "--port", port])
+            #expect(second.status != 0)
+            #expect(second.output.contains("cannot serve on 127.0.0.1:\(port)"), "\(second.output)")
+            // Only the first cluster's GCS is left, and stop ends it.
+            let pids = cli.recordedPIDs()
+            #expect(pids.filter(processIsAlive).count == 1)
+            _ = try await cli.run(["stop"])
+            for pid in pids { #expect(!processIsAlive(pid)) }
+        } catch {
+            await cli.cleanUp()
+            throw error
+        }
+        await cli.cleanUp()
+    }
+
+    @Test func statusWithoutAClusterSaysSo() async throws {
+        let cli = try RayCLI()
+        let status = try await cli.run(["status"])
+        #expect(status.status != 0)
+        #expect(status.output.contains("no cluster"))
+        let unreachable = try await cli.run(["status", "--address", "127.0.0.1:1"])
+        #expect(unreachable.status != 0)
+        #expect(unreachable.output.contains("cannot reach the GCS at 127.0.0.1:1"))
+        await cli.cleanUp()
+    }
+}
