@@ -54,11 +54,13 @@ let package = Package(
         .target(name: "RayServices", dependencies: ["RayRPC", "RayProtos"]),
         // The Global Control Service (one per cluster).
         .target(name: "RayGCS", dependencies: ["RayCommon", "RayRPC", "RayProtos", "RayServices"]),
+        // The per-node daemon.
+        .target(name: "RayRaylet", dependencies: ["RayCommon", "RayRPC", "RayProtos", "RayServices"]),
         // The `ray` command: start, stop, status, and the daemons it runs.
         .executableTarget(
             name: "RayCLI",
             dependencies: [
-                "RayGCS", "RayRPC", "RayProtos", "RayServices",
+                "RayGCS", "RayRaylet", "RayRPC", "RayProtos", "RayServices",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // YAML to JSON over the shim's yaml-cpp part.
@@ -70,6 +72,9 @@ let package = Package(
         .testTarget(name: "RayRPCTests", dependencies: ["RayRPC", "RPCTestService"]),
         .testTarget(name: "RayYAMLTests", dependencies: ["RayYAML"]),
         .testTarget(name: "RayCommonTests", dependencies: ["RayCommon"]),
+        .testTarget(name: "RayRayletTests", dependencies: ["RayRaylet", "RayGCS", "RayCommon", "RayRPC", "RayProtos", "RayServices"]),
+        // Runs the `ray` executable that `swift build` builds (a dependency on the executable target would
+        // make SwiftPM build every executable in the graph, swift-protobuf's protoc included).
         .testTarget(name: "RayCLITests", dependencies: ["RayRPC", "RayProtos", "RayServices"]),
         .testTarget(name: "RayGCSTests", dependencies: ["RayGCS", "RayServices", "RayRPC", "RayProtos", "RayCommon"]),
     ],

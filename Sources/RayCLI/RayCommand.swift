@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import RayGCS
 import RayProtos
+import RayRaylet
 import RayRPC
 import RayServices
 
@@ -11,7 +12,7 @@ struct RayCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ray",
         abstract: "Start, inspect and stop swift-ray clusters.",
-        subcommands: [Start.self, Stop.self, Status.self, GCSServerCommand.self])
+        subcommands: [Start.self, Stop.self, Status.self, GCSServerCommand.self, RayletCommand.self])
 }
 
 struct CLIError: Error, CustomStringConvertible {
@@ -23,8 +24,14 @@ struct CLIError: Error, CustomStringConvertible {
 struct Start: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Start the head node of a cluster on this machine.")
 
-    @Flag(help: "Start the head node (GCS). Joining an existing cluster (--address) comes with multi-node support.")
+    @Flag(help: "Start the head node (GCS and raylet). Joining a cluster (--address) comes with multi-node support.")
     var head = false
+
+    @Option(name: .customLong("num-cpus"), help: "CPUs this node offers (default: all).")
+    var numCPUs: Int?
+
+    @Option(help: "Custom resources as JSON, e.g. '{\"GPU_like\": 2}'.")
+    var resources: String?
 
     @Option(help: "The GCS port (0 picks a free one).")
     var port: Int = 6379
@@ -42,17 +49,30 @@ struct Start: AsyncParsableCommand {
         guard head else { throw CLIError("only `ray start --head` is supported so far") }
         let temp = Session.tempDirectory(tempDir)
         let session = try Session.create(in: temp)
-        let portFile = session.directory.appendingPathComponent("gcs_server.port")
-        let gcs = try spawnDaemon(
-            session: session, role: "gcs_server",
-            arguments: ["gcs-server", "--host", nodeIPAddress, "--port", String(port), "--port-file", portFile.path,
-                        "--detach"])
+        var custom: [String: Double] = [:]
+        if let resources {
+            guard let parsed = try? JSONDecoder().decode([String: Double].self, from: Data(resources.utf8)) else {
+                throw CLIError("--resources must be a JSON object of numbers, got \(resources)")
+            }
+            custom = parsed
+        }
         let boundPort: Int
         do {
-            boundPort = try await waitForPortFile(portFile, pid: gcs.processIdentifier, session: session, role: "gcs_server")
+            boundPort = try await startDaemon(
+                session: session, role: "gcs_server",
+                arguments: ["gcs-server", "--host", nodeIPAddress, "--port", String(port)])
             try await checkGCS(host: nodeIPAddress, port: boundPort)
+            var rayletArguments = ["raylet", "--gcs-address", "\(nodeIPAddress):\(boundPort)", "--host", nodeIPAddress,
+                                   "--head"]
+            if let numCPUs { rayletArguments += ["--num-cpus", String(numCPUs)] }
+            if !custom.isEmpty, let json = String(data: try JSONEncoder().encode(custom), encoding: .utf8) {
+                rayletArguments += ["--resources", json]
+            }
+            _ = try await startDaemon(session: session, role: "raylet", arguments: rayletArguments)
         } catch {
-            Processes.stop(gcs.processIdentifier, marker: "gcs-server")
+            for process in session.processes().reversed() {
+                Processes.stop(process.pid, marker: Processes.marker(role: process.role))
+            }
             session.forgetProcesses()
             throw error
         }
@@ -69,16 +89,20 @@ struct Start: AsyncParsableCommand {
         fflush(nil)
         if block {
             await waitForTermination()
-            for process in session.processes() { Processes.stop(process.pid, marker: "gcs-server") }
+            for process in session.processes().reversed() {
+                Processes.stop(process.pid, marker: Processes.marker(role: process.role))
+            }
             session.forgetProcesses()
             try? FileManager.default.removeItem(at: Session.currentClusterFile(in: temp))
         }
     }
 
-    private func spawnDaemon(session: Session, role: String, arguments: [String]) throws -> Process {
+    /// Starts `ray <arguments>` detached, logging to the session, and waits for the port it bound.
+    private func startDaemon(session: Session, role: String, arguments: [String]) async throws -> Int {
+        let portFile = session.directory.appendingPathComponent("\(role).port")
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Processes.selfPath)
-        process.arguments = arguments
+        process.arguments = arguments + ["--port-file", portFile.path, "--detach"]
         let out = session.logs.appendingPathComponent("\(role).out")
         let err = session.logs.appendingPathComponent("\(role).err")
         _ = FileManager.default.createFile(atPath: out.path, contents: nil)
@@ -88,21 +112,18 @@ struct Start: AsyncParsableCommand {
         process.standardError = try FileHandle(forWritingTo: err)
         try process.run()
         try session.record(role: role, pid: process.processIdentifier)
-        return process
-    }
-
-    /// Waits until the daemon wrote its bound port; fails with its log if it exits first.
-    private func waitForPortFile(_ file: URL, pid: pid_t, session: Session, role: String) async throws -> Int {
-        let deadline = ContinuousClock.now + .seconds(10)
+        let deadline = ContinuousClock.now + .seconds(15)
         while ContinuousClock.now < deadline {
-            if let text = try? String(contentsOf: file, encoding: .utf8), let port = Int(text) { return port }
-            if !Processes.isRunning(pid, marker: "gcs-server") {
-                let log = (try? String(contentsOf: session.logs.appendingPathComponent("\(role).err"), encoding: .utf8)) ?? ""
+            if let text = try? String(contentsOf: portFile, encoding: .utf8), let port = Int(text) { return port }
+            // Our own child: ask Foundation, which reaps it. (Its /proc command line may still be this
+            // process's for a moment after the spawn, so the marker check would misreport it dead.)
+            if !process.isRunning {
+                let log = (try? String(contentsOf: err, encoding: .utf8)) ?? ""
                 throw CLIError("\(role) exited during start-up:\n\(log.suffix(2000))")
             }
             try await Task.sleep(for: .milliseconds(5))
         }
-        throw CLIError("\(role) did not report its port within 10 s (see \(session.logs.path))")
+        throw CLIError("\(role) did not report its port within 15 s (see \(session.logs.path))")
     }
 
     private func checkGCS(host: String, port: Int) async throws {
@@ -125,8 +146,9 @@ struct Stop: AsyncParsableCommand {
         var stopped = 0
         var failed: [pid_t] = []
         for session in Session.all(in: temp) {
-            for process in session.processes() {
-                let marker = process.role == "gcs_server" ? "gcs-server" : process.role
+            // Raylets first, so they unregister from a GCS that still runs.
+            for process in session.processes().reversed() {
+                let marker = Processes.marker(role: process.role)
                 if Processes.isRunning(process.pid, marker: marker) {
                     if Processes.stop(process.pid, marker: marker) { stopped += 1 } else { failed.append(process.pid) }
                 }
@@ -194,22 +216,62 @@ struct GCSServerCommand: AsyncParsableCommand {
     func run() async throws {
         if detach { setsid() }
         let server = try GCSServer(host: host, port: port)
-        if let portFile {
-            let temporary = portFile + ".tmp"
-            try Data(String(server.port).utf8).write(to: URL(fileURLWithPath: temporary))
-            try FileManager.default.moveItem(atPath: temporary, toPath: portFile)
-        }
+        try writePortFile(portFile, server.port)
         FileHandle.standardError.write(Data("gcs_server listening on \(host):\(server.port)\n".utf8))
-        await waitForTermination()
+        let signalNumber = await waitForTermination()
+        FileHandle.standardError.write(Data("gcs_server stopping on signal \(signalNumber)\n".utf8))
         await server.shutdown(grace: .seconds(1))
     }
 }
 
-/// Returns on SIGTERM or SIGINT.
-func waitForTermination() async {
+/// `ray raylet`: the per-node daemon (started by `ray start`).
+struct RayletCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "raylet", abstract: "Run a raylet (started by `ray start`).", shouldDisplay: false)
+
+    @Option(name: .customLong("gcs-address")) var gcsAddress: String
+    @Option var host = "127.0.0.1"
+    @Option var port: Int = 0
+    @Flag var head = false
+    @Option(name: .customLong("num-cpus")) var numCPUs: Int?
+    @Option var resources: String?
+    @Option(name: .customLong("port-file")) var portFile: String?
+    @Flag var detach = false
+
+    func run() async throws {
+        if detach { setsid() }
+        var options = Raylet.Options()
+        options.host = host
+        options.port = port
+        options.isHead = head
+        options.resources = Raylet.defaultResources(host: host, numCPUs: numCPUs, isHead: head)
+        if let resources {
+            let custom = try JSONDecoder().decode([String: Double].self, from: Data(resources.utf8))
+            options.resources.merge(custom) { _, new in new }
+        }
+        let raylet = try await Raylet(gcsAddress: gcsAddress, options: options)
+        try writePortFile(portFile, raylet.port)
+        FileHandle.standardError.write(Data("raylet \(raylet.nodeID) listening on \(host):\(raylet.port)\n".utf8))
+        let signalNumber = await waitForTermination()
+        FileHandle.standardError.write(Data("raylet stopping on signal \(signalNumber)\n".utf8))
+        await raylet.shutdown()
+    }
+}
+
+/// Writes `port` to `path` atomically (for the parent that waits on it).
+func writePortFile(_ path: String?, _ port: Int) throws {
+    guard let path else { return }
+    let temporary = path + ".tmp"
+    try Data(String(port).utf8).write(to: URL(fileURLWithPath: temporary))
+    try FileManager.default.moveItem(atPath: temporary, toPath: path)
+}
+
+/// Returns the signal number on SIGTERM or SIGINT.
+@discardableResult
+func waitForTermination() async -> Int32 {
     signal(SIGTERM, SIG_IGN)
     signal(SIGINT, SIG_IGN)
-    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+    return await withCheckedContinuation { (continuation: CheckedContinuation<Int32, Never>) in
         let resumed = NSLock()
         nonisolated(unsafe) var done = false
         var sources: [any DispatchSourceSignal] = []
@@ -220,7 +282,7 @@ func waitForTermination() async {
                 defer { resumed.unlock() }
                 if !done {
                     done = true
-                    continuation.resume()
+                    continuation.resume(returning: signalNumber)
                 }
             }
             source.resume()

@@ -64,6 +64,9 @@ enum Processes {
         (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     }
 
+    /// What a daemon's command line contains: its subcommand.
+    static func marker(role: String) -> String { role == "gcs_server" ? "gcs-server" : role }
+
     /// True while `pid` runs and its command line mentions `marker` (so a reused pid is never signalled).
     static func isRunning(_ pid: pid_t, marker: String) -> Bool {
         guard kill(pid, 0) == 0 || errno == EPERM else { return false }

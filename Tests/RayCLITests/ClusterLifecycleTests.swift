@@ -73,30 +73,36 @@ func processIsAlive(_ pid: pid_t) -> Bool {
         let cli = try RayCLI()
         do {
             let start = ContinuousClock.now
-            let started = try await cli.run(["start", "--head", "--port", "0"])
+            let started = try await cli.run(["start", "--head", "--port", "0", "--num-cpus", "3",
+                                             "--resources", #"{"GPU_like": 2}"#])
             let startTime = ContinuousClock.now - start
             #expect(started.status == 0, "ray start failed: \(started.output)")
             #expect(startTime < .seconds(2), "ray start took \(startTime)")
             let address = try #require(started.output.split(separator: "\n")
                 .first { $0.contains("GCS address:") }?.split(separator: " ").last.map(String.init))
 
-            // The GCS really serves.
+            // The GCS really serves, and the raylet registered the head node with its resources.
             let channel = try RPCChannel(target: address)
             let nodes = try await channel.unary(GCSMethods.getAllNodeInfo, Ray_Rpc_GetAllNodeInfoRequest(),
-                                                options: CallOptions(timeout: .seconds(5)))
-            #expect(nodes.nodeInfoList.isEmpty)
+                                                options: CallOptions(timeout: .seconds(5))).nodeInfoList
+            #expect(nodes.count == 1)
+            #expect(nodes.first?.isHeadNode == true)
+            #expect(nodes.first?.resourcesTotal["CPU"] == 3)
+            #expect(nodes.first?.resourcesTotal["GPU_like"] == 2)
 
             let status = try await cli.run(["status"])
             #expect(status.status == 0)
             #expect(status.output.contains("Cluster status (\(address))"))
+            #expect(status.output.contains("Active: 1"))
+            #expect(status.output.contains("CPU: 3"))
 
             let pids = cli.recordedPIDs()
-            #expect(pids.count == 1)
+            #expect(pids.count == 2)
             #expect(pids.allSatisfy(processIsAlive))
 
             let stopped = try await cli.run(["stop"])
             #expect(stopped.status == 0, "ray stop failed: \(stopped.output)")
-            #expect(stopped.output.contains("Stopped 1 swift-ray process."))
+            #expect(stopped.output.contains("Stopped 2 swift-ray processes."))
             for pid in pids { #expect(!processIsAlive(pid), "process \(pid) survived ray stop") }
 
             let after = try await cli.run(["status"])
@@ -118,15 +124,24 @@ func processIsAlive(_ pid: pid_t) -> Bool {
             let second = try await cli.run(["start", "--head", "--port", port])
             #expect(second.status != 0)
             #expect(second.output.contains("cannot serve on 127.0.0.1:\(port)"), "\(second.output)")
-            // Only the first cluster's GCS is left, and stop ends it.
+            // Only the first cluster's GCS and raylet are left, and stop ends them.
             let pids = cli.recordedPIDs()
-            #expect(pids.filter(processIsAlive).count == 1)
+            #expect(pids.filter(processIsAlive).count == 2)
             _ = try await cli.run(["stop"])
             for pid in pids { #expect(!processIsAlive(pid)) }
         } catch {
             await cli.cleanUp()
             throw error
         }
+        await cli.cleanUp()
+    }
+
+    @Test func badResourcesAreRejectedBeforeAnythingStarts() async throws {
+        let cli = try RayCLI()
+        let started = try await cli.run(["start", "--head", "--port", "0", "--resources", "not json"])
+        #expect(started.status != 0)
+        #expect(started.output.contains("--resources must be a JSON object"))
+        #expect(cli.recordedPIDs().filter(processIsAlive).isEmpty)
         await cli.cleanUp()
     }
 

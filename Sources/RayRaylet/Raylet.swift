@@ -1,0 +1,77 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import RayCommon
+import RayProtos
+import RayRPC
+import RayServices
+
+/// The per-node daemon. So far: it serves its node-manager port and registers the node, with its
+/// resources, in the GCS; on shutdown it unregisters. Worker leases, the worker pool and the object
+/// store come next (see the Core issue's notes).
+public final class Raylet: Sendable {
+    public struct Options: Sendable {
+        public var host = "127.0.0.1"
+        public var port = 0
+        public var nodeName = ""
+        public var isHead = false
+        /// Resources the node offers, as Ray names them ("CPU", "memory", custom ones).
+        public var resources: [String: Double] = [:]
+        public var labels: [String: String] = [:]
+        public init() {}
+    }
+
+    public let nodeID: NodeID
+    public var port: Int { server.port }
+    public let gcsAddress: String
+    private let server: RPCServer
+    private let gcs: RPCChannel
+
+    /// Starts serving and registers with the GCS at `gcsAddress` (waiting up to `registerTimeout` for it).
+    public init(gcsAddress: String, options: Options, registerTimeout: Duration = .seconds(10)) async throws {
+        self.nodeID = .random()
+        self.gcsAddress = gcsAddress
+        self.server = try RPCServer(host: options.host, port: options.port, router: RPCRouter())
+        self.gcs = try RPCChannel(target: gcsAddress)
+        var request = Ray_Rpc_RegisterNodeRequest()
+        request.nodeInfo.nodeID = Data(nodeID.bytes)
+        request.nodeInfo.nodeManagerAddress = options.host
+        request.nodeInfo.nodeManagerPort = Int32(server.port)
+        request.nodeInfo.nodeName = options.nodeName.isEmpty ? options.host : options.nodeName
+        request.nodeInfo.isHeadNode = options.isHead
+        request.nodeInfo.resourcesTotal = options.resources
+        request.nodeInfo.labels = options.labels
+        do {
+            _ = try await gcs.unary(GCSMethods.registerNode, request,
+                                    options: CallOptions(timeout: registerTimeout, waitForReady: true))
+        } catch {
+            await server.shutdown(grace: .zero)
+            throw RayError(.connection, "the raylet could not register with the GCS at \(gcsAddress)", cause: "\(error)")
+        }
+    }
+
+    /// Unregisters from the GCS (best effort, a short deadline) and stops serving.
+    public func shutdown(reason: String = "the raylet stopped") async {
+        var request = Ray_Rpc_UnregisterNodeRequest()
+        request.nodeID = Data(nodeID.bytes)
+        request.deathReason = reason
+        _ = try? await gcs.unary(GCSMethods.unregisterNode, request, options: CallOptions(timeout: .seconds(2)))
+        await server.shutdown(grace: .seconds(1))
+    }
+
+    /// The resources of this machine as Ray counts them by default: every CPU, 70% of memory for
+    /// tasks, 30% for the object store, and `node:<ip>`.
+    public static func defaultResources(host: String, numCPUs: Int?, isHead: Bool) -> [String: Double] {
+        let memory = Double(ProcessInfo.processInfo.physicalMemory)
+        var resources: [String: Double] = [
+            "CPU": Double(numCPUs ?? ProcessInfo.processInfo.activeProcessorCount),
+            "memory": (memory * 0.7).rounded(),
+            "object_store_memory": (memory * 0.3).rounded(),
+            "node:\(host)": 1,
+        ]
+        if isHead { resources["node:__internal_head__"] = 1 }
+        return resources
+    }
+}

@@ -1,0 +1,50 @@
+import Foundation
+import RayCommon
+import RayGCS
+import RayProtos
+import RayRaylet
+import RayRPC
+import RayServices
+import Testing
+
+@Suite(.timeLimit(.minutes(1))) struct RayletRegistrationTests {
+    @Test func registersWithResourcesAndUnregistersOnShutdown() async throws {
+        let gcs = try GCSServer()
+        let address = "127.0.0.1:\(gcs.port)"
+        var options = Raylet.Options()
+        options.isHead = true
+        options.resources = Raylet.defaultResources(host: "127.0.0.1", numCPUs: 3, isHead: true)
+        options.resources["GPU_like"] = 2
+        let raylet = try await Raylet(gcsAddress: address, options: options)
+        let channel = try RPCChannel(target: address)
+
+        let nodes = try await channel.unary(GCSMethods.getAllNodeInfo, Ray_Rpc_GetAllNodeInfoRequest()).nodeInfoList
+        #expect(nodes.count == 1)
+        let node = try #require(nodes.first)
+        #expect(node.nodeID == Data(raylet.nodeID.bytes))
+        #expect(node.state == .alive)
+        #expect(node.nodeManagerPort == Int32(raylet.port))
+        #expect(node.isHeadNode)
+        #expect(node.resourcesTotal["CPU"] == 3)
+        #expect(node.resourcesTotal["GPU_like"] == 2)
+        #expect(node.resourcesTotal["node:__internal_head__"] == 1)
+
+        await raylet.shutdown(reason: "test over")
+        let after = try await channel.unary(GCSMethods.getAllNodeInfo, Ray_Rpc_GetAllNodeInfoRequest()).nodeInfoList
+        #expect(after.first?.state == .dead)
+        #expect(after.first?.deathReason == "test over")
+        await gcs.shutdown(grace: .zero)
+    }
+
+    @Test func noGCSIsAClearErrorWithinTheDeadline() async throws {
+        let start = ContinuousClock.now
+        do {
+            _ = try await Raylet(gcsAddress: "127.0.0.1:1", options: Raylet.Options(), registerTimeout: .milliseconds(500))
+            Issue.record("a raylet without a GCS must not start")
+        } catch let error as RayError {
+            #expect(error.kind == .connection)
+            #expect(error.message.contains("127.0.0.1:1"))
+        }
+        #expect(ContinuousClock.now - start < .seconds(3))
+    }
+}
