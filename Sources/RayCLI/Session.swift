@@ -70,13 +70,29 @@ enum Processes {
     /// True while `pid` runs and its command line mentions `marker` (so a reused pid is never signalled).
     static func isRunning(_ pid: pid_t, marker: String) -> Bool {
         guard kill(pid, 0) == 0 || errno == EPERM else { return false }
-        if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+        if let raw = readProcFile("/proc/\(pid)/stat"),
+           case let stat = String(decoding: raw, as: UTF8.self),
            let close = stat.lastIndex(of: ")"),
            stat[stat.index(close, offsetBy: 2)] == "Z" {
             return false  // a zombie has exited
         }
-        guard let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+        guard let cmdline = readProcFile("/proc/\(pid)/cmdline") else { return false }
         return String(decoding: cmdline, as: UTF8.self).contains(marker)
+    }
+
+    /// A /proc file's bytes. (/proc files report size 0, so read them with plain read(2).)
+    static func readProcFile(_ path: String) -> [UInt8]? {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            bytes.append(contentsOf: chunk[0..<n])
+        }
+        return bytes
     }
 
     /// SIGTERM, then SIGKILL after `grace`; true when the process is gone.

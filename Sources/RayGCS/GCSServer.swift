@@ -95,10 +95,12 @@ public final class GCSServer: Sendable {
             return reply
         }
         router.register(GCSMethods.subscriberPoll) { request, context in
-            // Answer a little before the caller's deadline, so an empty poll is an answer, not an error.
+            // Answer well before the caller's deadline (half of what is left, at most a second early), so an
+            // empty poll is an answer, not a DEADLINE_EXCEEDED.
             var wait = maxPollWait
             if let deadline = context.deadline {
-                wait = min(wait, (deadline - .now) - .milliseconds(200))
+                let remaining = deadline - .now
+                wait = min(wait, remaining - min(remaining / 2, .seconds(1)))
             }
             var reply = Ray_Rpc_GcsSubscriberPollReply()
             reply.pubMessages = await state.poll(
