@@ -294,14 +294,6 @@ private final class Hint {
     var index = 0
 }
 
-private struct IndexKey: CodingKey {
-    let intValue: Int?
-    var stringValue: String { String(intValue ?? 0) }
-    init(_ index: Int) { intValue = index }
-    init?(stringValue: String) { intValue = Int(stringValue) }
-    init?(intValue: Int) { self.intValue = intValue }
-}
-
 private struct UnkeyedContainer: UnkeyedDecodingContainer {
     let reader: ReaderBox
     let codingPath: [any CodingKey]

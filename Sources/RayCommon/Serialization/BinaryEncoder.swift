@@ -257,14 +257,6 @@ private struct KeyedContainer<Key: CodingKey>: KeyedEncodingContainerProtocol {
     }
 }
 
-private struct IndexKey: CodingKey {
-    let intValue: Int?
-    var stringValue: String { String(intValue ?? 0) }
-    init(_ index: Int) { intValue = index }
-    init?(stringValue: String) { intValue = Int(stringValue) }
-    init?(intValue: Int) { self.intValue = intValue }
-}
-
 private struct UnkeyedContainer: UnkeyedEncodingContainer {
     let sink: ByteSink
     let codingPath: [any CodingKey]

@@ -33,3 +33,12 @@ public struct SerializationError: Error, Sendable, CustomStringConvertible {
         codingPath.isEmpty ? message : "\(message) (at \(codingPath))"
     }
 }
+
+/// The coding key of an unkeyed container's element, for coding paths in errors.
+struct IndexKey: CodingKey {
+    let intValue: Int?
+    var stringValue: String { String(intValue ?? 0) }
+    init(_ index: Int) { intValue = index }
+    init?(stringValue: String) { intValue = Int(stringValue) }
+    init?(intValue: Int) { self.intValue = intValue }
+}
