@@ -54,6 +54,8 @@ let package = Package(
         .target(name: "RayServices", dependencies: ["RayRPC", "RayProtos"]),
         // The Global Control Service (one per cluster).
         .target(name: "RayGCS", dependencies: ["RayCommon", "RayRPC", "RayProtos", "RayServices"]),
+        // The node's shared-memory object store (the raylet runs it; workers map it).
+        .target(name: "RayObjectStore", dependencies: ["RayCommon"]),
         // The per-node daemon.
         .target(name: "RayRaylet", dependencies: ["RayCommon", "RayRPC", "RayProtos", "RayServices"]),
         // The `ray` command: start, stop, status, and the daemons it runs.
@@ -72,6 +74,7 @@ let package = Package(
         .testTarget(name: "RayRPCTests", dependencies: ["RayRPC", "RPCTestService"]),
         .testTarget(name: "RayYAMLTests", dependencies: ["RayYAML"]),
         .testTarget(name: "RayCommonTests", dependencies: ["RayCommon"]),
+        .testTarget(name: "RayObjectStoreTests", dependencies: ["RayObjectStore", "RayCommon"]),
         .testTarget(name: "RayRayletTests", dependencies: ["RayRaylet", "RayGCS", "RayCommon", "RayRPC", "RayProtos", "RayServices"]),
         // Runs the `ray` executable that `swift build` builds (a dependency on the executable target would
         // make SwiftPM build every executable in the graph, swift-protobuf's protoc included).

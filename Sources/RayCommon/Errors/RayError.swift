@@ -15,6 +15,8 @@ public struct RayError: Error, Sendable, CustomStringConvertible {
         public static let objectLost = Kind(rawValue: "ObjectLostError")
         /// A put or a result does not fit the object store.
         public static let objectStoreFull = Kind(rawValue: "ObjectStoreFullError")
+        /// An object with this ID is already in the store (IDs are never reused).
+        public static let objectExists = Kind(rawValue: "ObjectExistsError")
         /// The node ran out of memory and the task was killed.
         public static let outOfMemory = Kind(rawValue: "OutOfMemoryError")
         /// `get` with a timeout gave up.
