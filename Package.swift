@@ -57,7 +57,7 @@ let package = Package(
         // The node's shared-memory object store (the raylet runs it; workers map it).
         .target(name: "RayObjectStore", dependencies: ["RayCommon"]),
         // The per-node daemon.
-        .target(name: "RayRaylet", dependencies: ["RayCommon", "RayRPC", "RayProtos", "RayServices"]),
+        .target(name: "RayRaylet", dependencies: ["RayCommon", "RayObjectStore", "RayRPC", "RayProtos", "RayServices"]),
         // The `ray` command: start, stop, status, and the daemons it runs.
         .executableTarget(
             name: "RayCLI",

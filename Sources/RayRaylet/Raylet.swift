@@ -3,14 +3,18 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+#if canImport(Glibc)
+import Glibc
+#endif
 import RayCommon
+import RayObjectStore
 import RayProtos
 import RayRPC
 import RayServices
 
-/// The per-node daemon. So far: it serves its node-manager port and registers the node, with its
-/// resources, in the GCS; on shutdown it unregisters. Worker leases, the worker pool and the object
-/// store come next (see the Core issue's notes).
+/// The per-node daemon. So far: it creates the node's shared-memory object store, serves its
+/// node-manager port and registers the node, with its resources, in the GCS; on shutdown it
+/// unregisters. Worker leases and the worker pool come next (see the Core issue's notes).
 public final class Raylet: Sendable {
     public struct Options: Sendable {
         public var host = "127.0.0.1"
@@ -20,19 +24,27 @@ public final class Raylet: Sendable {
         /// Resources the node offers, as Ray names them ("CPU", "memory", custom ones).
         public var resources: [String: Double] = [:]
         public var labels: [String: String] = [:]
+        /// Bytes of the node's object store; nil: `RAY_object_store_memory`, else 30% of memory, capped
+        /// by what /dev/shm can hold (as Ray).
+        public var objectStoreMemory: Int?
         public init() {}
     }
 
     public let nodeID: NodeID
     public var port: Int { server.port }
     public let gcsAddress: String
+    /// The node's shared-memory object store.
+    public let objectStore: ObjectStore
     private let server: RPCServer
     private let gcs: RPCChannel
 
     /// Starts serving and registers with the GCS at `gcsAddress` (waiting up to `registerTimeout` for it).
     public init(gcsAddress: String, options: Options, registerTimeout: Duration = .seconds(10)) async throws {
-        self.nodeID = .random()
+        let nodeID = NodeID.random()
+        self.nodeID = nodeID
         self.gcsAddress = gcsAddress
+        let storeBytes = options.objectStoreMemory ?? Self.defaultObjectStoreMemory()
+        self.objectStore = try ObjectStore(name: "swift-ray-\(nodeID.hex.prefix(16))", capacity: storeBytes)
         self.server = try RPCServer(host: options.host, port: options.port, router: RPCRouter())
         self.gcs = try RPCChannel(target: gcsAddress)
         var request = Ray_Rpc_RegisterNodeRequest()
@@ -42,7 +54,9 @@ public final class Raylet: Sendable {
         request.nodeInfo.nodeName = options.nodeName.isEmpty ? options.host : options.nodeName
         request.nodeInfo.isHeadNode = options.isHead
         request.nodeInfo.resourcesTotal = options.resources
+        request.nodeInfo.resourcesTotal["object_store_memory"] = Double(objectStore.capacity)
         request.nodeInfo.labels = options.labels
+        request.nodeInfo.labels["ray.io/object-store"] = objectStore.region.name
         do {
             _ = try await gcs.unary(GCSMethods.registerNode, request,
                                     options: CallOptions(timeout: registerTimeout, waitForReady: true))
@@ -59,6 +73,19 @@ public final class Raylet: Sendable {
         request.deathReason = reason
         _ = try? await gcs.unary(GCSMethods.unregisterNode, request, options: CallOptions(timeout: .seconds(2)))
         await server.shutdown(grace: .seconds(1))
+    }
+
+    /// `RAY_object_store_memory` if set and positive, else 30% of memory, at most 95% of /dev/shm.
+    public static func defaultObjectStoreMemory() -> Int {
+        let configured = RayConfig()[RayConfig.objectStoreMemory]
+        if configured > 0 { return configured }
+        var bytes = Int(Double(ProcessInfo.processInfo.physicalMemory) * 0.3)
+        var info = statvfs()
+        if statvfs("/dev/shm", &info) == 0 {
+            let shm = Int(info.f_bsize) * Int(info.f_bavail)
+            bytes = min(bytes, Int(Double(shm) * 0.95))
+        }
+        return max(bytes, 64 * 1024 * 1024)
     }
 
     /// The resources of this machine as Ray counts them by default: every CPU, 70% of memory for

@@ -15,6 +15,7 @@ import Testing
         options.isHead = true
         options.resources = Raylet.defaultResources(host: "127.0.0.1", numCPUs: 3, isHead: true)
         options.resources["GPU_like"] = 2
+        options.objectStoreMemory = 8 * 1024 * 1024
         let raylet = try await Raylet(gcsAddress: address, options: options)
         let channel = try RPCChannel(target: address)
 
@@ -28,6 +29,10 @@ import Testing
         #expect(node.resourcesTotal["CPU"] == 3)
         #expect(node.resourcesTotal["GPU_like"] == 2)
         #expect(node.resourcesTotal["node:__internal_head__"] == 1)
+        #expect(node.resourcesTotal["object_store_memory"] == Double(raylet.objectStore.capacity))
+        #expect(raylet.objectStore.capacity == 8 * 1024 * 1024)
+        #expect(node.labels["ray.io/object-store"] == raylet.objectStore.region.name)
+        #expect(FileManager.default.fileExists(atPath: "/dev/shm/\(raylet.objectStore.region.name)"))
 
         await raylet.shutdown(reason: "test over")
         let after = try await channel.unary(GCSMethods.getAllNodeInfo, Ray_Rpc_GetAllNodeInfoRequest()).nodeInfoList
