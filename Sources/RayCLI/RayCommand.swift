@@ -62,8 +62,12 @@ struct Start: AsyncParsableCommand {
                 session: session, role: "gcs_server",
                 arguments: ["gcs-server", "--host", nodeIPAddress, "--port", String(port)])
             try await checkGCS(host: nodeIPAddress, port: boundPort)
+            // The store's file is named after the session, so `ray stop` can remove it even if the raylet
+            // was killed and could not.
+            let storeName = "swift-ray-\(session.directory.lastPathComponent)-raylet"
+            try session.recordSharedMemory(storeName)
             var rayletArguments = ["raylet", "--gcs-address", "\(nodeIPAddress):\(boundPort)", "--host", nodeIPAddress,
-                                   "--head"]
+                                   "--head", "--object-store-name", storeName]
             if let numCPUs { rayletArguments += ["--num-cpus", String(numCPUs)] }
             if !custom.isEmpty, let json = String(data: try JSONEncoder().encode(custom), encoding: .utf8) {
                 rayletArguments += ["--resources", json]
@@ -154,6 +158,7 @@ struct Stop: AsyncParsableCommand {
                 }
             }
             session.forgetProcesses()
+            session.removeSharedMemory()
         }
         try? FileManager.default.removeItem(at: Session.currentClusterFile(in: temp))
         print("Stopped \(stopped) swift-ray process\(stopped == 1 ? "" : "es").")
@@ -235,6 +240,7 @@ struct RayletCommand: AsyncParsableCommand {
     @Flag var head = false
     @Option(name: .customLong("num-cpus")) var numCPUs: Int?
     @Option var resources: String?
+    @Option(name: .customLong("object-store-name")) var objectStoreName: String?
     @Option(name: .customLong("port-file")) var portFile: String?
     @Flag var detach = false
 
@@ -244,6 +250,7 @@ struct RayletCommand: AsyncParsableCommand {
         options.host = host
         options.port = port
         options.isHead = head
+        options.objectStoreName = objectStoreName
         options.resources = Raylet.defaultResources(host: host, numCPUs: numCPUs, isHead: head)
         if let resources {
             let custom = try JSONDecoder().decode([String: Double].self, from: Data(resources.utf8))

@@ -53,6 +53,22 @@ struct Session {
 
     func forgetProcesses() { try? FileManager.default.removeItem(at: processesFile) }
 
+    private var sharedMemoryFile: URL { directory.appendingPathComponent("shared_memory") }
+
+    /// Notes a /dev/shm file the session's daemons create, for `ray stop` to remove.
+    func recordSharedMemory(_ name: String) throws {
+        try Data((name + "\n").utf8).write(to: sharedMemoryFile)
+    }
+
+    /// Removes the session's /dev/shm files (after its processes stopped).
+    func removeSharedMemory() {
+        guard let text = try? String(contentsOf: sharedMemoryFile, encoding: .utf8) else { return }
+        for name in text.split(separator: "\n") where !name.contains("/") {
+            unlink("/dev/shm/\(name)")
+        }
+        try? FileManager.default.removeItem(at: sharedMemoryFile)
+    }
+
     /// Where `ray start` leaves the address for `ray status` and drivers.
     static func currentClusterFile(in temp: URL) -> URL { temp.appendingPathComponent("ray_current_cluster") }
 }

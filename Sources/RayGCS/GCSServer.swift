@@ -10,19 +10,34 @@ public final class GCSServer: Sendable {
     public var port: Int { server.port }
     private let server: RPCServer
     let state: GCSState
+    private let healthChecks: Task<Void, Never>
 
-    /// Starts serving on `host:port` (port 0 picks a free port).
+    /// Starts serving on `host:port` (port 0 picks a free port) and health-checking registered raylets
+    /// (period, deadline and threshold from `RAY_health_check_*` unless given).
     public init(host: String = "127.0.0.1", port: Int = 0,
-                configuration: RPCServer.Configuration = RPCServer.Configuration()) throws(RPCError) {
+                configuration: RPCServer.Configuration = RPCServer.Configuration(),
+                healthCheckPeriod: Duration? = nil, healthCheckFailureThreshold: Int? = nil) throws(RPCError) {
         let state = GCSState()
         self.state = state
         self.server = try RPCServer(host: host, port: port, router: Self.router(state), configuration: configuration)
+        var settings = HealthChecker.Settings.fromConfig()
+        if let healthCheckPeriod {
+            settings.period = healthCheckPeriod
+            settings.timeout = min(settings.timeout, healthCheckPeriod * 5)
+        }
+        if let healthCheckFailureThreshold { settings.failureThreshold = healthCheckFailureThreshold }
+        let checker = HealthChecker(state: state, settings: settings)
+        self.healthChecks = Task { await checker.run() }
     }
 
-    /// Stops serving; calls in flight get `grace` to finish.
+    /// Stops health checks and serving; calls in flight get `grace` to finish.
     public func shutdown(grace: Duration = .seconds(1)) async {
+        healthChecks.cancel()
+        await healthChecks.value
         await server.shutdown(grace: grace)
     }
+
+    deinit { healthChecks.cancel() }
 
     /// The longest a subscriber's poll is held open before it returns empty.
     static let maxPollWait: Duration = .seconds(30)

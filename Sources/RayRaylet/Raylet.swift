@@ -27,6 +27,8 @@ public final class Raylet: Sendable {
         /// Bytes of the node's object store; nil: `RAY_object_store_memory`, else 30% of memory, capped
         /// by what /dev/shm can hold (as Ray).
         public var objectStoreMemory: Int?
+        /// The name of the store's file in /dev/shm; nil: derived from the node ID.
+        public var objectStoreName: String?
         public init() {}
     }
 
@@ -44,8 +46,11 @@ public final class Raylet: Sendable {
         self.nodeID = nodeID
         self.gcsAddress = gcsAddress
         let storeBytes = options.objectStoreMemory ?? Self.defaultObjectStoreMemory()
-        self.objectStore = try ObjectStore(name: "swift-ray-\(nodeID.hex.prefix(16))", capacity: storeBytes)
-        self.server = try RPCServer(host: options.host, port: options.port, router: RPCRouter())
+        self.objectStore = try ObjectStore(
+            name: options.objectStoreName ?? "swift-ray-\(nodeID.hex.prefix(16))", capacity: storeBytes)
+        var router = RPCRouter()
+        HealthMethods.register(on: &router)
+        self.server = try RPCServer(host: options.host, port: options.port, router: router)
         self.gcs = try RPCChannel(target: gcsAddress)
         var request = Ray_Rpc_RegisterNodeRequest()
         request.nodeInfo.nodeID = Data(nodeID.bytes)

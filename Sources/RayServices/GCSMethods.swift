@@ -38,3 +38,18 @@ public enum GCSMethods {
     public static let subscriberPoll: RPCMethod<Ray_Rpc_GcsSubscriberPollRequest, Ray_Rpc_GcsSubscriberPollReply> =
         method("InternalPubSubGcsService", "GcsSubscriberPoll")
 }
+
+/// gRPC's standard health check, served by raylets and called by the GCS.
+public enum HealthMethods {
+    public static let check = RPCMethod<Grpc_Health_V1_HealthCheckRequest, Grpc_Health_V1_HealthCheckResponse>(
+        "/grpc.health.v1.Health/Check")
+
+    /// A router entry that answers SERVING.
+    public static func register(on router: inout RPCRouter) {
+        router.register(check) { _, _ in
+            var reply = Grpc_Health_V1_HealthCheckResponse()
+            reply.status = .serving
+            return reply
+        }
+    }
+}

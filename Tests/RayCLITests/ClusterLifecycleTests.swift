@@ -17,13 +17,16 @@ struct RayCLI {
         try FileManager.default.createDirectory(at: tempDir, withIntermediateDirectories: true)
     }
 
-    func run(_ arguments: [String], timeout: Duration = .seconds(20)) async throws -> (status: Int32, output: String) {
+    func run(_ arguments: [String], timeout: Duration = .seconds(20), environment extra: [String: String] = [:])
+        async throws -> (status: Int32, output: String)
+    {
         #expect(FileManager.default.fileExists(atPath: Self.executable.path), "ray must be built next to the tests")
         let process = Process()
         process.executableURL = Self.executable
         process.arguments = arguments + ["--temp-dir", tempDir.path]
         var environment = ProcessInfo.processInfo.environment
         environment["GRPC_VERBOSITY"] = "NONE"
+        environment.merge(extra) { _, new in new }
         process.environment = environment
         let output = Pipe()
         process.standardOutput = output
@@ -129,6 +132,37 @@ func processIsAlive(_ pid: pid_t) -> Bool {
             #expect(pids.filter(processIsAlive).count == 2)
             _ = try await cli.run(["stop"])
             for pid in pids { #expect(!processIsAlive(pid)) }
+        } catch {
+            await cli.cleanUp()
+            throw error
+        }
+        await cli.cleanUp()
+    }
+
+    @Test func aKilledRayletIsReportedDead() async throws {
+        let cli = try RayCLI()
+        do {
+            let fastChecks = ["RAY_health_check_period_ms": "100", "RAY_health_check_failure_threshold": "3",
+                              "RAY_health_check_timeout_ms": "500"]
+            let started = try await cli.run(["start", "--head", "--port", "0", "--num-cpus", "1"], environment: fastChecks)
+            #expect(started.status == 0, "\(started.output)")
+            let raylet = try #require(cli.recordedPIDs().last)
+            kill(raylet, SIGKILL)
+            let deadline = ContinuousClock.now + .seconds(10)
+            var status = ""
+            while ContinuousClock.now < deadline {
+                status = try await cli.run(["status"]).output
+                if status.contains("Dead: 1") { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(status.contains("Active: 0"), "\(status)")
+            #expect(status.contains("Dead: 1"), "the GCS did not report the SIGKILLed raylet dead within 10 s")
+            _ = try await cli.run(["stop"])
+            for pid in cli.recordedPIDs() { #expect(!processIsAlive(pid)) }
+            // The killed raylet could not remove its object store; ray stop did.
+            let leftovers = try FileManager.default.contentsOfDirectory(atPath: "/dev/shm")
+                .filter { $0.contains(cli.tempDir.lastPathComponent) || $0.hasPrefix("swift-ray-session_") }
+            #expect(leftovers.isEmpty, "left in /dev/shm: \(leftovers)")
         } catch {
             await cli.cleanUp()
             throw error

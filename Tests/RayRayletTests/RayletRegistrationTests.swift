@@ -53,3 +53,41 @@ import Testing
         #expect(ContinuousClock.now - start < .seconds(3))
     }
 }
+
+@Suite(.timeLimit(.minutes(1))) struct HealthCheckTests {
+    @Test func gcsMarksANodeDeadWhenItsRayletStopsAnsweringAndKeepsHealthyOnesAlive() async throws {
+        let gcs = try GCSServer(healthCheckPeriod: .milliseconds(50), healthCheckFailureThreshold: 3)
+        let address = "127.0.0.1:\(gcs.port)"
+        var options = Raylet.Options()
+        options.objectStoreMemory = 1 << 20
+        let healthy = try await Raylet(gcsAddress: address, options: options)
+
+        // A node whose raylet is gone: registered, then its port closed without unregistering.
+        let gone = try RPCServer(router: RPCRouter())
+        let gonePort = gone.port
+        await gone.shutdown(grace: .zero)
+        var register = Ray_Rpc_RegisterNodeRequest()
+        let goneID = NodeID.random()
+        register.nodeInfo.nodeID = Data(goneID.bytes)
+        register.nodeInfo.nodeManagerAddress = "127.0.0.1"
+        register.nodeInfo.nodeManagerPort = Int32(gonePort)
+        let channel = try RPCChannel(target: address)
+        _ = try await channel.unary(GCSMethods.registerNode, register)
+
+        let deadline = ContinuousClock.now + .seconds(10)
+        var nodes: [Ray_Rpc_GcsNodeInfo] = []
+        while ContinuousClock.now < deadline {
+            nodes = try await channel.unary(GCSMethods.getAllNodeInfo, Ray_Rpc_GetAllNodeInfoRequest()).nodeInfoList
+            if nodes.contains(where: { $0.nodeID == Data(goneID.bytes) && $0.state == .dead }) { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let dead = try #require(nodes.first { $0.nodeID == Data(goneID.bytes) })
+        #expect(dead.state == .dead, "the GCS did not notice the missing raylet within 10 s")
+        #expect(dead.deathReason.contains("health checks"))
+        let alive = try #require(nodes.first { $0.nodeID == Data(healthy.nodeID.bytes) })
+        #expect(alive.state == .alive, "a raylet that answers must stay alive")
+
+        await healthy.shutdown()
+        await gcs.shutdown(grace: .zero)
+    }
+}

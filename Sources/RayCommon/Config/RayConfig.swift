@@ -69,6 +69,8 @@ public struct RayConfig: Sendable {
     /// How often the GCS checks each raylet's health, and how many misses mark it dead.
     public static let healthCheckPeriodMilliseconds = Setting("health_check_period_ms", 3000)
     public static let healthCheckFailureThreshold = Setting("health_check_failure_threshold", 5)
+    /// The deadline of one health check.
+    public static let healthCheckTimeoutMilliseconds = Setting("health_check_timeout_ms", 10_000)
     /// The GCS's default port.
     public static let gcsServerPort = Setting("gcs_server_port", 6379)
 
