@@ -47,8 +47,6 @@ struct Start: AsyncParsableCommand {
 
     func run() async throws {
         guard head else { throw CLIError("only `ray start --head` is supported so far") }
-        let temp = Session.tempDirectory(tempDir)
-        let session = try Session.create(in: temp)
         var custom: [String: Double] = [:]
         if let resources {
             guard let parsed = try? JSONDecoder().decode([String: Double].self, from: Data(resources.utf8)) else {
@@ -56,6 +54,8 @@ struct Start: AsyncParsableCommand {
             }
             custom = parsed
         }
+        let temp = Session.tempDirectory(tempDir)
+        let session = try Session.create(in: temp)
         let boundPort: Int
         do {
             boundPort = try await startDaemon(
@@ -74,10 +74,7 @@ struct Start: AsyncParsableCommand {
             }
             _ = try await startDaemon(session: session, role: "raylet", arguments: rayletArguments)
         } catch {
-            for process in session.processes().reversed() {
-                Processes.stop(process.pid, marker: Processes.marker(role: process.role))
-            }
-            session.forgetProcesses()
+            session.stopAll()
             throw error
         }
         let address = "\(nodeIPAddress):\(boundPort)"
@@ -93,10 +90,7 @@ struct Start: AsyncParsableCommand {
         fflush(nil)
         if block {
             await waitForTermination()
-            for process in session.processes().reversed() {
-                Processes.stop(process.pid, marker: Processes.marker(role: process.role))
-            }
-            session.forgetProcesses()
+            session.stopAll()
             try? FileManager.default.removeItem(at: Session.currentClusterFile(in: temp))
         }
     }
@@ -150,15 +144,9 @@ struct Stop: AsyncParsableCommand {
         var stopped = 0
         var failed: [pid_t] = []
         for session in Session.all(in: temp) {
-            // Raylets first, so they unregister from a GCS that still runs.
-            for process in session.processes().reversed() {
-                let marker = Processes.marker(role: process.role)
-                if Processes.isRunning(process.pid, marker: marker) {
-                    if Processes.stop(process.pid, marker: marker) { stopped += 1 } else { failed.append(process.pid) }
-                }
-            }
-            session.forgetProcesses()
-            session.removeSharedMemory()
+            let result = session.stopAll()
+            stopped += result.stopped
+            failed += result.failed
         }
         try? FileManager.default.removeItem(at: Session.currentClusterFile(in: temp))
         print("Stopped \(stopped) swift-ray process\(stopped == 1 ? "" : "es").")

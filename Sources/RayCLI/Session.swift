@@ -53,6 +53,22 @@ struct Session {
 
     func forgetProcesses() { try? FileManager.default.removeItem(at: processesFile) }
 
+    /// Stops the session's processes (raylets first, so they unregister from a GCS that still runs),
+    /// forgets them, and removes the session's /dev/shm files.
+    @discardableResult
+    func stopAll() -> (stopped: Int, failed: [pid_t]) {
+        var stopped = 0
+        var failed: [pid_t] = []
+        for process in processes().reversed() {
+            let marker = Processes.marker(role: process.role)
+            guard Processes.isRunning(process.pid, marker: marker) else { continue }
+            if Processes.stop(process.pid, marker: marker) { stopped += 1 } else { failed.append(process.pid) }
+        }
+        forgetProcesses()
+        removeSharedMemory()
+        return (stopped, failed)
+    }
+
     private var sharedMemoryFile: URL { directory.appendingPathComponent("shared_memory") }
 
     /// Notes a /dev/shm file the session's daemons create, for `ray stop` to remove.
