@@ -56,8 +56,12 @@ let package = Package(
         .target(name: "RayGCS", dependencies: ["RayCommon", "RayRPC", "RayProtos", "RayServices"]),
         // The node's shared-memory object store (the raylet runs it; workers map it).
         .target(name: "RayObjectStore", dependencies: ["RayCommon"]),
+        // A typed client of the GCS for drivers, workers, raylets and tools.
+        .target(name: "RayGCSClient", dependencies: ["RayCommon", "RayRPC", "RayProtos", "RayServices"]),
         // The per-node daemon.
-        .target(name: "RayRaylet", dependencies: ["RayCommon", "RayObjectStore", "RayRPC", "RayProtos", "RayServices"]),
+        .target(
+            name: "RayRaylet",
+            dependencies: ["RayCommon", "RayGCSClient", "RayObjectStore", "RayRPC", "RayProtos", "RayServices"]),
         // The `ray` command: start, stop, status, and the daemons it runs.
         .executableTarget(
             name: "RayCLI",
@@ -74,6 +78,7 @@ let package = Package(
         .testTarget(name: "RayRPCTests", dependencies: ["RayRPC", "RPCTestService"]),
         .testTarget(name: "RayYAMLTests", dependencies: ["RayYAML"]),
         .testTarget(name: "RayCommonTests", dependencies: ["RayCommon"]),
+        .testTarget(name: "RayGCSClientTests", dependencies: ["RayGCSClient", "RayGCS", "RayCommon", "RayProtos"]),
         .testTarget(name: "RayObjectStoreTests", dependencies: ["RayObjectStore", "RayCommon"]),
         .testTarget(name: "RayRayletTests", dependencies: ["RayRaylet", "RayGCS", "RayCommon", "RayRPC", "RayProtos", "RayServices"]),
         // Runs the `ray` executable that `swift build` builds (a dependency on the executable target would

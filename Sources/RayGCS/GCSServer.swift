@@ -120,6 +120,7 @@ public final class GCSServer: Sendable {
             var reply = Ray_Rpc_GcsSubscriberPollReply()
             reply.pubMessages = await state.poll(
                 after: request.maxProcessedSequenceID, channels: Set(request.channels), timeout: wait)
+            reply.latestSequenceID = await state.latestSequence
             return reply
         }
         return router

@@ -157,8 +157,13 @@ actor GCSState {
         return log[low...].filter { channels.isEmpty || channels.contains($0.channelType) }
     }
 
-    /// The messages after `after` on `channels` (all if empty); waits up to `timeout` for one.
+    /// The newest sequence id published.
+    var latestSequence: Int64 { sequence }
+
+    /// The messages after `after` on `channels` (all if empty); waits up to `timeout` for one. A
+    /// negative `after` answers at once with nothing.
     func poll(after: Int64, channels: Set<ChannelType>, timeout: Duration) async -> [PubMessage] {
+        if after < 0 { return [] }
         let ready = messages(after: after, on: channels)
         if !ready.isEmpty || timeout <= .zero { return ready }
         let id = nextWaiter

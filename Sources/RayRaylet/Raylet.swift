@@ -7,6 +7,7 @@ import Foundation
 import Glibc
 #endif
 import RayCommon
+import RayGCSClient
 import RayObjectStore
 import RayProtos
 import RayRPC
@@ -38,7 +39,7 @@ public final class Raylet: Sendable {
     /// The node's shared-memory object store.
     public let objectStore: ObjectStore
     private let server: RPCServer
-    private let gcs: RPCChannel
+    private let gcs: GCSClient
 
     /// Starts serving and registers with the GCS at `gcsAddress` (waiting up to `registerTimeout` for it).
     public init(gcsAddress: String, options: Options, registerTimeout: Duration = .seconds(10)) async throws {
@@ -51,20 +52,19 @@ public final class Raylet: Sendable {
         var router = RPCRouter()
         HealthMethods.register(on: &router)
         self.server = try RPCServer(host: options.host, port: options.port, router: router)
-        self.gcs = try RPCChannel(target: gcsAddress)
-        var request = Ray_Rpc_RegisterNodeRequest()
-        request.nodeInfo.nodeID = Data(nodeID.bytes)
-        request.nodeInfo.nodeManagerAddress = options.host
-        request.nodeInfo.nodeManagerPort = Int32(server.port)
-        request.nodeInfo.nodeName = options.nodeName.isEmpty ? options.host : options.nodeName
-        request.nodeInfo.isHeadNode = options.isHead
-        request.nodeInfo.resourcesTotal = options.resources
-        request.nodeInfo.resourcesTotal["object_store_memory"] = Double(objectStore.capacity)
-        request.nodeInfo.labels = options.labels
-        request.nodeInfo.labels["ray.io/object-store"] = objectStore.region.name
+        self.gcs = try GCSClient(address: gcsAddress, timeout: registerTimeout)
+        var node = Ray_Rpc_GcsNodeInfo()
+        node.nodeID = Data(nodeID.bytes)
+        node.nodeManagerAddress = options.host
+        node.nodeManagerPort = Int32(server.port)
+        node.nodeName = options.nodeName.isEmpty ? options.host : options.nodeName
+        node.isHeadNode = options.isHead
+        node.resourcesTotal = options.resources
+        node.resourcesTotal["object_store_memory"] = Double(objectStore.capacity)
+        node.labels = options.labels
+        node.labels["ray.io/object-store"] = objectStore.region.name
         do {
-            _ = try await gcs.unary(GCSMethods.registerNode, request,
-                                    options: CallOptions(timeout: registerTimeout, waitForReady: true))
+            try await gcs.register(node: node)
         } catch {
             await server.shutdown(grace: .zero)
             throw RayError(.connection, "the raylet could not register with the GCS at \(gcsAddress)", cause: "\(error)")
@@ -73,10 +73,7 @@ public final class Raylet: Sendable {
 
     /// Unregisters from the GCS (best effort, a short deadline) and stops serving.
     public func shutdown(reason: String = "the raylet stopped") async {
-        var request = Ray_Rpc_UnregisterNodeRequest()
-        request.nodeID = Data(nodeID.bytes)
-        request.deathReason = reason
-        _ = try? await gcs.unary(GCSMethods.unregisterNode, request, options: CallOptions(timeout: .seconds(2)))
+        try? await gcs.unregister(node: nodeID, reason: reason)
         await server.shutdown(grace: .seconds(1))
     }
 

@@ -550,6 +550,7 @@ public nonisolated struct Ray_Rpc_GcsSubscriberPollRequest: Sendable {
   public var subscriberID: Data = Data()
 
   /// The highest sequence_id this subscriber has processed; older messages are not sent again.
+  /// Negative: answer at once with no messages and latest_sequence_id (to start from "now").
   public var maxProcessedSequenceID: Int64 = 0
 
   public var channels: [Ray_Rpc_ChannelType] = []
@@ -565,6 +566,9 @@ public nonisolated struct Ray_Rpc_GcsSubscriberPollReply: Sendable {
   // methods supported on all messages.
 
   public var pubMessages: [Ray_Rpc_PubMessage] = []
+
+  /// The newest sequence_id published on any channel when the reply was made.
+  public var latestSequenceID: Int64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1622,7 +1626,7 @@ nonisolated extension Ray_Rpc_GcsSubscriberPollRequest: SwiftProtobuf.Message, S
 
 nonisolated extension Ray_Rpc_GcsSubscriberPollReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GcsSubscriberPollReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}pub_messages\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}pub_messages\0\u{3}latest_sequence_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1631,6 +1635,7 @@ nonisolated extension Ray_Rpc_GcsSubscriberPollReply: SwiftProtobuf.Message, Swi
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.pubMessages) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.latestSequenceID) }()
       default: break
       }
     }
@@ -1640,11 +1645,15 @@ nonisolated extension Ray_Rpc_GcsSubscriberPollReply: SwiftProtobuf.Message, Swi
     if !self.pubMessages.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.pubMessages, fieldNumber: 1)
     }
+    if self.latestSequenceID != 0 {
+      try visitor.visitSingularInt64Field(value: self.latestSequenceID, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Ray_Rpc_GcsSubscriberPollReply, rhs: Ray_Rpc_GcsSubscriberPollReply) -> Bool {
     if lhs.pubMessages != rhs.pubMessages {return false}
+    if lhs.latestSequenceID != rhs.latestSequenceID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

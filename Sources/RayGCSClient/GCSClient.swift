@@ -1,0 +1,139 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import RayCommon
+import RayProtos
+import RayRPC
+import RayServices
+
+/// A typed client of the GCS for drivers, workers, raylets and tools. Every call has a deadline
+/// (`RAY_rpc_timeout_ms` unless given).
+public final class GCSClient: Sendable {
+    public let address: String
+    let channel: RPCChannel
+    let timeout: Duration
+
+    public init(address: String, timeout: Duration? = nil) throws(RPCError) {
+        self.address = address
+        self.channel = try RPCChannel(target: address)
+        self.timeout = timeout ?? .milliseconds(RayConfig()[RayConfig.rpcTimeoutMilliseconds])
+    }
+
+    func call<Request, Response>(_ method: RPCMethod<Request, Response>, _ request: Request,
+                                 waitForReady: Bool = false) async throws(RPCError) -> Response {
+        try await channel.unary(method, request, options: CallOptions(timeout: timeout, waitForReady: waitForReady))
+    }
+
+    // MARK: nodes and jobs
+
+    public func nodes() async throws(RPCError) -> [Ray_Rpc_GcsNodeInfo] {
+        try await call(GCSMethods.getAllNodeInfo, Ray_Rpc_GetAllNodeInfoRequest()).nodeInfoList
+    }
+
+    public func register(node: Ray_Rpc_GcsNodeInfo) async throws(RPCError) {
+        var request = Ray_Rpc_RegisterNodeRequest()
+        request.nodeInfo = node
+        _ = try await call(GCSMethods.registerNode, request, waitForReady: true)
+    }
+
+    public func unregister(node: NodeID, reason: String) async throws(RPCError) {
+        var request = Ray_Rpc_UnregisterNodeRequest()
+        request.nodeID = Data(node.bytes)
+        request.deathReason = reason
+        _ = try await call(GCSMethods.unregisterNode, request)
+    }
+
+    /// A new job ID, numbered by the GCS.
+    public func nextJobID() async throws(RPCError) -> JobID {
+        JobID(number: UInt32(bitPattern: try await call(GCSMethods.getNextJobID, Ray_Rpc_GetNextJobIDRequest()).jobID))
+    }
+
+    public func jobs() async throws(RPCError) -> [Ray_Rpc_JobTableData] {
+        try await call(GCSMethods.getAllJobInfo, Ray_Rpc_GetAllJobInfoRequest()).jobInfoList
+    }
+
+    // MARK: internal KV
+
+    /// The internal key-value store, in one namespace.
+    public func kv(namespace: String = "") -> InternalKV { InternalKV(client: self, namespace: Data(namespace.utf8)) }
+
+    public struct InternalKV: Sendable {
+        let client: GCSClient
+        let namespace: Data
+
+        public func get(_ key: String) async throws(RPCError) -> Data? {
+            var request = Ray_Rpc_InternalKVGetRequest()
+            request.key = Data(key.utf8)
+            request.namespace = namespace
+            let reply = try await client.call(GCSMethods.kvGet, request)
+            return reply.found ? reply.value : nil
+        }
+
+        /// Stores `value`; an existing key keeps its value unless `overwrite`. True if the key was new.
+        @discardableResult
+        public func put(_ key: String, _ value: Data, overwrite: Bool = true) async throws(RPCError) -> Bool {
+            var request = Ray_Rpc_InternalKVPutRequest()
+            request.key = Data(key.utf8)
+            request.value = value
+            request.overwrite = overwrite
+            request.namespace = namespace
+            return try await client.call(GCSMethods.kvPut, request).addedNum == 1
+        }
+
+        /// Deletes `key` (or every key starting with it); returns how many went.
+        @discardableResult
+        public func delete(_ key: String, byPrefix: Bool = false) async throws(RPCError) -> Int {
+            var request = Ray_Rpc_InternalKVDelRequest()
+            request.key = Data(key.utf8)
+            request.namespace = namespace
+            request.delByPrefix = byPrefix
+            return Int(try await client.call(GCSMethods.kvDel, request).deletedNum)
+        }
+
+        public func keys(prefix: String = "") async throws(RPCError) -> [String] {
+            var request = Ray_Rpc_InternalKVKeysRequest()
+            request.prefix = Data(prefix.utf8)
+            request.namespace = namespace
+            return try await client.call(GCSMethods.kvKeys, request).results.map { String(decoding: $0, as: UTF8.self) }
+        }
+    }
+
+    // MARK: pub/sub
+
+    /// Changes published on `channels` after this call returns, in order, without gaps or repeats:
+    /// long polls in a loop that retries (after a short pause) while the GCS is unreachable. The
+    /// stream ends when the consuming task is cancelled or stops iterating.
+    public func subscribe(_ channels: Set<Ray_Rpc_ChannelType>, pollTimeout: Duration = .seconds(30))
+        async throws(RPCError) -> AsyncThrowingStream<Ray_Rpc_PubMessage, any Error>
+    {
+        var request = Ray_Rpc_GcsSubscriberPollRequest()
+        request.channels = Array(channels)
+        request.maxProcessedSequenceID = -1  // answers at once with where "now" is
+        request.maxProcessedSequenceID = try await call(GCSMethods.subscriberPoll, request, waitForReady: true)
+            .latestSequenceID
+        let channel = self.channel
+        return AsyncThrowingStream { [request] continuation in
+            let poller = Task {
+                var request = request
+                while !Task.isCancelled {
+                    do {
+                        let reply = try await channel.unary(
+                            GCSMethods.subscriberPoll, request,
+                            options: CallOptions(timeout: pollTimeout, waitForReady: true))
+                        for message in reply.pubMessages where message.sequenceID > request.maxProcessedSequenceID {
+                            request.maxProcessedSequenceID = message.sequenceID
+                            if case .terminated = continuation.yield(message) { return }
+                        }
+                    } catch {
+                        if Task.isCancelled { break }
+                        try? await Task.sleep(for: .milliseconds(200))
+                    }
+                }
+                continuation.finish()
+            }
+            continuation.onTermination = { _ in poller.cancel() }
+        }
+    }
+}
