@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import RayGCS
+import RayGCSClient
 import RayProtos
 import RayRaylet
 import RayRPC
@@ -125,10 +126,7 @@ struct Start: AsyncParsableCommand {
     }
 
     private func checkGCS(host: String, port: Int) async throws {
-        let channel = try RPCChannel(host: host, port: port)
-        _ = try await channel.unary(
-            GCSMethods.getAllNodeInfo, Ray_Rpc_GetAllNodeInfoRequest(),
-            options: CallOptions(timeout: .seconds(5), waitForReady: true))
+        _ = try await GCSClient(address: "\(host):\(port)", timeout: .seconds(5)).nodes()
     }
 }
 
@@ -169,12 +167,9 @@ struct Status: AsyncParsableCommand {
         guard let target = address ?? ProcessInfo.processInfo.environment["RAY_ADDRESS"]
             ?? (try? String(contentsOf: Session.currentClusterFile(in: temp), encoding: .utf8))
         else { throw CLIError("no cluster: start one with `ray start --head` or pass --address") }
-        let channel = try RPCChannel(target: target)
         let nodes: [Ray_Rpc_GcsNodeInfo]
         do {
-            nodes = try await channel.unary(
-                GCSMethods.getAllNodeInfo, Ray_Rpc_GetAllNodeInfoRequest(), options: CallOptions(timeout: .seconds(5))
-            ).nodeInfoList
+            nodes = try await GCSClient(address: target, timeout: .seconds(5)).nodes()
         } catch {
             throw CLIError("cannot reach the GCS at \(target): \(error)")
         }
