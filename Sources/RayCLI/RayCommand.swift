@@ -4,8 +4,6 @@ import RayGCS
 import RayGCSClient
 import RayProtos
 import RayRaylet
-import RayRPC
-import RayServices
 
 /// `ray`: starts, inspects and stops swift-ray clusters, with Ray's command names.
 @main
