@@ -45,11 +45,13 @@ struct HealthChecker: Sendable {
                     let channel: RPCChannel
                     if let existing = channels[id] {
                         channel = existing
-                    } else {
-                        guard let created = try? RPCChannel(host: node.nodeManagerAddress,
-                                                            port: Int(node.nodeManagerPort)) else { continue }
+                    } else if let created = try? RPCChannel(host: node.nodeManagerAddress,
+                                                             port: Int(node.nodeManagerPort)) {
                         channels[id] = created
                         channel = created
+                    } else {
+                        group.addTask { (id, false) }  // an address no channel can reach counts as a failure
+                        continue
                     }
                     let timeout = settings.timeout
                     group.addTask {

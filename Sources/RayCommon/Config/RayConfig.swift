@@ -58,12 +58,6 @@ public struct RayConfig: Sendable {
     public static let maxDirectCallObjectSize = Setting("max_direct_call_object_size", 100 * 1024)
     /// Bytes of the node's shared-memory object store; 0 means 30% of system memory, as Ray.
     public static let objectStoreMemory = Setting("object_store_memory", 0)
-    /// How long an idle worker lives before the raylet reaps it.
-    public static let idleWorkerKillIntervalMilliseconds = Setting("idle_worker_killing_time_threshold_ms", 1000)
-    /// Workers started ahead of demand, at most `num_cpus`.
-    public static let numPrestartWorkers = Setting("num_prestart_workers", -1)
-    /// How long a worker may take to register with its raylet.
-    public static let workerRegisterTimeoutSeconds = Setting("worker_register_timeout_seconds", 60)
     /// The deadline of control-plane calls between processes.
     public static let rpcTimeoutMilliseconds = Setting("rpc_timeout_ms", 30_000)
     /// How often the GCS checks each raylet's health, and how many misses mark it dead.

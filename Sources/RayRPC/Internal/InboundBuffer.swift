@@ -108,15 +108,24 @@ final class InboundBuffer: Sendable {
         }
     }
 
+    private enum Take {
+        case message([UInt8], startRead: Bool)
+        case end
+        case failure(RPCError)
+        case wait
+    }
+
+    /// Requires the state lock: what `next()` gets now, if anything.
+    private func take(_ s: inout State) -> Take {
+        if s.buffered > 0 { return .message(s.pop(), startRead: claimRead(&s)) }
+        if s.finished { return s.failure.map { .failure($0) } ?? .end }
+        return .wait
+    }
+
     /// The next message, nil at the end; throws the stream's error.
     func next() async throws -> [UInt8]? {
-        enum Step { case message([UInt8], Bool), end, failure(RPCError), wait }
-        let step = state.withLock { s -> Step in
-            if s.buffered > 0 { return .message(s.pop(), claimRead(&s)) }
-            if s.finished { return s.failure.map { .failure($0) } ?? .end }
-            return .wait
-        }
-        switch step {
+        // Most calls find a message buffered: answer without making a continuation.
+        switch state.withLock({ take(&$0) }) {
         case .message(let message, let read):
             if read { startRead() }
             return message
@@ -128,12 +137,14 @@ final class InboundBuffer: Sendable {
             break
         }
         return try await withCheckedThrowingContinuation { continuation in
-            enum Now { case message([UInt8], Bool), end, failure(RPCError), parked(Bool) }
-            let now = state.withLock { s -> Now in
-                if s.buffered > 0 { return .message(s.pop(), claimRead(&s)) }
-                if s.finished { return s.failure.map { .failure($0) } ?? .end }
-                s.waiter = continuation
-                return .parked(claimRead(&s))
+            var parkedRead = false
+            let now = state.withLock { s -> Take in
+                let now = take(&s)
+                if case .wait = now {
+                    s.waiter = continuation
+                    parkedRead = claimRead(&s)
+                }
+                return now
             }
             switch now {
             case .message(let message, let read):
@@ -143,8 +154,8 @@ final class InboundBuffer: Sendable {
                 continuation.resume(returning: nil)
             case .failure(let error):
                 continuation.resume(throwing: error)
-            case .parked(let read):
-                if read { startRead() }
+            case .wait:
+                if parkedRead { startRead() }
             }
         }
     }

@@ -14,32 +14,28 @@ final class OutboundWindow: Sendable {
 
     init(limit: Int) { self.limit = max(1, limit) }
 
+    /// Requires the state lock: counts `bytes` in if they fit now (true), throws if the window closed.
+    private func admit(_ bytes: Int, _ s: inout State) throws(RPCError) -> Bool {
+        if let closed = s.closed { throw closed }
+        guard s.inFlight == 0 || s.inFlight + bytes <= limit else { return false }
+        s.inFlight += bytes
+        return true
+    }
+
     /// Waits until `bytes` more fit (or nothing is in flight), then counts them in.
     func reserve(_ bytes: Int) async throws {
-        let ready = try state.withLock { s throws(RPCError) -> Bool in
-            if let closed = s.closed { throw closed }
-            if s.inFlight == 0 || s.inFlight + bytes <= limit {
-                s.inFlight += bytes
-                return true
-            }
-            return false
-        }
-        if ready { return }
+        // Most writes fit at once: answer without making a continuation.
+        if try state.withLock({ s throws(RPCError) in try admit(bytes, &s) }) { return }
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            enum Now { case go, fail(RPCError), parked }
-            let now = state.withLock { s -> Now in
-                if let closed = s.closed { return .fail(closed) }
-                if s.inFlight == 0 || s.inFlight + bytes <= limit {
-                    s.inFlight += bytes
-                    return .go
-                }
-                s.waiters.append((bytes, continuation))
-                return .parked
+            let outcome = state.withLock { s -> Result<Bool, RPCError> in
+                let result = Result { () throws(RPCError) in try admit(bytes, &s) }
+                if case .success(false) = result { s.waiters.append((bytes, continuation)) }
+                return result
             }
-            switch now {
-            case .go: continuation.resume()
-            case .fail(let error): continuation.resume(throwing: error)
-            case .parked: break
+            switch outcome {
+            case .success(true): continuation.resume()
+            case .success(false): break  // parked; completed(_:) or close(_:) resumes it
+            case .failure(let error): continuation.resume(throwing: error)
             }
         }
     }
