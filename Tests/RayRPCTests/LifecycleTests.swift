@@ -26,7 +26,7 @@ import Testing
         for call in calls {
             if case .failure(let error) = await call.value { codes.append(error.code) }
         }
-        #expect(ContinuousClock.now - start < .seconds(5))
+        #expect(ContinuousClock.now - start < .seconds(10), "far below the handlers' 20 s")
         #expect(codes.count == 100, "every call ends with an error status")
         #expect(Set(codes).isSubset(of: [.unavailable, .cancelled]), "codes: \(Set(codes))")
         try await eventually("every handler sees its cancellation") { probe.cancelledHandlers == 100 }

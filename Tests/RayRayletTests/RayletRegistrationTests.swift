@@ -50,7 +50,7 @@ import Testing
             #expect(error.kind == .connection)
             #expect(error.message.contains("127.0.0.1:1"))
         }
-        #expect(ContinuousClock.now - start < .seconds(3))
+        #expect(ContinuousClock.now - start < .seconds(10), "bounded by the 500 ms register timeout, not hung")
     }
 }
 
