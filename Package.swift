@@ -10,9 +10,12 @@ let package = Package(
         .library(name: "RayYAML", targets: ["RayYAML"]),
         .library(name: "RayProtos", targets: ["RayProtos"]),
         .library(name: "RayCommon", targets: ["RayCommon"]),
+        .library(name: "Ray", targets: ["Ray"]),
         .executable(name: "ray", targets: ["RayCLI"]),
         .executable(name: "rpc-benchmark", targets: ["RPCBenchmark"]),
         .executable(name: "rpc-demo", targets: ["RPCDemo"]),
+        .executable(name: "ray-integration-app", targets: ["RayIntegrationApp"]),
+        .executable(name: "ray-demo", targets: ["RayDemo"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
@@ -62,6 +65,19 @@ let package = Package(
         .target(
             name: "RayRaylet",
             dependencies: ["RayCommon", "RayGCSClient", "RayObjectStore", "RayRPC", "RayProtos", "RayServices"]),
+        // The library in every driver and worker: submits and executes tasks, owns objects.
+        .target(
+            name: "RayCoreWorker",
+            dependencies: ["RayCommon", "RayObjectStore", "RayRPC", "RayProtos", "RayServices"]),
+        // The public API: remote functions, ObjectRef, put/get/wait/cancel, RayApplication, and an
+        // embedded local cluster (so it links the daemons; they never depend on it).
+        .target(
+            name: "Ray",
+            dependencies: ["RayCommon", "RayCoreWorker", "RayGCS", "RayGCSClient", "RayRaylet", "RayProtos"]),
+        // A Ray program the multi-process tests drive (driver and, re-launched, its workers).
+        .executableTarget(name: "RayIntegrationApp", dependencies: ["Ray"]),
+        // `make demo`: tasks, objects, refs as arguments and a parallel speed-up on an embedded cluster.
+        .executableTarget(name: "RayDemo", dependencies: ["Ray"], path: "examples/RayDemo"),
         // The `ray` command: start, stop, status, and the daemons it runs.
         .executableTarget(
             name: "RayCLI",

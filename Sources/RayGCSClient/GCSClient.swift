@@ -50,6 +50,19 @@ public final class GCSClient: Sendable {
         JobID(number: UInt32(bitPattern: try await call(GCSMethods.getNextJobID, Ray_Rpc_GetNextJobIDRequest()).jobID))
     }
 
+    /// Records a running job (its driver calls this once it has a job ID).
+    public func addJob(_ job: Ray_Rpc_JobTableData) async throws(RPCError) {
+        var request = Ray_Rpc_AddJobRequest()
+        request.data = job
+        _ = try await call(GCSMethods.addJob, request)
+    }
+
+    public func markJobFinished(_ job: JobID) async throws(RPCError) {
+        var request = Ray_Rpc_MarkJobFinishedRequest()
+        request.jobID = Data(job.bytes)
+        _ = try await call(GCSMethods.markJobFinished, request)
+    }
+
     public func jobs() async throws(RPCError) -> [Ray_Rpc_JobTableData] {
         try await call(GCSMethods.getAllJobInfo, Ray_Rpc_GetAllJobInfoRequest()).jobInfoList
     }

@@ -12,10 +12,12 @@ import RayObjectStore
 import RayProtos
 import RayRPC
 import RayServices
+import Synchronization
 
-/// The per-node daemon. So far: it creates the node's shared-memory object store, serves its
-/// node-manager port and registers the node, with its resources, in the GCS; on shutdown it
-/// unregisters. Worker leases and the worker pool come next (see the Core issue's notes).
+/// The per-node daemon: it creates the node's shared-memory object store, serves the node manager
+/// (client registration, worker leases, the worker pool, object creation and deletion, node stats)
+/// and registers the node, with its resources, in the GCS; on shutdown it stops its workers and
+/// unregisters.
 public final class Raylet: Sendable {
     public struct Options: Sendable {
         public var host = "127.0.0.1"
@@ -30,6 +32,10 @@ public final class Raylet: Sendable {
         public var objectStoreMemory: Int?
         /// The name of the store's file in /dev/shm; nil: derived from the node ID.
         public var objectStoreName: String?
+        /// Where worker log files go; nil: a fresh folder under the temp directory.
+        public var logDirectory: String?
+        /// Idle workers above one per CPU are stopped after this long (Ray: 1 s).
+        public var idleWorkerTimeout: Duration = .seconds(1)
         public init() {}
     }
 
@@ -40,6 +46,9 @@ public final class Raylet: Sendable {
     public let objectStore: ObjectStore
     private let server: RPCServer
     private let gcs: GCSClient
+    let nodeManager: NodeManager
+    /// The objects each client created in the store, deleted when the client is gone.
+    private let owned: OwnedObjects
 
     /// Starts serving and registers with the GCS at `gcsAddress` (waiting up to `registerTimeout` for it).
     public init(gcsAddress: String, options: Options, registerTimeout: Duration = .seconds(10)) async throws {
@@ -49,9 +58,26 @@ public final class Raylet: Sendable {
         let storeBytes = options.objectStoreMemory ?? Self.defaultObjectStoreMemory()
         self.objectStore = try ObjectStore(
             name: options.objectStoreName ?? "swift-ray-\(nodeID.hex.prefix(16))", capacity: storeBytes)
+        let logDirectory = options.logDirectory ?? (ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp") + "/swift-ray-logs-\(nodeID.hex.prefix(8))"
+        try? FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
+        let cpus = max(1, Int(options.resources["CPU"] ?? 1))
+        let owned = OwnedObjects()
+        self.owned = owned
+        let store = objectStore
+        self.nodeManager = NodeManager(
+            nodeID: nodeID, resources: options.resources,
+            settings: .init(
+                logDirectory: logDirectory, softLimit: cpus, idleWorkerTimeout: options.idleWorkerTimeout,
+                maxStartingWorkers: cpus, gcsAddress: gcsAddress, nodeManagerAddress: "",
+                objectStoreName: objectStore.region.name),
+            clientGone: { client in
+                for id in owned.removeAll(of: client) { store.delete(id) }
+            })
         var router = RPCRouter()
         HealthMethods.register(on: &router)
+        Self.registerNodeManager(on: &router, nodeManager: nodeManager, store: objectStore, owned: owned, nodeID: nodeID)
         self.server = try RPCServer(host: options.host, port: options.port, router: router)
+        await nodeManager.setNodeManagerAddress("\(options.host):\(server.port)")
         self.gcs = try GCSClient(address: gcsAddress, timeout: registerTimeout)
         var node = Ray_Rpc_GcsNodeInfo()
         node.nodeID = Data(nodeID.bytes)
@@ -66,6 +92,7 @@ public final class Raylet: Sendable {
         do {
             try await gcs.register(node: node)
         } catch {
+            await nodeManager.shutdown()
             await server.shutdown(grace: .zero)
             throw RayError(.connection, "the raylet could not register with the GCS at \(gcsAddress)", cause: "\(error)")
         }
@@ -73,9 +100,13 @@ public final class Raylet: Sendable {
 
     /// Unregisters from the GCS (best effort, a short deadline) and stops serving.
     public func shutdown(reason: String = "the raylet stopped") async {
+        await nodeManager.shutdown()
         try? await gcs.unregister(node: nodeID, reason: reason)
         await server.shutdown(grace: .seconds(1))
     }
+
+    /// The pids of the node's worker processes.
+    public func workerPIDs() async -> [pid_t] { await nodeManager.workerPIDs() }
 
     /// `RAY_object_store_memory` if set and positive, else 30% of memory, at most 95% of /dev/shm.
     public static func defaultObjectStoreMemory() -> Int {

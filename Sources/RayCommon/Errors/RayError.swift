@@ -27,6 +27,10 @@ public struct RayError: Error, Sendable, CustomStringConvertible {
         public static let serialization = Kind(rawValue: "RaySerializationError")
         /// The cluster could not be reached.
         public static let connection = Kind(rawValue: "ConnectionError")
+        /// The task can never be scheduled: no node has the resources it asks for.
+        public static let infeasible = Kind(rawValue: "TaskUnschedulableError")
+        /// Ray itself failed (a function no worker knows, a broken invariant).
+        public static let system = Kind(rawValue: "RaySystemError")
 
         public var description: String { rawValue }
     }

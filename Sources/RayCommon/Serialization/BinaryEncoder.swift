@@ -21,6 +21,55 @@ public struct BinaryEncoder: Sendable {
         }
         return sink.bytes
     }
+
+    /// For values whose encoding is one block (arrays of trivial numbers, `Data`): the encoded size and
+    /// a writer that fills a buffer of that size with a header and one `memcpy`, so a large value can be
+    /// encoded straight into shared memory. nil for every other value (use ``encode(_:)``).
+    public func directEncoding<T: Encodable>(_ value: T) -> DirectEncoding? {
+        let count: Int
+        let raw: (UnsafeMutableRawPointer) -> Void
+        if let array = value as? any TrivialArray {
+            count = array.rawElementCount
+            let size = array.rawByteCount
+            raw = { destination in array.withRawBytes { destination.copyMemory(from: $0.baseAddress!, byteCount: size) } }
+            return DirectEncoding(header: Self.varint(count), payloadSize: size, writePayload: size == 0 ? { _ in } : raw)
+        }
+        if let data = value as? Data {
+            return DirectEncoding(header: Self.varint(data.count), payloadSize: data.count) { destination in
+                data.withUnsafeBytes { bytes in
+                    if bytes.count > 0 { destination.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
+                }
+            }
+        }
+        return nil
+    }
+
+    static func varint(_ value: Int) -> [UInt8] {
+        var out: [UInt8] = []
+        var v = UInt64(value)
+        while v >= 0x80 {
+            out.append(UInt8(truncatingIfNeeded: v) | 0x80)
+            v >>= 7
+        }
+        out.append(UInt8(v))
+        return out
+    }
+}
+
+/// A value's encoding as a header and one block of bytes (see ``BinaryEncoder/directEncoding(_:)``).
+public struct DirectEncoding {
+    let header: [UInt8]
+    let payloadSize: Int
+    let writePayload: (UnsafeMutableRawPointer) -> Void
+
+    /// The bytes the encoding takes.
+    public var size: Int { header.count + payloadSize }
+
+    /// Writes the encoding to `destination`, which must hold ``size`` bytes.
+    public func write(to destination: UnsafeMutableRawPointer) {
+        header.withUnsafeBytes { destination.copyMemory(from: $0.baseAddress!, byteCount: header.count) }
+        writePayload(destination + header.count)
+    }
 }
 
 /// The growing output and the positions of length fields still open around the current write.
@@ -108,6 +157,9 @@ extension Optional: EncodableOptional where Wrapped: Encodable {
 
 /// Arrays whose elements are plain numbers: written and read as one block of bytes.
 protocol TrivialArray {
+    var rawElementCount: Int { get }
+    var rawByteCount: Int { get }
+    func withRawBytes(_ body: (UnsafeRawBufferPointer) -> Void)
     func writeRaw(into sink: ByteSink)
     static func readRaw(from reader: inout ByteReader) throws(SerializationError) -> Self
 }
@@ -132,6 +184,10 @@ extension Double: _TrivialScalar {}
 #endif
 
 extension Array: TrivialArray where Element: _TrivialScalar {
+    var rawElementCount: Int { count }
+    var rawByteCount: Int { count * MemoryLayout<Element>.stride }
+    func withRawBytes(_ body: (UnsafeRawBufferPointer) -> Void) { withUnsafeBytes(body) }
+
     func writeRaw(into sink: ByteSink) {
         sink.appendVarint(count)
         withUnsafeBytes { sink.bytes.append(contentsOf: $0) }

@@ -1,0 +1,231 @@
+@preconcurrency import Glibc
+import Foundation
+@_exported import RayCommon
+import RayCoreWorker
+import RayGCS
+import RayGCSClient
+import RayProtos
+import RayRaylet
+import Synchronization
+
+/// A connection of this program to a Ray cluster: an embedded local one (``start(address:options:functions:)``
+/// without an address), or a running one. Drivers get one from `RayApplication`; tasks, puts and
+/// gets go through it.
+public final class Ray: Sendable {
+    /// How an embedded local cluster is set up (ignored when connecting to a running one).
+    public struct LocalClusterOptions: Sendable {
+        /// CPUs the node offers (nil: every core of the machine).
+        public var numCPUs: Int?
+        /// Custom resources, e.g. `["GPU": 1, "special": 2]`.
+        public var resources: [String: Double] = [:]
+        /// Bytes of the node's shared-memory object store (nil: `RAY_object_store_memory`, else 30% of memory).
+        public var objectStoreMemory: Int?
+        /// Idle workers above one per CPU stop after this long.
+        public var idleWorkerTimeout: Duration = .seconds(1)
+        public init() {}
+    }
+
+    public let jobID: JobID
+    /// The GCS this driver talks to, `host:port`.
+    public let gcsAddress: String
+    let worker: CoreWorker
+    let gcs: GCSClient
+    /// The embedded cluster, if this driver started one.
+    private let embedded: (gcs: GCSServer, raylet: Raylet)?
+    private let stopped = Mutex(false)
+
+    private static let current = Mutex<CoreWorker?>(nil)
+
+    /// The core worker of this process, once Ray runs in it.
+    static var currentWorker: CoreWorker? { current.withLock { $0 } }
+
+    static func requireWorker() -> CoreWorker {
+        guard let worker = currentWorker else {
+            fatalError("Ray is not running in this process: start it with Ray.start() or a RayApplication before calling .remote")
+        }
+        return worker
+    }
+
+    private init(jobID: JobID, gcsAddress: String, worker: CoreWorker, gcs: GCSClient, embedded: (GCSServer, Raylet)?) {
+        self.jobID = jobID
+        self.gcsAddress = gcsAddress
+        self.worker = worker
+        self.gcs = gcs
+        self.embedded = embedded
+    }
+
+    /// Connects this program as a driver. With no `address` and no `RAY_ADDRESS`, starts an embedded
+    /// local cluster (a GCS and a raylet in this process; workers are this executable re-launched)
+    /// that ``shutdown()`` tears down. Otherwise connects to the cluster whose GCS is at `address`
+    /// (`host:port`), failing within a few seconds if nothing answers there.
+    public static func start(
+        address: String? = nil, options: LocalClusterOptions = LocalClusterOptions(),
+        functions: [any AnyRemoteFunction] = []
+    ) async throws -> Ray {
+        var table: [String: TaskFunction] = [:]
+        for function in functions {
+            guard table[function.name] == nil else {
+                throw RayError(.system, "two remote functions are named '\(function.name)'")
+            }
+            table[function.name] = function._body
+        }
+        let target = address ?? ProcessInfo.processInfo.environment["RAY_ADDRESS"].flatMap { $0.isEmpty || $0 == "local" ? nil : $0 }
+        var embedded: (GCSServer, Raylet)?
+        let gcsAddress: String
+        let rayletAddress: String
+        if let target {
+            gcsAddress = target.hasPrefix("ray://") ? String(target.dropFirst(6)) : target
+            let nodes: [Ray_Rpc_GcsNodeInfo]
+            do {
+                nodes = try await GCSClient(address: gcsAddress, timeout: .seconds(3)).nodes()
+            } catch {
+                throw RayError(.connection, "no Ray cluster answers at \(gcsAddress)", cause: "\(error)")
+            }
+            guard let node = nodes.first(where: { $0.state == .alive && $0.isHeadNode }) ?? nodes.first(where: { $0.state == .alive })
+            else { throw RayError(.connection, "the cluster at \(gcsAddress) has no live node") }
+            rayletAddress = "\(node.nodeManagerAddress):\(node.nodeManagerPort)"
+        } else {
+            let gcsServer = try GCSServer(host: "127.0.0.1", port: 0)
+            gcsAddress = "127.0.0.1:\(gcsServer.port)"
+            var rayletOptions = Raylet.Options()
+            rayletOptions.isHead = true
+            rayletOptions.resources = Raylet.defaultResources(host: "127.0.0.1", numCPUs: options.numCPUs, isHead: true)
+                .merging(options.resources) { _, custom in custom }
+            rayletOptions.objectStoreMemory = options.objectStoreMemory
+            rayletOptions.idleWorkerTimeout = options.idleWorkerTimeout
+            let raylet: Raylet
+            do {
+                raylet = try await Raylet(gcsAddress: gcsAddress, options: rayletOptions)
+            } catch {
+                await gcsServer.shutdown(grace: .zero)
+                throw error
+            }
+            embedded = (gcsServer, raylet)
+            rayletAddress = "127.0.0.1:\(raylet.port)"
+        }
+        let gcs = try GCSClient(address: gcsAddress, timeout: .seconds(10))
+        do {
+            let jobID = try await gcs.nextJobID()
+            var configuration = CoreWorker.Configuration(
+                mode: .driver, jobID: jobID, rayletAddress: rayletAddress, gcsAddress: gcsAddress)
+            configuration.executable = currentExecutable()
+            configuration.arguments = Array(CommandLine.arguments.dropFirst())
+            configuration.workingDirectory = FileManager.default.currentDirectoryPath
+            configuration.functions = table
+            let worker = try await CoreWorker.connect(configuration)
+            var job = Ray_Rpc_JobTableData()
+            job.jobID = Data(jobID.bytes)
+            job.driverAddress = worker.address
+            job.driverPid = getpid()
+            job.entrypoint = CommandLine.arguments.joined(separator: " ")
+            job.startTimeMs = UInt64(Date().timeIntervalSince1970 * 1000)
+            try? await gcs.addJob(job)
+            current.withLock { $0 = worker }
+            return Ray(jobID: jobID, gcsAddress: gcsAddress, worker: worker, gcs: gcs, embedded: embedded)
+        } catch {
+            if let (gcsServer, raylet) = embedded {
+                await raylet.shutdown()
+                await gcsServer.shutdown(grace: .zero)
+            }
+            throw error
+        }
+    }
+
+    /// Disconnects: the job's workers stop, and an embedded cluster is torn down.
+    public func shutdown() async {
+        guard stopped.withLock({ s in defer { s = true }; return !s }) else { return }
+        try? await gcs.markJobFinished(jobID)
+        await worker.shutdown()
+        Self.current.withLock { if $0 === worker { $0 = nil } }
+        if let (gcsServer, raylet) = embedded {
+            await raylet.shutdown()
+            await gcsServer.shutdown(grace: .zero)
+        }
+    }
+
+    // MARK: objects
+
+    /// Stores `value` in the cluster and returns a reference to it (owned by this process).
+    /// Large values go to the node's shared-memory store; one that cannot fit throws
+    /// `ObjectStoreFullError`.
+    public func put<T: Codable & Sendable>(_ value: T) async throws -> ObjectRef<T> {
+        ObjectRef(adopting: try await worker.put(value), worker: worker)
+    }
+
+    /// The values of `refs`, in order (see ``ObjectRef/get(timeout:)``).
+    public func get<T>(_ refs: [ObjectRef<T>], timeout: Duration? = nil) async throws -> [T] {
+        let resolved = try await worker.get(refs.map(\.id), timeout: timeout)
+        return try zip(resolved, refs).map { try ObjectRef<T>.decode($0, id: $1.id) }
+    }
+
+    /// Waits until `numReturns` of `refs` are ready or `timeout` passes (nil: no limit); returns the
+    /// ready ones (at most `numReturns`) and the rest, each in the order given.
+    public func wait<T>(_ refs: [ObjectRef<T>], numReturns: Int = 1, timeout: Duration? = nil) async
+        -> (ready: [ObjectRef<T>], notReady: [ObjectRef<T>])
+    {
+        let (ready, _) = await worker.wait(refs.map(\.id), numReturns: numReturns, timeout: timeout)
+        let readySet = Set(ready)
+        return (refs.filter { readySet.contains($0.id) }, refs.filter { !readySet.contains($0.id) })
+    }
+
+    /// Cancels the task that produces `ref` (see Ray's `ray.cancel`): a task still queued never runs;
+    /// a running one is cancelled (Swift task cancellation), or with `force` its worker is killed.
+    /// Its `get` then throws `TaskCancelledError`.
+    public func cancel<T>(_ ref: ObjectRef<T>, force: Bool = false) async {
+        await worker.cancel(ref.id, force: force)
+    }
+
+    /// The node's resources as the raylet offers them.
+    public var clusterResources: [String: Double] { worker.nodeResources }
+
+    /// The node's object store: bytes in use and objects in it.
+    public func objectStoreUsage() async throws -> (usedBytes: Int, objects: Int) {
+        let stats = try await worker.nodeStats()
+        return (Int(stats.objectStoreUsed), Int(stats.numObjects))
+    }
+
+    /// Objects this process references (owned or borrowed).
+    public var objectCount: Int { worker.objectCount }
+
+    // MARK: workers
+
+    /// Runs this process as a worker if the raylet started it as one (`RAY_WORKER_MODE`): serves
+    /// tasks until the raylet stops it, then exits. Returns (false) in a driver.
+    static func runWorkerIfLaunchedAsOne(functions: [any AnyRemoteFunction]) async -> Bool {
+        let environment = ProcessInfo.processInfo.environment
+        guard environment["RAY_WORKER_MODE"] == "1" else { return false }
+        // Workers' output goes to a pipe the raylet reads: flush print() at each line, as a terminal would.
+        setvbuf(stdout, nil, _IOLBF, 0)
+        if let directory = environment["RAY_WORKER_WORKING_DIR"] { _ = FileManager.default.changeCurrentDirectoryPath(directory) }
+        do {
+            guard let jobHex = environment["RAY_JOB_ID"], let workerHex = environment["RAY_WORKER_ID"],
+                let raylet = environment["RAY_NODE_MANAGER_ADDRESS"]
+            else { throw RayError(.system, "a worker needs RAY_JOB_ID, RAY_WORKER_ID and RAY_NODE_MANAGER_ADDRESS") }
+            var configuration = CoreWorker.Configuration(
+                mode: .worker, jobID: try JobID(hex: jobHex), workerID: try WorkerID(hex: workerHex),
+                rayletAddress: raylet, gcsAddress: environment["RAY_GCS_ADDRESS"] ?? "")
+            var table: [String: TaskFunction] = [:]
+            for function in functions { table[function.name] = function._body }
+            configuration.functions = table
+            let worker = try await CoreWorker.connect(configuration)
+            current.withLock { $0 = worker }
+        } catch {
+            FileHandle.standardError.write(Data("worker failed to start: \(error)\n".utf8))
+            exit(1)
+        }
+        // A worker lives as long as the process that started it: exit when it is gone.
+        let parent = environment["RAY_RAYLET_PID"].flatMap { pid_t($0) } ?? getppid()
+        while true {
+            try? await Task.sleep(for: .milliseconds(500))
+            if getppid() != parent { exit(0) }
+        }
+    }
+
+    private static func currentExecutable() -> String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    }
+}
+
+/// The error a task raised, as its caller sees it: Ray's error kind, the remote error's Swift type
+/// and message, and the function's name.
+public typealias RayTaskError = TaskFailure

@@ -1,0 +1,178 @@
+import RayCommon
+import RayCoreWorker
+
+/// A remote function of any signature, as an application lists them (``RayApplication/remoteFunctions``)
+/// so that its workers can run them by name.
+public protocol AnyRemoteFunction: Sendable {
+    /// The stable name tasks carry; unique in the executable.
+    var name: String { get }
+    /// Decodes arguments, runs the function, encodes its result (used by workers).
+    var _body: TaskFunction { get }
+}
+
+/// A function that runs as a task on a worker of the cluster. `remote(...)` submits it and returns an
+/// `ObjectRef` to its result at once; each argument is a value or an `ObjectRef` to one (the task
+/// runs once it exists and receives the value). The compiler checks every call's types.
+///
+/// ```swift
+/// let square = RemoteFunction("square") { (x: Int) in x * x }
+/// let ref = square.remote(4)          // ObjectRef<Int>
+/// let chained = square.remote(ref)    // takes the first result
+/// ```
+public struct RemoteFunction<Args, Result: Codable & Sendable>: AnyRemoteFunction {
+    public let name: String
+    /// Resources each task holds while it runs (default one CPU), and how many values it returns.
+    public var taskOptions: TaskOptions
+    public let _body: TaskFunction
+
+    init(name: String, options: TaskOptions, body: @escaping TaskFunction) {
+        self.name = name
+        self.taskOptions = options
+        self._body = body
+    }
+
+    /// A copy with other resource requests (Ray's `.options(num_cpus=..., resources=...)`).
+    /// `numCPUs` may be fractional; `resources` names custom resources.
+    public func options(numCPUs: Double? = nil, resources: [String: Double]? = nil) -> RemoteFunction {
+        var copy = self
+        if let resources { copy.taskOptions.resources = resources.merging(["CPU": copy.taskOptions.resources["CPU"] ?? 1]) { a, _ in a } }
+        if let numCPUs { copy.taskOptions.resources["CPU"] = numCPUs }
+        copy.taskOptions.resources = copy.taskOptions.resources.filter { $0.value != 0 }
+        return copy
+    }
+
+    func submit(_ arguments: [TaskArgument]) -> ObjectRef<Result> {
+        let worker = Ray.requireWorker()
+        let ids = worker.submitTask(name, arguments: arguments, options: taskOptions)
+        return ObjectRef(adopting: ids[0], worker: worker)
+    }
+}
+
+// MARK: encoding helpers
+
+@inline(__always)
+func encodeArgument<T: Encodable>(_ value: T, function: String, index: Int) -> TaskArgument {
+    do {
+        return .value(try BinaryEncoder().encode(value))
+    } catch {
+        // Encoding a Codable value only fails if its own encode(to:) throws: a programming error.
+        preconditionFailure("argument \(index) of \(function): \(T.self) does not encode: \(error)")
+    }
+}
+
+@inline(__always)
+func decodeArgument<T: Decodable>(_ type: T.Type, _ arguments: [ArgumentValue], _ index: Int, function: String) throws -> T {
+    guard index < arguments.count else {
+        throw RayError(.serialization, "\(function) takes \(index + 1) or more arguments, the task carried \(arguments.count)")
+    }
+    do {
+        return try arguments[index].withBytes { try BinaryDecoder().decode(T.self, from: $0) }
+    } catch {
+        throw RayError(.serialization, "argument \(index + 1) of \(function) does not decode as \(T.self): \(error)")
+    }
+}
+
+@inline(__always)
+func encodeResult<T: Encodable>(_ value: T, function: String) throws -> [EncodedResult] {
+    let encoder = BinaryEncoder()
+    // One-block values (numeric arrays, Data) are written where they go: inline or into shared memory.
+    if let direct = encoder.directEncoding(value) { return [.direct(direct)] }
+    do {
+        return [.bytes(try encoder.encode(value))]
+    } catch {
+        throw RayError(.serialization, "the result of \(function) (\(T.self)) does not encode: \(error)")
+    }
+}
+
+func checkArity(_ arguments: [ArgumentValue], _ count: Int, function: String) throws {
+    guard arguments.count == count else {
+        throw RayError(.serialization, "\(function) takes \(count) arguments, the task carried \(arguments.count)")
+    }
+}
+
+// MARK: no arguments
+
+extension RemoteFunction where Args == Void {
+    public init(_ name: String, _ body: @escaping @Sendable () async throws -> Result) {
+        self.init(name: name, options: TaskOptions()) { arguments in
+            try checkArity(arguments, 0, function: name)
+            return try encodeResult(try await body(), function: name)
+        }
+    }
+
+    public func remote() -> ObjectRef<Result> { submit([]) }
+}
+
+// MARK: one argument
+
+extension RemoteFunction where Args: Codable & Sendable {
+    public init(_ name: String, _ body: @escaping @Sendable (Args) async throws -> Result) {
+        self.init(name: name, options: TaskOptions()) { arguments in
+            try checkArity(arguments, 1, function: name)
+            let a = try decodeArgument(Args.self, arguments, 0, function: name)
+            return try encodeResult(try await body(a), function: name)
+        }
+    }
+
+    public func remote(_ a: Args) -> ObjectRef<Result> { submit([encodeArgument(a, function: name, index: 1)]) }
+    public func remote(_ a: ObjectRef<Args>) -> ObjectRef<Result> { submit([a.argument]) }
+}
+
+// MARK: two arguments
+
+extension RemoteFunction {
+    public init<A: Codable & Sendable, B: Codable & Sendable>(
+        _ name: String, _ body: @escaping @Sendable (A, B) async throws -> Result
+    ) where Args == (A, B) {
+        self.init(name: name, options: TaskOptions()) { arguments in
+            try checkArity(arguments, 2, function: name)
+            let a = try decodeArgument(A.self, arguments, 0, function: name)
+            let b = try decodeArgument(B.self, arguments, 1, function: name)
+            return try encodeResult(try await body(a, b), function: name)
+        }
+    }
+
+    public func remote<A: Codable & Sendable, B: Codable & Sendable>(_ a: A, _ b: B) -> ObjectRef<Result> where Args == (A, B) {
+        submit([encodeArgument(a, function: name, index: 1), encodeArgument(b, function: name, index: 2)])
+    }
+    public func remote<A: Codable & Sendable, B: Codable & Sendable>(_ a: ObjectRef<A>, _ b: B) -> ObjectRef<Result> where Args == (A, B) {
+        submit([a.argument, encodeArgument(b, function: name, index: 2)])
+    }
+    public func remote<A: Codable & Sendable, B: Codable & Sendable>(_ a: A, _ b: ObjectRef<B>) -> ObjectRef<Result> where Args == (A, B) {
+        submit([encodeArgument(a, function: name, index: 1), b.argument])
+    }
+    public func remote<A: Codable & Sendable, B: Codable & Sendable>(_ a: ObjectRef<A>, _ b: ObjectRef<B>) -> ObjectRef<Result> where Args == (A, B) {
+        submit([a.argument, b.argument])
+    }
+}
+
+// MARK: three arguments
+
+extension RemoteFunction {
+    public init<A: Codable & Sendable, B: Codable & Sendable, C: Codable & Sendable>(
+        _ name: String, _ body: @escaping @Sendable (A, B, C) async throws -> Result
+    ) where Args == (A, B, C) {
+        self.init(name: name, options: TaskOptions()) { arguments in
+            try checkArity(arguments, 3, function: name)
+            let a = try decodeArgument(A.self, arguments, 0, function: name)
+            let b = try decodeArgument(B.self, arguments, 1, function: name)
+            let c = try decodeArgument(C.self, arguments, 2, function: name)
+            return try encodeResult(try await body(a, b, c), function: name)
+        }
+    }
+
+    public func remote<A: Codable & Sendable, B: Codable & Sendable, C: Codable & Sendable>(_ a: A, _ b: B, _ c: C) -> ObjectRef<Result> where Args == (A, B, C) {
+        submit([encodeArgument(a, function: name, index: 1), encodeArgument(b, function: name, index: 2),
+                encodeArgument(c, function: name, index: 3)])
+    }
+    public func remote<A: Codable & Sendable, B: Codable & Sendable, C: Codable & Sendable>(_ a: ObjectRef<A>, _ b: B, _ c: C) -> ObjectRef<Result> where Args == (A, B, C) {
+        submit([a.argument, encodeArgument(b, function: name, index: 2), encodeArgument(c, function: name, index: 3)])
+    }
+    public func remote<A: Codable & Sendable, B: Codable & Sendable, C: Codable & Sendable>(_ a: ObjectRef<A>, _ b: ObjectRef<B>, _ c: C) -> ObjectRef<Result> where Args == (A, B, C) {
+        submit([a.argument, b.argument, encodeArgument(c, function: name, index: 3)])
+    }
+    public func remote<A: Codable & Sendable, B: Codable & Sendable, C: Codable & Sendable>(_ a: ObjectRef<A>, _ b: ObjectRef<B>, _ c: ObjectRef<C>) -> ObjectRef<Result>
+    where Args == (A, B, C) {
+        submit([a.argument, b.argument, c.argument])
+    }
+}

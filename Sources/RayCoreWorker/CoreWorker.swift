@@ -1,0 +1,384 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import RayCommon
+import RayObjectStore
+import RayProtos
+import RayRPC
+import RayServices
+import Synchronization
+
+/// The library inside every driver and worker process: it submits tasks (a lease from the raylet,
+/// then the tasks pushed straight to the leased worker), owns the objects its puts and tasks create,
+/// executes the tasks pushed to it, and serves the core-worker RPCs.
+public final class CoreWorker: Sendable {
+    public enum Mode: Sendable { case driver, worker }
+
+    public struct Configuration: Sendable {
+        public var mode: Mode
+        public var jobID: JobID
+        public var workerID: WorkerID
+        /// The node's raylet, `host:port`.
+        public var rayletAddress: String
+        public var gcsAddress: String
+        /// Drivers: the executable and arguments the raylet re-launches as this job's workers.
+        public var executable: String = ""
+        public var arguments: [String] = []
+        public var workingDirectory: String = ""
+        public var environment: [String: String] = [:]
+        /// The functions this process can run when tasks are pushed to it.
+        public var functions: [String: TaskFunction] = [:]
+        /// Where worker output forwarded to a driver goes (default: this process's stdout and stderr).
+        public var logSink: (@Sendable (_ pid: Int32, _ isError: Bool, _ lines: [String]) -> Void)?
+        /// How long to wait for the raylet to answer the registration.
+        public var connectTimeout: Duration = .seconds(10)
+
+        public init(mode: Mode, jobID: JobID, workerID: WorkerID = .random(), rayletAddress: String, gcsAddress: String) {
+            self.mode = mode
+            self.jobID = jobID
+            self.workerID = workerID
+            self.rayletAddress = rayletAddress
+            self.gcsAddress = gcsAddress
+        }
+    }
+
+    public let mode: Mode
+    public let jobID: JobID
+    public let workerID: WorkerID
+    public let nodeID: NodeID
+    /// Where this process's core-worker service listens.
+    public let address: Ray_Rpc_Address
+    /// The node's resources, as its raylet reported them.
+    public let nodeResources: [String: Double]
+    let raylet: RPCChannel
+    let server: RPCServer
+    let store: MemoryStore
+    let region: SharedMemoryRegion
+    let functions: [String: TaskFunction]
+    let submitter: TaskSubmitter
+    let executor: TaskExecutor
+    let channels = ChannelCache()
+    let config = RayConfig()
+    /// Shared-memory objects to delete, sent to the raylet in batches.
+    let pendingDeletes: DeleteBatcher
+
+    /// Starts this process's core-worker service and registers it with the node's raylet.
+    public static func connect(_ configuration: Configuration) async throws -> CoreWorker {
+        try await CoreWorker(configuration)
+    }
+
+    private init(_ configuration: Configuration) async throws {
+        mode = configuration.mode
+        jobID = configuration.jobID
+        workerID = configuration.workerID
+        functions = configuration.functions
+        let raylet: RPCChannel
+        do {
+            raylet = try RPCChannel(target: configuration.rayletAddress)
+        } catch {
+            throw RayError(.connection, "cannot reach the raylet at \(configuration.rayletAddress)", cause: "\(error)")
+        }
+        self.raylet = raylet
+        let deletes = DeleteBatcher(raylet: raylet)
+        pendingDeletes = deletes
+        store = MemoryStore(onFree: { id, value in
+            if case .shared = value { deletes.delete(id) }
+        })
+        executor = TaskExecutor()
+        submitter = TaskSubmitter(jobID: configuration.jobID)
+
+        let logSink = configuration.logSink ?? { pid, isError, lines in
+            let text = lines.map { "(pid=\(pid)) \($0)\n" }.joined()
+            if isError { FileHandle.standardError.write(Data(text.utf8)) } else {
+                FileHandle.standardOutput.write(Data(text.utf8))
+            }
+        }
+        let box = WorkerBox()
+        var router = RPCRouter()
+        Self.registerService(on: &router, worker: box, logSink: logSink)
+        server = try RPCServer(host: "127.0.0.1", port: 0, router: router)
+
+        var request = Ray_Rpc_RegisterClientRequest()
+        request.workerType = configuration.mode == .driver ? .driver : .worker
+        request.workerID = Data(workerID.bytes)
+        request.jobID = Data(jobID.bytes)
+        request.pid = getpid()
+        var address = Ray_Rpc_Address()
+        address.ipAddress = "127.0.0.1"
+        address.port = Int32(server.port)
+        address.workerID = Data(workerID.bytes)
+        request.address = address
+        request.executable = configuration.executable
+        request.arguments = configuration.arguments
+        request.workingDir = configuration.workingDirectory
+        request.environment = configuration.environment
+        let reply: Ray_Rpc_RegisterClientReply
+        do {
+            reply = try await raylet.unary(
+                NodeManagerMethods.registerClient, request,
+                options: CallOptions(timeout: configuration.connectTimeout, waitForReady: true))
+        } catch {
+            await server.shutdown(grace: .zero)
+            throw RayError(.connection, "the raylet at \(configuration.rayletAddress) did not accept this \(configuration.mode == .driver ? "driver" : "worker")", cause: "\(error)")
+        }
+        nodeID = (try? NodeID(bytes: reply.nodeID)) ?? .nil
+        address.nodeID = reply.nodeID
+        self.address = address
+        nodeResources = reply.resourcesTotal
+        do {
+            region = try SharedMemoryRegion(opening: reply.objectStoreName)
+        } catch {
+            await server.shutdown(grace: .zero)
+            throw error
+        }
+        box.worker = self
+    }
+
+    /// Leaves the raylet (a driver's workers stop with it) and stops serving.
+    public func shutdown() async {
+        submitter.shutdown()
+        await pendingDeletes.flush()
+        var request = Ray_Rpc_DisconnectClientRequest()
+        request.workerID = Data(workerID.bytes)
+        request.reason = "the \(mode == .driver ? "driver" : "worker") shut down"
+        _ = try? await raylet.unary(NodeManagerMethods.disconnectClient, request, options: CallOptions(timeout: .seconds(2)))
+        await server.shutdown(grace: .milliseconds(200))
+    }
+
+    // MARK: references
+
+    /// One more `ObjectRef` to `id` in this process (`owner`: who owns it, if another process).
+    public func addLocalReference(_ id: ObjectID, owner: Ray_Rpc_Address? = nil) {
+        store.addLocalReference(id, owner: owner.flatMap { $0.workerID == address.workerID ? nil : $0 })
+    }
+
+    /// One `ObjectRef` to `id` fewer; an owned object nobody references any more is freed.
+    public func removeLocalReference(_ id: ObjectID) { store.removeLocalReference(id) }
+
+    /// How many objects this process holds (owned or borrowed).
+    public var objectCount: Int { store.count }
+
+    // MARK: put
+
+    /// Stores a value this process will own and returns its ID (with one local reference). Values up to
+    /// `max_direct_call_object_size` stay in this process's memory; larger ones go to the node's store.
+    public func put<T: Encodable>(_ value: T) async throws -> ObjectID {
+        let id = ObjectID(task: submitter.putTaskID, index: submitter.nextPutIndex())
+        try await putObject(id, value: value)
+        return id
+    }
+
+    func putObject<T: Encodable>(_ id: ObjectID, value: T) async throws {
+        let encoder = BinaryEncoder()
+        let threshold = config[RayConfig.maxDirectCallObjectSize]
+        if let direct = encoder.directEncoding(value), direct.size > threshold {
+            let location = try await createShared(id, size: direct.size, owner: workerID) { direct.write(to: $0) }
+            store.addOwned(id, value: location)
+            return
+        }
+        let bytes: [UInt8]
+        do {
+            bytes = try encoder.encode(value)
+        } catch {
+            throw RayError(.serialization, "\(T.self) does not encode", cause: "\(error)")
+        }
+        if bytes.count > threshold {
+            let location = try await createShared(id, size: bytes.count, owner: workerID) { destination in
+                bytes.withUnsafeBytes { destination.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
+            }
+            store.addOwned(id, value: location)
+        } else {
+            store.addOwned(id, value: .inline(bytes))
+        }
+    }
+
+    /// Creates an object of `size` bytes in the node's store, lets `write` fill it, and seals it.
+    func createShared(_ id: ObjectID, size: Int, owner: WorkerID, write: (UnsafeMutableRawPointer) -> Void)
+        async throws -> ObjectValue
+    {
+        var create = Ray_Rpc_CreateObjectRequest()
+        create.objectID = Data(id.bytes)
+        create.dataSize = Int64(size)
+        create.ownerWorkerID = Data(owner.bytes)
+        let offset: Int
+        do {
+            offset = Int(try await raylet.unary(NodeManagerMethods.createObject, create).offset)
+        } catch {
+            if error.code == .resourceExhausted { throw RayError(.objectStoreFull, error.message) }
+            throw RayError(.connection, "the raylet did not create object \(id)", cause: "\(error)")
+        }
+        guard offset >= 0, offset + size <= region.size else {
+            throw RayError(.system, "the raylet placed object \(id) outside the store (\(offset)+\(size) of \(region.size))")
+        }
+        write(region.base + offset)
+        var seal = Ray_Rpc_SealObjectRequest()
+        seal.objectID = Data(id.bytes)
+        do {
+            _ = try await raylet.unary(NodeManagerMethods.sealObject, seal)
+        } catch {
+            throw RayError(.connection, "the raylet did not seal object \(id)", cause: "\(error)")
+        }
+        return .shared(offset: offset, size: size)
+    }
+
+    // MARK: get and wait
+
+    /// The values of `ids` in order, waiting for them up to `timeout` (nil: no limit but the
+    /// caller's cancellation). A task's error is thrown as its `TaskFailure`; a timeout as
+    /// `GetTimeoutError`. Shared-memory values are read in place: the caller must keep a reference.
+    public func get(_ ids: [ObjectID], timeout: Duration? = nil) async throws -> [ResolvedObject] {
+        var values = ids.map { store.value($0) }
+        if values.contains(where: { $0 == nil }) {
+            let missing = ids.enumerated().filter { values[$0.offset] == nil }.map(\.element)
+            fetchBorrowed(missing)
+            let blocked = executor.isExecuting
+            if blocked { await notifyBlocked(true) }
+            let ready = await store.wait(missing, count: missing.count, timeout: timeout)
+            if blocked { await notifyBlocked(false) }
+            try Task.checkCancellation()
+            if ready.count < Set(missing).count {
+                throw RayError(.getTimeout, "get timed out after \(timeout.map { "\($0)" } ?? "no limit"): \(Set(missing).count - ready.count) of \(ids.count) objects not ready")
+            }
+            values = ids.map { store.value($0) }
+        }
+        return try ids.indices.map { index throws -> ResolvedObject in
+            switch values[index] {
+            case .inline(let bytes): return .inline(bytes)
+            case .shared(let offset, let size):
+                return .shared(SharedBytes(UnsafeRawBufferPointer(start: region.base + offset, count: size)))
+            case .error(let failure): throw failure
+            case nil: throw RayError(.objectLost, "object \(ids[index]) was freed: no reference to it was left")
+            }
+        }
+    }
+
+    /// Which of `ids` are ready once `numReturns` of them are (or `timeout` passed), in the order given.
+    public func wait(_ ids: [ObjectID], numReturns: Int, timeout: Duration?) async -> (ready: [ObjectID], notReady: [ObjectID]) {
+        fetchBorrowed(ids.filter { store.value($0) == nil })
+        let ready = await store.wait(ids, count: numReturns, timeout: timeout)
+        var readyList: [ObjectID] = []
+        var rest: [ObjectID] = []
+        for id in ids {
+            if ready.contains(id), readyList.count < numReturns { readyList.append(id) } else { rest.append(id) }
+        }
+        return (readyList, rest)
+    }
+
+    /// Asks the owners of borrowed objects among `ids` for their values (in the background; `set`
+    /// wakes the waiters).
+    func fetchBorrowed(_ ids: [ObjectID]) {
+        for id in ids {
+            guard let owner = store.owner(of: id) else { continue }
+            Task {
+                var request = Ray_Rpc_GetObjectStatusRequest()
+                request.objectID = Data(id.bytes)
+                do {
+                    let channel = try channels.channel(for: owner)
+                    let reply = try await channel.unary(
+                        CoreWorkerMethods.getObjectStatus, request, options: CallOptions(timeout: .seconds(3600)))
+                    if reply.status == .outOfScope {
+                        store.set(id, .error(TaskFailure(kind: .objectLost, type: "", message: "object \(id) is out of scope at its owner", function: "")))
+                    } else {
+                        store.set(id, ObjectValue(reply.object))
+                    }
+                } catch {
+                    store.set(id, .error(TaskFailure(kind: .objectLost, type: "", message: "the owner of object \(id) is unreachable: \(error)", function: "")))
+                }
+            }
+        }
+    }
+
+    /// What the node's raylet reports: resources, pending demand, workers, object store use.
+    public func nodeStats() async throws -> Ray_Rpc_GetNodeStatsReply {
+        do {
+            return try await raylet.unary(NodeManagerMethods.getNodeStats, Ray_Rpc_GetNodeStatsRequest(), options: CallOptions(timeout: .seconds(10)))
+        } catch {
+            throw RayError(.connection, "the raylet did not answer", cause: "\(error)")
+        }
+    }
+
+    func notifyBlocked(_ blocked: Bool) async {
+        var request = Ray_Rpc_NotifyTaskBlockedRequest()
+        request.workerID = Data(workerID.bytes)
+        request.blocked = blocked
+        _ = try? await raylet.unary(NodeManagerMethods.notifyTaskBlocked, request, options: CallOptions(timeout: .seconds(5)))
+    }
+}
+
+/// An object's bytes as `get` found them.
+public enum ResolvedObject: Sendable {
+    case inline([UInt8])
+    case shared(SharedBytes)
+
+    /// Calls `body` with the encoded bytes.
+    public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        switch self {
+        case .inline(let bytes): return try bytes.withUnsafeBytes(body)
+        case .shared(let shared): return try body(shared.buffer)
+        }
+    }
+}
+
+/// Bytes in the node's shared-memory store, valid while a reference to their object is held.
+public struct SharedBytes: @unchecked Sendable {
+    public let buffer: UnsafeRawBufferPointer
+    init(_ buffer: UnsafeRawBufferPointer) { self.buffer = buffer }
+}
+
+/// Lets the service handlers reach the worker they were registered for before it finished starting.
+final class WorkerBox: Sendable {
+    private let state = Mutex<CoreWorker?>(nil)
+    var worker: CoreWorker? {
+        get { state.withLock { $0 } }
+        set { state.withLock { $0 = newValue } }
+    }
+}
+
+/// One channel per peer address, reused by every call to it.
+final class ChannelCache: Sendable {
+    private let channels = Mutex<[String: RPCChannel]>([:])
+
+    func channel(for address: Ray_Rpc_Address) throws(RPCError) -> RPCChannel {
+        let key = "\(address.ipAddress):\(address.port)"
+        if let channel = channels.withLock({ $0[key] }) { return channel }
+        let channel = try RPCChannel(host: address.ipAddress, port: Int(address.port))
+        return channels.withLock { channels in
+            if let existing = channels[key] { return existing }
+            channels[key] = channel
+            return channel
+        }
+    }
+
+    func forget(_ address: Ray_Rpc_Address) {
+        _ = channels.withLock { $0.removeValue(forKey: "\(address.ipAddress):\(address.port)") }
+    }
+}
+
+/// Collects shared-memory objects to delete and sends them to the raylet a batch at a time.
+final class DeleteBatcher: Sendable {
+    private let raylet: RPCChannel
+    private let state = Mutex<(ids: [ObjectID], scheduled: Bool)>(([], false))
+
+    init(raylet: RPCChannel) { self.raylet = raylet }
+
+    func delete(_ id: ObjectID) {
+        let schedule = state.withLock { s -> Bool in
+            s.ids.append(id)
+            defer { s.scheduled = true }
+            return !s.scheduled
+        }
+        if schedule { Task { await self.flush() } }
+    }
+
+    func flush() async {
+        let ids = state.withLock { s -> [ObjectID] in
+            defer { s = ([], false) }
+            return s.ids
+        }
+        guard !ids.isEmpty else { return }
+        var request = Ray_Rpc_DeleteObjectsRequest()
+        request.objectIds = ids.map { Data($0.bytes) }
+        _ = try? await raylet.unary(NodeManagerMethods.deleteObjects, request, options: CallOptions(timeout: .seconds(10)))
+    }
+}

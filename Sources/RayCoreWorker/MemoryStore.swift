@@ -1,0 +1,173 @@
+import RayCommon
+import RayProtos
+import Synchronization
+
+/// The objects this process knows of: the ones it owns (its puts and what its tasks return) and the
+/// ones it borrows. Holds small values inline, shared-memory places of large ones, errors, and for
+/// each object its reference counts: `ObjectRef`s alive in this process and tasks in flight that take
+/// it as an argument. When both reach zero an owned object is freed (`onFree` deletes shared-memory
+/// copies). Waiters (get, wait) are resumed as values arrive, each with a deadline.
+final class MemoryStore: Sendable {
+    struct Entry {
+        var value: ObjectValue?
+        var waiters: [Waiter] = []
+        var localRefs = 0
+        var submittedRefs = 0
+        /// Who owns it, if not this process (a borrowed reference).
+        var owner: Ray_Rpc_Address?
+    }
+
+    private let entries = Mutex<[ObjectID: Entry]>([:])
+    private let onFree: @Sendable (ObjectID, ObjectValue) -> Void
+
+    init(onFree: @escaping @Sendable (ObjectID, ObjectValue) -> Void) {
+        self.onFree = onFree
+    }
+
+    var count: Int { entries.withLock { $0.count } }
+
+    // MARK: references
+
+    /// Registers an object this process will own (its value comes later unless given) with one reference.
+    func addOwned(_ id: ObjectID, value: ObjectValue? = nil) {
+        entries.withLock { $0[id] = Entry(value: value, localRefs: 1) }
+    }
+
+    /// One more `ObjectRef` to `id` in this process; a borrowed one registers its owner.
+    func addLocalReference(_ id: ObjectID, owner: Ray_Rpc_Address?) {
+        entries.withLock { entries in
+            if entries[id] == nil { entries[id] = Entry(owner: owner) }
+            entries[id]!.localRefs += 1
+        }
+    }
+
+    func removeLocalReference(_ id: ObjectID) { release(id) { $0.localRefs -= 1 } }
+
+    /// A task in flight takes these objects as arguments: they stay until it ends.
+    func addSubmittedReferences(_ ids: [ObjectID]) {
+        guard !ids.isEmpty else { return }
+        entries.withLock { entries in
+            for id in ids { entries[id]?.submittedRefs += 1 }
+        }
+    }
+
+    func removeSubmittedReferences(_ ids: [ObjectID]) {
+        for id in ids { release(id) { $0.submittedRefs -= 1 } }
+    }
+
+    private func release(_ id: ObjectID, _ change: (inout Entry) -> Void) {
+        let freed = entries.withLock { entries -> (ObjectValue?, Bool) in
+            guard var entry = entries[id] else { return (nil, false) }
+            change(&entry)
+            guard entry.localRefs <= 0, entry.submittedRefs <= 0 else {
+                entries[id] = entry
+                return (nil, false)
+            }
+            entries[id] = nil
+            // Nobody waits on an object nobody references; fail any waiter defensively all the same.
+            for waiter in entry.waiters { waiter.cancel() }
+            return (entry.owner == nil ? entry.value : nil, true)
+        }
+        if let value = freed.0 { onFree(id, value) }
+    }
+
+    /// The owner of a borrowed object (nil: this process owns it, or it is unknown).
+    func owner(of id: ObjectID) -> Ray_Rpc_Address? { entries.withLock { $0[id]?.owner } }
+
+    func contains(_ id: ObjectID) -> Bool { entries.withLock { $0[id] != nil } }
+
+    // MARK: values
+
+    /// Sets the value of `id`, waking its waiters. An object no longer referenced is freed at once
+    /// (its task's result arrived after every `ObjectRef` to it was dropped).
+    func set(_ id: ObjectID, _ value: ObjectValue) {
+        let (waiters, orphan) = entries.withLock { entries -> ([Waiter], Bool) in
+            guard var entry = entries[id] else { return ([], true) }
+            guard entry.value == nil else { return ([], false) }
+            entry.value = value
+            let waiters = entry.waiters
+            entry.waiters = []
+            entries[id] = entry
+            return (waiters, false)
+        }
+        if orphan { onFree(id, value) }
+        for waiter in waiters { waiter.objectReady() }
+    }
+
+    func value(_ id: ObjectID) -> ObjectValue? { entries.withLock { $0[id]?.value } }
+
+    /// Waits until at least `count` of `ids` have values (or `timeout` passes, or the task is
+    /// cancelled); returns which have values.
+    func wait(_ ids: [ObjectID], count: Int, timeout: Duration?) async -> Set<ObjectID> {
+        let waiter = Waiter()
+        let ready = entries.withLock { entries -> Set<ObjectID> in
+            var ready = Set<ObjectID>()
+            for id in ids where entries[id]?.value != nil || entries[id] == nil { ready.insert(id) }
+            let needed = Swift.min(count, ids.count) - ready.count
+            if needed > 0 {
+                waiter.arm(remaining: needed)
+                for id in Set(ids) where !ready.contains(id) { entries[id]!.waiters.append(waiter) }
+            }
+            return ready
+        }
+        guard ready.count < Swift.min(count, ids.count) else { return ready }
+        await waiter.wait(timeout: timeout)
+        return entries.withLock { entries in
+            // Drop the waiter from objects that are still pending.
+            for id in ids { entries[id]?.waiters.removeAll { $0 === waiter } }
+            return Set(ids.filter { entries[$0]?.value != nil || entries[$0] == nil })
+        }
+    }
+}
+
+/// One get or wait: resumed when enough objects arrived, when its deadline passes, or when the
+/// waiting task is cancelled, whichever is first.
+final class Waiter: Sendable {
+    private struct State {
+        var remaining = 0
+        var continuation: CheckedContinuation<Void, Never>?
+        var done = false
+
+        mutating func finish() -> CheckedContinuation<Void, Never>? {
+            done = true
+            defer { continuation = nil }
+            return continuation
+        }
+    }
+    private let state = Mutex(State())
+
+    func arm(remaining: Int) { state.withLock { $0.remaining = remaining } }
+
+    func objectReady() {
+        let continuation = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            s.remaining -= 1
+            guard s.remaining <= 0 else { return nil }
+            return s.finish()
+        }
+        continuation?.resume()
+    }
+
+    func cancel() { state.withLock { $0.finish() }?.resume() }
+
+    func wait(timeout: Duration?) async {
+        let timer: Task<Void, Never>? = timeout.map { timeout in
+            Task { [weak self] in
+                try? await Task.sleep(for: timeout)
+                if !Task.isCancelled { self?.cancel() }
+            }
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let resumeNow = state.withLock { s -> Bool in
+                    if s.done || s.remaining <= 0 { return true }
+                    s.continuation = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        } onCancel: {
+            cancel()
+        }
+        timer?.cancel()
+    }
+}

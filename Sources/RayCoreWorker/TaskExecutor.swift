@@ -1,0 +1,227 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+import RayCommon
+import RayProtos
+import RayRPC
+import RayServices
+import Synchronization
+
+/// An argument as the executing worker receives it: encoded bytes, in this process's memory or in
+/// the node's shared-memory store (valid while the task runs).
+public enum ArgumentValue: @unchecked Sendable {
+    case bytes([UInt8])
+    case shared(UnsafeRawBufferPointer)
+
+    public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        switch self {
+        case .bytes(let bytes): return try bytes.withUnsafeBytes(body)
+        case .shared(let buffer): return try body(buffer)
+        }
+    }
+}
+
+/// A result as a task function produced it: encoded bytes, or a value that encodes as one block
+/// (written straight into the shared-memory store when it is large).
+public enum EncodedResult: @unchecked Sendable {
+    case bytes([UInt8])
+    case direct(DirectEncoding)
+
+    var size: Int {
+        switch self {
+        case .bytes(let bytes): return bytes.count
+        case .direct(let direct): return direct.size
+        }
+    }
+}
+
+/// A function tasks can call by name: decodes its arguments, runs, encodes one result per return.
+public typealias TaskFunction = @Sendable (_ arguments: [ArgumentValue]) async throws -> [EncodedResult]
+
+/// Runs the tasks pushed to this process, one at a time in the order they came, and keeps the
+/// running one cancellable.
+final class TaskExecutor: Sendable {
+    private struct Running {
+        var taskID: TaskID
+        var task: Task<[Ray_Rpc_ReturnObject], Never>
+    }
+    private let running = Mutex<Running?>(nil)
+    private let cancelledBeforeStart = Mutex<Set<TaskID>>([])
+
+    /// True while a task runs here (a get inside it lends its CPU back to the raylet).
+    var isExecuting: Bool { running.withLock { $0 != nil } }
+
+    func cancel(_ taskID: TaskID, force: Bool) -> Bool {
+        let task = running.withLock { $0?.taskID == taskID ? $0?.task : nil }
+        guard let task else {
+            cancelledBeforeStart.withLock { _ = $0.insert(taskID) }
+            return false
+        }
+        if force {
+            // Ray's force=True: the worker process exits; the raylet starts another.
+            exit(1)
+        }
+        task.cancel()
+        return true
+    }
+
+    func run(_ spec: Ray_Rpc_TaskSpec, on worker: CoreWorker) async -> [Ray_Rpc_ReturnObject] {
+        let taskID = (try? TaskID(bytes: spec.taskID)) ?? .nil
+        let function = spec.functionName
+        if cancelledBeforeStart.withLock({ $0.remove(taskID) != nil }) {
+            return failure(spec, TaskFailure(kind: .taskCancelled, type: "", message: "the task was cancelled before it ran", function: function))
+        }
+        let task = Task { await Self.execute(spec, on: worker) }
+        running.withLock { $0 = Running(taskID: taskID, task: task) }
+        let result = await task.value
+        running.withLock { $0 = nil }
+        return result
+    }
+
+    private func failure(_ spec: Ray_Rpc_TaskSpec, _ failure: TaskFailure) -> [Ray_Rpc_ReturnObject] {
+        (0..<max(1, Int(spec.numReturns))).map { _ in ObjectValue.error(failure).returnObject }
+    }
+
+    private static func execute(_ spec: Ray_Rpc_TaskSpec, on worker: CoreWorker) async -> [Ray_Rpc_ReturnObject] {
+        let name = spec.functionName
+        let numReturns = max(1, Int(spec.numReturns))
+        func fail(_ failure: TaskFailure) -> [Ray_Rpc_ReturnObject] {
+            (0..<numReturns).map { _ in ObjectValue.error(failure).returnObject }
+        }
+        guard let function = worker.functions[name] else {
+            let known = worker.functions.keys.sorted().prefix(20).joined(separator: ", ")
+            return fail(TaskFailure(
+                kind: .system, type: "", message: "no remote function named '\(name)' is registered in this executable (registered: \(known))",
+                function: name))
+        }
+        var arguments: [ArgumentValue] = []
+        arguments.reserveCapacity(spec.args.count)
+        for (index, arg) in spec.args.enumerated() {
+            switch arg.value {
+            case .inlineData(let data): arguments.append(.bytes([UInt8](data)))
+            case .location(let location):
+                let offset = Int(location.offset)
+                let size = Int(location.size)
+                guard offset >= 0, size >= 0, offset + size <= worker.region.size else {
+                    return fail(TaskFailure(kind: .objectLost, type: "", message: "argument \(index) lies outside the object store", function: name))
+                }
+                arguments.append(.shared(UnsafeRawBufferPointer(start: worker.region.base + offset, count: size)))
+            case nil:
+                return fail(TaskFailure(kind: .system, type: "", message: "argument \(index) has no value", function: name))
+            }
+        }
+        let results: [EncodedResult]
+        do {
+            results = try await function(arguments)
+            try Task.checkCancellation()
+        } catch let failure as TaskFailure {
+            return fail(failure)
+        } catch is CancellationError {
+            return fail(TaskFailure(kind: .taskCancelled, type: "", message: "the task was cancelled while it ran", function: name))
+        } catch let error as RayError where error.kind == .serialization {
+            return fail(TaskFailure(kind: .serialization, type: "", message: error.message, function: name))
+        } catch {
+            return fail(TaskFailure(kind: .taskError, type: String(reflecting: type(of: error)), message: "\(error)", function: name))
+        }
+        guard results.count == numReturns else {
+            return fail(TaskFailure(kind: .system, type: "", message: "\(name) produced \(results.count) values, \(numReturns) expected", function: name))
+        }
+        let owner = (try? WorkerID(bytes: spec.callerAddress.workerID)) ?? worker.workerID
+        let threshold = worker.config[RayConfig.maxDirectCallObjectSize]
+        let taskID = (try? TaskID(bytes: spec.taskID)) ?? .nil
+        var objects: [Ray_Rpc_ReturnObject] = []
+        for (index, result) in results.enumerated() {
+            let id = ObjectID(task: taskID, index: UInt32(index + 1))
+            if result.size <= threshold {
+                switch result {
+                case .bytes(let bytes): objects.append(ObjectValue.inline(bytes).returnObject)
+                case .direct(let direct):
+                    let bytes = [UInt8](unsafeUninitializedCapacity: direct.size) { buffer, count in
+                        if direct.size > 0 { direct.write(to: UnsafeMutableRawPointer(buffer.baseAddress!)) }
+                        count = direct.size
+                    }
+                    objects.append(ObjectValue.inline(bytes).returnObject)
+                }
+                continue
+            }
+            do {
+                let value = try await worker.createShared(id, size: result.size, owner: owner) { destination in
+                    switch result {
+                    case .bytes(let bytes):
+                        bytes.withUnsafeBytes { destination.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
+                    case .direct(let direct): direct.write(to: destination)
+                    }
+                }
+                var object = value.returnObject
+                object.location.nodeID = Data(worker.nodeID.bytes)
+                objects.append(object)
+            } catch let error as RayError {
+                return fail(TaskFailure(kind: error.kind, type: "", message: "result \(index + 1) of \(name) (\(result.size) bytes) could not be stored: \(error.message)", function: name))
+            } catch {
+                return fail(TaskFailure(kind: .system, type: "", message: "\(error)", function: name))
+            }
+        }
+        return objects
+    }
+}
+
+extension CoreWorker {
+    /// The CoreWorkerService handlers (Protos/ray/core_worker.proto).
+    static func registerService(
+        on router: inout RPCRouter, worker box: WorkerBox,
+        logSink: @escaping @Sendable (Int32, Bool, [String]) -> Void
+    ) {
+        router.register(CoreWorkerMethods.pushTasks) { request, _ in
+            guard let worker = box.worker else { throw RPCError(code: .unavailable, message: "the worker is starting") }
+            var reply = Ray_Rpc_PushTasksReply()
+            reply.results.reserveCapacity(request.tasks.count)
+            for spec in request.tasks {
+                var result = Ray_Rpc_TaskResult()
+                result.taskID = spec.taskID
+                result.returnObjects = await worker.executor.run(spec, on: worker)
+                reply.results.append(result)
+            }
+            return reply
+        }
+        router.register(CoreWorkerMethods.getObjectStatus) { request, _ in
+            guard let worker = box.worker else { throw RPCError(code: .unavailable, message: "the worker is starting") }
+            let id: ObjectID
+            do throws(IDError) { id = try ObjectID(bytes: request.objectID) } catch {
+                throw RPCError(code: .invalidArgument, message: "ObjectID: \(error.message)")
+            }
+            var reply = Ray_Rpc_GetObjectStatusReply()
+            guard worker.store.contains(id) else {
+                reply.status = .outOfScope
+                return reply
+            }
+            _ = await worker.store.wait([id], count: 1, timeout: nil)
+            guard let value = worker.store.value(id) else {
+                reply.status = .outOfScope
+                return reply
+            }
+            reply.status = .created
+            reply.object = value.returnObject
+            reply.object.objectID = request.objectID
+            return reply
+        }
+        router.register(CoreWorkerMethods.cancelTask) { request, _ in
+            guard let worker = box.worker else { throw RPCError(code: .unavailable, message: "the worker is starting") }
+            let id: TaskID
+            do throws(IDError) { id = try TaskID(bytes: request.taskID) } catch {
+                throw RPCError(code: .invalidArgument, message: "TaskID: \(error.message)")
+            }
+            var reply = Ray_Rpc_CancelTaskReply()
+            reply.attemptSucceeded = worker.executor.cancel(id, force: request.forceKill)
+            return reply
+        }
+        router.register(CoreWorkerMethods.publishLogs) { request, _ in
+            for batch in request.batches { logSink(batch.pid, batch.isError, batch.lines) }
+            return Ray_Rpc_PublishLogsReply()
+        }
+    }
+}

@@ -1,0 +1,420 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import RayCommon
+import RayProtos
+import RayRPC
+import RayServices
+import Synchronization
+
+/// An argument of a task: an encoded value, or an object (its value is passed once it exists).
+public struct TaskArgument: Sendable {
+    enum Kind: Sendable {
+        case value([UInt8])
+        case reference(ObjectID, owner: Ray_Rpc_Address?)
+    }
+    let kind: Kind
+
+    public static func value(_ bytes: [UInt8]) -> TaskArgument { TaskArgument(kind: .value(bytes)) }
+    public static func reference(_ id: ObjectID, owner: Ray_Rpc_Address? = nil) -> TaskArgument {
+        TaskArgument(kind: .reference(id, owner: owner))
+    }
+}
+
+/// How a task is run: what it needs from the node and how many objects it returns.
+public struct TaskOptions: Sendable {
+    /// Resources the task holds while it runs (Ray's default: one CPU).
+    public var resources: [String: Double] = ["CPU": 1]
+    public var numReturns = 1
+    public init() {}
+}
+
+/// Queues tasks by the resources they need, leases workers for them from the raylet, and pushes
+/// each lease's tasks to its worker in batches; results go to the memory store.
+final class TaskSubmitter: Sendable {
+    struct PendingTask: Sendable {
+        var spec: Ray_Rpc_TaskSpec
+        var returns: [ObjectID]
+        var argumentRefs: [ObjectID]
+        var taskID: TaskID
+    }
+
+    struct IdleLease {
+        var id: UInt64
+        var continuation: CheckedContinuation<Bool, Never>
+    }
+
+    struct ClassState {
+        var resources: [String: Double]
+        var queue: [PendingTask] = []
+        var head = 0
+        var activeLeases = 0
+        var requests: [UInt64: Task<Void, Never>] = [:]
+        var idle: [IdleLease] = []
+        var queued: Int { queue.count - head }
+
+        mutating func take(_ count: Int) -> [PendingTask] {
+            let n = min(count, queued)
+            let batch = Array(queue[head..<head + n])
+            head += n
+            if head > 1024 && head * 2 > queue.count {
+                queue.removeFirst(head)
+                head = 0
+            }
+            return batch
+        }
+    }
+
+    struct State {
+        var classes: [String: ClassState] = [:]
+        var nextID: UInt64 = 0
+        /// Tasks pushed and not answered yet: the worker they run on.
+        var inFlight: [TaskID: Ray_Rpc_Address] = [:]
+        var cancelled: Set<TaskID> = []
+        var leaseTasks: [UInt64: Task<Void, Never>] = [:]
+        var shutDown = false
+    }
+
+    let state = Mutex(State())
+    /// The task ID this process's puts are numbered under.
+    let putTaskID: TaskID
+    private let putCounter = Atomic<UInt32>(0)
+
+    init(jobID: JobID) { putTaskID = TaskID.random(job: jobID) }
+
+    /// How long a lease with no queued work is kept before it goes back to the raylet.
+    static let idleLeaseHold: Duration = .milliseconds(10)
+    static let maxBatch = 64
+    static let maxLeaseRequests = 10
+
+    func nextPutIndex() -> UInt32 { putCounter.add(1, ordering: .relaxed).newValue }
+
+    func shutdown() {
+        let tasks = state.withLock { s -> [Task<Void, Never>] in
+            s.shutDown = true
+            var tasks = Array(s.leaseTasks.values)
+            for (key, _) in s.classes {
+                tasks += s.classes[key]!.requests.values
+                for idle in s.classes[key]!.idle { idle.continuation.resume(returning: false) }
+                s.classes[key]!.idle = []
+            }
+            return tasks
+        }
+        for task in tasks { task.cancel() }
+    }
+}
+
+extension CoreWorker {
+    /// Submits a task and returns the IDs of its results at once, each with one local reference the
+    /// caller adopts. The task runs when its object arguments exist and a worker is leased for it.
+    public func submitTask(_ function: String, arguments: [TaskArgument], options: TaskOptions) -> [ObjectID] {
+        let taskID = TaskID.random(job: jobID)
+        let returns = (0..<max(1, options.numReturns)).map { ObjectID(task: taskID, index: UInt32($0 + 1)) }
+        for id in returns { store.addOwned(id) }
+        var spec = Ray_Rpc_TaskSpec()
+        spec.taskID = Data(taskID.bytes)
+        spec.jobID = Data(jobID.bytes)
+        spec.functionName = function
+        spec.numReturns = Int32(returns.count)
+        spec.callerAddress = address
+        spec.requiredResources = options.resources
+        var refs: [ObjectID] = []
+        var args: [Ray_Rpc_TaskArg] = []
+        args.reserveCapacity(arguments.count)
+        for argument in arguments {
+            var arg = Ray_Rpc_TaskArg()
+            switch argument.kind {
+            case .value(let bytes): arg.inlineData = Data(bytes)
+            case .reference(let id, let owner):
+                arg.objectID = Data(id.bytes)
+                refs.append(id)
+                if !store.contains(id) { store.addLocalReference(id, owner: owner) }
+            }
+            args.append(arg)
+        }
+        spec.args = args
+        store.addSubmittedReferences(refs)
+        let task = TaskSubmitter.PendingTask(spec: spec, returns: returns, argumentRefs: refs, taskID: taskID)
+        if refs.isEmpty {
+            enqueue(task)
+        } else {
+            resolveThenEnqueue(task)
+        }
+        return returns
+    }
+
+    /// Fills in object arguments whose values exist; waits for the others first.
+    private func resolveThenEnqueue(_ task: TaskSubmitter.PendingTask) {
+        if let resolved = try? resolveArguments(task, waiting: false) {
+            enqueue(resolved)
+            return
+        }
+        Task {
+            fetchBorrowed(task.argumentRefs.filter { store.value($0) == nil })
+            _ = await store.wait(task.argumentRefs, count: task.argumentRefs.count, timeout: nil)
+            do {
+                enqueue(try resolveArguments(task, waiting: true)!)
+            } catch let failure as TaskFailure {
+                finish(task, with: failure)
+            } catch {
+                finish(task, with: TaskFailure(kind: .system, type: "", message: "\(error)", function: task.spec.functionName))
+            }
+        }
+    }
+
+    /// The task with its object arguments replaced by their values; nil if one is not there yet
+    /// (unless `waiting`: then that is an error). An argument that failed fails the task.
+    private func resolveArguments(_ task: TaskSubmitter.PendingTask, waiting: Bool) throws -> TaskSubmitter.PendingTask? {
+        var task = task
+        for index in task.spec.args.indices where !task.spec.args[index].objectID.isEmpty && task.spec.args[index].value == nil {
+            let id = try ObjectID(bytes: task.spec.args[index].objectID)
+            switch store.value(id) {
+            case .inline(let bytes): task.spec.args[index].inlineData = Data(bytes)
+            case .shared(let offset, let size):
+                var location = Ray_Rpc_ObjectLocation()
+                location.nodeID = Data(nodeID.bytes)
+                location.offset = Int64(offset)
+                location.size = Int64(size)
+                task.spec.args[index].location = location
+            case .error(let failure):
+                throw TaskFailure(kind: failure.kind, type: failure.type,
+                                  message: "argument \(index) of \(task.spec.functionName) failed: \(failure.message)",
+                                  function: failure.function)
+            case nil:
+                if waiting { throw TaskFailure(kind: .objectLost, type: "", message: "argument \(index) (object \(id)) is gone", function: task.spec.functionName) }
+                return nil
+            }
+        }
+        return task
+    }
+
+    private func schedulingKey(_ resources: [String: Double]) -> String {
+        if resources.count == 1, let cpu = resources["CPU"] { return "CPU=\(cpu)" }
+        return resources.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+    }
+
+    func enqueue(_ task: TaskSubmitter.PendingTask) {
+        let key = schedulingKey(task.spec.requiredResources)
+        let (wake, requestLease, shutDown) = submitter.state.withLock { s -> (IdleWake?, UInt64?, Bool) in
+            if s.shutDown { return (nil, nil, true) }
+            if s.cancelled.remove(task.taskID) != nil { return (nil, nil, true) }
+            var c = s.classes[key] ?? TaskSubmitter.ClassState(resources: task.spec.requiredResources)
+            c.queue.append(task)
+            var wake: IdleWake?
+            var request: UInt64?
+            if !c.idle.isEmpty {
+                wake = IdleWake(continuation: c.idle.removeFirst().continuation)
+            } else if c.requests.count < min(c.queued, TaskSubmitter.maxLeaseRequests) {
+                s.nextID += 1
+                request = s.nextID
+            }
+            s.classes[key] = c
+            return (wake, request, false)
+        }
+        if shutDown {
+            finish(task, with: TaskFailure(kind: .taskCancelled, type: "", message: "the task was cancelled before it ran", function: task.spec.functionName))
+            return
+        }
+        wake?.continuation.resume(returning: true)
+        if let requestLease { startLeaseRequest(key: key, id: requestLease) }
+    }
+
+    struct IdleWake { var continuation: CheckedContinuation<Bool, Never> }
+
+    private func startLeaseRequest(key: String, id: UInt64) {
+        let task = Task { await self.leaseAndRun(key: key, requestID: id) }
+        submitter.state.withLock { s in
+            if s.classes[key] != nil, s.classes[key]!.requests[id] == nil { s.classes[key]!.requests[id] = task }
+        }
+    }
+
+    /// Asks the raylet for a worker (retrying while it is busy) and runs queued tasks on it.
+    private func leaseAndRun(key: String, requestID: UInt64) async {
+        guard let resources = submitter.state.withLock({ $0.classes[key]?.resources }) else { return }
+        var request = Ray_Rpc_RequestWorkerLeaseRequest()
+        request.jobID = Data(jobID.bytes)
+        request.requiredResources = resources
+        request.ownerAddress = address
+        request.schedulingClassName = submitter.state.withLock { s in
+            s.classes[key].flatMap { c in c.queued > 0 ? c.queue[c.head].spec.functionName : nil } ?? key
+        }
+        var reply: Ray_Rpc_RequestWorkerLeaseReply?
+        while reply == nil {
+            do {
+                // The raylet holds the request until resources free up; ask again after a long wait.
+                reply = try await raylet.unary(NodeManagerMethods.requestWorkerLease, request, options: CallOptions(timeout: .seconds(60)))
+            } catch {
+                let stop = submitter.state.withLock { s -> Bool in
+                    s.shutDown || (s.classes[key]?.queued ?? 0) == 0
+                }
+                if Task.isCancelled || stop || error.code == .cancelled { break }
+                if error.code == .deadlineExceeded { continue }
+                failQueue(key, TaskFailure(kind: .connection, type: "", message: "no worker lease from the raylet: \(error)", function: request.schedulingClassName))
+                break
+            }
+        }
+        submitter.state.withLock { s in
+            s.classes[key]?.requests[requestID] = nil
+            if reply != nil, reply!.infeasible == false { s.classes[key]?.activeLeases += 1 }
+        }
+        guard let reply else { return }
+        if reply.infeasible {
+            failQueue(key, TaskFailure(kind: .infeasible, type: "", message: reply.message, function: request.schedulingClassName))
+            return
+        }
+        await runLease(key: key, worker: reply.workerAddress, pid: reply.workerPid)
+    }
+
+    private func failQueue(_ key: String, _ failure: TaskFailure) {
+        let tasks = submitter.state.withLock { s -> [TaskSubmitter.PendingTask] in
+            s.classes[key]?.take(Int.max) ?? []
+        }
+        for task in tasks { finish(task, with: failure) }
+    }
+
+    /// Pushes batches of queued tasks to the leased worker until the queue stays empty for a moment,
+    /// then returns the worker.
+    private func runLease(key: String, worker: Ray_Rpc_Address, pid: Int32) async {
+        var workerDied = false
+        leaseLoop: while true {
+            let batch = submitter.state.withLock { s -> [TaskSubmitter.PendingTask] in
+                guard var c = s.classes[key] else { return [] }
+                let share = (c.queued + c.activeLeases + c.requests.count - 1) / max(1, c.activeLeases + c.requests.count)
+                let batch = c.take(max(1, min(TaskSubmitter.maxBatch, share)))
+                for task in batch { s.inFlight[task.taskID] = worker }
+                s.classes[key] = c
+                return batch
+            }
+            if batch.isEmpty {
+                if await waitForWork(key: key) { continue } else { break }
+            }
+            var request = Ray_Rpc_PushTasksRequest()
+            request.tasks = batch.map(\.spec)
+            do {
+                let channel = try channels.channel(for: worker)
+                let reply = try await channel.unary(
+                    CoreWorkerMethods.pushTasks, request, options: CallOptions(timeout: .seconds(24 * 3600)))
+                for (index, task) in batch.enumerated() {
+                    guard index < reply.results.count else {
+                        finish(task, with: TaskFailure(kind: .system, type: "", message: "the worker returned \(reply.results.count) results for \(batch.count) tasks", function: task.spec.functionName))
+                        continue
+                    }
+                    complete(task, reply.results[index])
+                }
+            } catch {
+                workerDied = true
+                channels.forget(worker)
+                for task in batch {
+                    let cancelled = submitter.state.withLock { $0.cancelled.remove(task.taskID) != nil }
+                    finish(task, with: cancelled
+                        ? TaskFailure(kind: .taskCancelled, type: "", message: "the task was cancelled (its worker was killed)", function: task.spec.functionName)
+                        : TaskFailure(kind: .workerCrashed, type: "", message: "the worker (pid=\(pid)) running \(task.spec.functionName) died: \(error.message)", function: task.spec.functionName))
+                }
+                break leaseLoop
+            }
+        }
+        let requestsToCancel = submitter.state.withLock { s -> [Task<Void, Never>] in
+            s.classes[key]?.activeLeases -= 1
+            guard let c = s.classes[key], c.queued == 0 else { return [] }
+            // Nothing left to run: lease requests still waiting at the raylet are not needed.
+            if c.activeLeases == 0 { s.classes[key]?.requests = [:] }
+            return c.activeLeases == 0 ? Array(c.requests.values) : []
+        }
+        for task in requestsToCancel { task.cancel() }
+        var giveBack = Ray_Rpc_ReturnWorkerRequest()
+        giveBack.workerID = worker.workerID
+        giveBack.disconnectWorker = workerDied
+        _ = try? await raylet.unary(NodeManagerMethods.returnWorker, giveBack, options: CallOptions(timeout: .seconds(10)))
+    }
+
+    /// Waits up to `idleLeaseHold` for a task of this class; false if none came (or shutting down).
+    private func waitForWork(key: String) async -> Bool {
+        let id = submitter.state.withLock { s -> UInt64 in
+            s.nextID += 1
+            return s.nextID
+        }
+        let timer = Task {
+            try? await Task.sleep(for: TaskSubmitter.idleLeaseHold)
+            let idle = submitter.state.withLock { s -> TaskSubmitter.IdleLease? in
+                guard let index = s.classes[key]?.idle.firstIndex(where: { $0.id == id }) else { return nil }
+                return s.classes[key]!.idle.remove(at: index)
+            }
+            idle?.continuation.resume(returning: false)
+        }
+        let gotWork = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            let immediate = submitter.state.withLock { s -> Bool? in
+                if s.shutDown { return false }
+                if (s.classes[key]?.queued ?? 0) > 0 { return true }
+                s.classes[key]?.idle.append(TaskSubmitter.IdleLease(id: id, continuation: continuation))
+                return nil
+            }
+            if let immediate { continuation.resume(returning: immediate) }
+        }
+        timer.cancel()
+        return gotWork
+    }
+
+    private func complete(_ task: TaskSubmitter.PendingTask, _ result: Ray_Rpc_TaskResult) {
+        submitter.state.withLock { s in
+            s.inFlight[task.taskID] = nil
+            s.cancelled.remove(task.taskID)
+        }
+        for (index, id) in task.returns.enumerated() {
+            if index < result.returnObjects.count {
+                store.set(id, ObjectValue(result.returnObjects[index]))
+            } else {
+                store.set(id, .error(TaskFailure(kind: .system, type: "", message: "the task returned \(result.returnObjects.count) values, \(task.returns.count) expected", function: task.spec.functionName)))
+            }
+        }
+        store.removeSubmittedReferences(task.argumentRefs)
+    }
+
+    func finish(_ task: TaskSubmitter.PendingTask, with failure: TaskFailure) {
+        submitter.state.withLock { s in
+            s.inFlight[task.taskID] = nil
+        }
+        for id in task.returns { store.set(id, .error(failure)) }
+        store.removeSubmittedReferences(task.argumentRefs)
+    }
+
+    // MARK: cancel
+
+    /// Cancels the task that returns `id`: a queued task fails with `TaskCancelledError` at once; a
+    /// running one is interrupted (its Swift task is cancelled, or with `force` its worker is killed).
+    /// Cancelling a finished task does nothing.
+    public func cancel(_ id: ObjectID, force: Bool = false) async {
+        let taskID = id.taskID
+        let (queued, worker) = submitter.state.withLock { s -> (TaskSubmitter.PendingTask?, Ray_Rpc_Address?) in
+            for key in s.classes.keys {
+                guard var c = s.classes[key] else { continue }
+                if let index = c.queue[c.head...].firstIndex(where: { $0.taskID == taskID }) {
+                    let task = c.queue.remove(at: index)
+                    s.classes[key] = c
+                    return (task, nil)
+                }
+            }
+            if let worker = s.inFlight[taskID] {
+                s.cancelled.insert(taskID)
+                return (nil, worker)
+            }
+            // Not queued yet (its arguments are pending) or already done: mark it, enqueue drops it.
+            if store.value(id) == nil { s.cancelled.insert(taskID) }
+            return (nil, nil)
+        }
+        if let queued {
+            finish(queued, with: TaskFailure(kind: .taskCancelled, type: "", message: "the task was cancelled before it ran", function: queued.spec.functionName))
+            return
+        }
+        if let worker {
+            var request = Ray_Rpc_CancelTaskRequest()
+            request.taskID = Data(taskID.bytes)
+            request.forceKill = force
+            _ = try? await channels.channel(for: worker).unary(CoreWorkerMethods.cancelTask, request, options: CallOptions(timeout: .seconds(5)))
+        } else if submitter.state.withLock({ $0.cancelled.contains(taskID) }) {
+            // Waiting on arguments: fail its results now; enqueue will drop it.
+            store.set(id, .error(TaskFailure(kind: .taskCancelled, type: "", message: "the task was cancelled before it ran", function: "")))
+        }
+    }
+}

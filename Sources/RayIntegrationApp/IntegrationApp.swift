@@ -1,0 +1,307 @@
+// A Ray program for the multi-process tests (Tests/RayTests): `ray-integration-app <scenario> [args]`.
+// It runs as the driver and, re-launched by the raylet, as its own workers. Each scenario prints
+// `key=value` lines the tests check, and exits non-zero if anything it checks itself fails.
+@preconcurrency import Glibc
+import Foundation
+import Ray
+
+struct Failed: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+struct ValidationError: Error, CustomStringConvertible {
+    var reason: String
+    var description: String { "invalid input: \(reason)" }
+}
+
+/// A value whose encoding always fails (for the "result does not encode" case).
+struct Unencodable: Codable, Sendable {
+    init() {}
+    init(from decoder: any Decoder) throws {}
+    func encode(to encoder: any Encoder) throws { throw Failed("Unencodable refuses to encode") }
+}
+
+let square = RemoteFunction("square") { (x: Int) in x * x }
+let add = RemoteFunction("add") { (a: Int, b: Int) in a + b }
+let increment = RemoteFunction("increment") { (x: Int) in x + 1 }
+let sumFloats = RemoteFunction("sumFloats") { (values: [Float]) in values.reduce(0, +) }
+let checksum = RemoteFunction("checksum") { (bytes: [UInt8]) -> UInt64 in
+    var sum: UInt64 = 0
+    for (i, b) in bytes.enumerated() where i % 4096 == 0 { sum &+= UInt64(b) &* UInt64(i) }
+    return sum &+ UInt64(bytes.count)
+}
+let makeBytes = RemoteFunction("makeBytes") { (count: Int) -> [UInt8] in
+    [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+        for i in stride(from: 0, to: count, by: 1) { buffer[i] = UInt8(truncatingIfNeeded: i &* 31) }
+        initialized = count
+    }
+}
+let fail = RemoteFunction("fail") { (reason: String) -> Int in throw ValidationError(reason: reason) }
+let workerPID = RemoteFunction("workerPID") { () -> Int32 in getpid() }
+let sleepThenPID = RemoteFunction("sleepThenPID") { (path: String, milliseconds: Int) -> Int32 in
+    try "\(getpid())".write(toFile: path, atomically: true, encoding: .utf8)
+    try await Task.sleep(for: .milliseconds(milliseconds))
+    return getpid()
+}
+let sleepMs = RemoteFunction("sleepMs") { (milliseconds: Int) -> Int in
+    try await Task.sleep(for: .milliseconds(milliseconds))
+    return milliseconds
+}
+/// Records when it ran (wall clock, ns), for checks of which tasks overlapped.
+let interval = RemoteFunction("interval") { (milliseconds: Int) -> [UInt64] in
+    let start = DispatchTime.now().uptimeNanoseconds
+    try await Task.sleep(for: .milliseconds(milliseconds))
+    return [start, DispatchTime.now().uptimeNanoseconds]
+}
+let fanOut = RemoteFunction("fanOut") { (n: Int) async throws -> Int in
+    // A task that submits tasks and waits for them (its CPU is lent out while it waits).
+    let refs = (0..<n).map { square.remote($0) }
+    var total = 0
+    for ref in refs { total += try await ref.get() }
+    return total
+}
+let shout = RemoteFunction("shout") { (text: String) -> Int in
+    print("worker says: \(text)")
+    fflush(stdout)
+    return text.count
+}
+let brokenResult = RemoteFunction("brokenResult") { () -> Unencodable in Unencodable() }
+/// Same name as `square`, another argument type: the worker decodes a String as an Int and fails.
+let squareWithWrongType = RemoteFunction("square") { (x: String) in x }
+/// Never registered: no worker knows it.
+let unregistered = RemoteFunction("notRegisteredAnywhere") { () in 1 }
+let sumRefs = RemoteFunction("sumRefs") { (refs: [ObjectRef<Int>]) async throws -> Int in
+    var total = 0
+    for ref in refs { total += try await ref.get() }
+    return total
+}
+
+@main
+struct IntegrationApp: RayApplication {
+    static let remoteFunctions: [any AnyRemoteFunction] = [
+        square, add, increment, sumFloats, checksum, makeBytes, fail, workerPID, sleepThenPID, sleepMs, interval,
+        fanOut, shout, brokenResult, sumRefs,
+    ]
+
+    static var localClusterOptions: Ray.LocalClusterOptions {
+        var options = Ray.LocalClusterOptions()
+        let environment = ProcessInfo.processInfo.environment
+        if let cpus = environment["APP_NUM_CPUS"].flatMap(Int.init) { options.numCPUs = cpus }
+        if let store = environment["APP_STORE_BYTES"].flatMap(Int.init) { options.objectStoreMemory = store }
+        if environment["APP_SPECIAL"] != nil { options.resources = ["special": 1] }
+        return options
+    }
+
+    static func main(ray: Ray) async throws {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        guard let scenario = arguments.first else { throw Failed("usage: ray-integration-app <scenario> [args]") }
+        let start = ContinuousClock.now
+        switch scenario {
+        case "basic":
+            let refs = (0..<100).map { square.remote($0) }
+            let values = try await ray.get(refs)
+            report("sum", values.reduce(0, +))
+            let big = try await ray.put([Float](repeating: 1, count: 10_000_000))
+            report("floats", Int(try await sumFloats.remote(big).get()))
+            report("add", try await add.remote(square.remote(3), 4).get())
+
+        case "tasks":
+            let count = Int(arguments[1])!
+            let refs = (0..<count).map { square.remote($0) }
+            let values = try await ray.get(refs, timeout: .seconds(120))
+            report("count", values.count)
+            report("sum", values.reduce(0, +))
+            report("distinct_workers", Set(try await ray.get((0..<20).map { _ in workerPID.remote() })).count)
+
+        case "chain":
+            let length = Int(arguments[1])!
+            var ref = increment.remote(0)
+            for _ in 1..<length { ref = increment.remote(ref) }
+            report("chain", try await ref.get(timeout: .seconds(60)))
+
+        case "bigobject":
+            // 1 GiB through put and get, a task reading it in place, and a large task result.
+            let count = Int(arguments[1])! * 1024 * 1024
+            let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+                for i in 0..<count { buffer[i] = UInt8(truncatingIfNeeded: i &* 31) }
+                initialized = count
+            }
+            var local: UInt64 = 0
+            for (i, b) in bytes.enumerated() where i % 4096 == 0 { local &+= UInt64(b) &* UInt64(i) }
+            local &+= UInt64(count)
+            let ref = try await ray.put(bytes)
+            report("store_used_after_put", try await ray.objectStoreUsage().usedBytes >= count ? 1 : 0)
+            report("remote_checksum_ok", try await checksum.remote(ref).get() == local ? 1 : 0)
+            let buffer = try await ref.getBuffer()
+            report("get_count_ok", buffer.count == count ? 1 : 0)
+            var readBack: UInt64 = 0
+            for i in stride(from: 0, to: buffer.count, by: 4096) { readBack &+= UInt64(buffer[i]) &* UInt64(i) }
+            report("get_checksum_ok", readBack &+ UInt64(count) == local ? 1 : 0)
+            let made = makeBytes.remote(64 * 1024 * 1024)
+            let madeBuffer = try await made.getBuffer()
+            report("result_ok", madeBuffer.count == 64 * 1024 * 1024 && madeBuffer[12345] == UInt8(truncatingIfNeeded: 12345 &* 31) ? 1 : 0)
+
+        case "storezero":
+            do {
+                let refs = try await (0..<5).asyncMap { _ in try await ray.put([Double](repeating: 2, count: 1_000_000)) }
+                let results = (0..<5).map { _ in makeBytes.remote(512 * 1024) }
+                _ = try await ray.get(results)
+                let during = try await ray.objectStoreUsage()
+                report("objects_during", during.objects)
+                report("used_during_positive", during.usedBytes > 0 ? 1 : 0)
+                _ = refs.count
+            }
+            // Every ref is gone: the store empties (deletes are batched and asynchronous).
+            let deadline = ContinuousClock.now + .seconds(10)
+            var usage = try await ray.objectStoreUsage()
+            while (usage.usedBytes != 0 || usage.objects != 0) && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+                usage = try await ray.objectStoreUsage()
+            }
+            report("objects_after", usage.objects)
+            report("used_after", usage.usedBytes)
+            report("owned_after", ray.objectCount)
+
+        case "errors":
+            do {
+                _ = try await fail.remote("negative count").get()
+                throw Failed("a throwing task returned a value")
+            } catch let error as RayTaskError {
+                report("task_error_kind", error.kind.rawValue)
+                report("task_error_type", error.type)
+                report("task_error_message", error.message)
+                report("task_error_function", error.function)
+            }
+            do {
+                _ = try await unregistered.remote().get()
+                throw Failed("an unknown function returned a value")
+            } catch let error as RayTaskError {
+                report("unknown_function", error.message)
+            }
+            do {
+                _ = try await squareWithWrongType.remote("seven").get()
+                throw Failed("an undecodable argument returned a value")
+            } catch let error as RayTaskError {
+                report("bad_argument", error.message)
+            }
+            do {
+                _ = try await brokenResult.remote().get()
+                throw Failed("an unencodable result returned a value")
+            } catch let error as RayTaskError {
+                report("bad_result", error.message)
+            }
+            report("still_works", try await square.remote(12).get())
+
+        case "sigkill":
+            let path = arguments[1]
+            let ref = sleepThenPID.remote(path, 60_000)
+            var pid: Int32?
+            let deadline = ContinuousClock.now + .seconds(20)
+            while pid == nil && ContinuousClock.now < deadline {
+                pid = (try? String(contentsOfFile: path, encoding: .utf8)).flatMap { Int32($0) }
+                if pid == nil { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            guard let pid else { throw Failed("the task never started") }
+            let killed = ContinuousClock.now
+            kill(pid, SIGKILL)
+            do {
+                _ = try await ref.get(timeout: .seconds(20))
+                throw Failed("a killed task returned a value")
+            } catch let error as RayTaskError {
+                report("killed_kind", error.kind.rawValue)
+                report("killed_ms", Int((ContinuousClock.now - killed) / .milliseconds(1)))
+            }
+            let after = try await workerPID.remote().get(timeout: .seconds(20))
+            report("new_worker_differs", after != pid ? 1 : 0)
+
+        case "resources":
+            // Half-CPU tasks share one CPU two at a time; tasks needing the one "special" never overlap.
+            let halves = (0..<4).map { _ in interval.options(numCPUs: 0.5).remote(400) }
+            let halfIntervals = try await ray.get(halves, timeout: .seconds(60))
+            report("half_cpu_max_overlap", maxOverlap(halfIntervals))
+            let specials = (0..<3).map { _ in interval.options(numCPUs: 0, resources: ["special": 1]).remote(200) }
+            report("special_max_overlap", maxOverlap(try await ray.get(specials, timeout: .seconds(60))))
+            do {
+                _ = try await square.options(numCPUs: 64).remote(1).get(timeout: .seconds(20))
+                throw Failed("an infeasible task ran")
+            } catch let error as RayTaskError {
+                report("infeasible_kind", error.kind.rawValue)
+            }
+
+        case "nested":
+            let refs = (0..<4).map { _ in fanOut.remote(10) }
+            report("nested_sum", try await ray.get(refs, timeout: .seconds(60)).reduce(0, +))
+            let inner = (0..<5).map { square.remote($0) }
+            report("refs_in_value", try await sumRefs.remote(inner).get(timeout: .seconds(60)))
+
+        case "wait":
+            let fast = sleepMs.remote(10)
+            let slow = sleepMs.remote(30_000)
+            let (ready, notReady) = await ray.wait([fast, slow], numReturns: 1, timeout: .seconds(20))
+            report("wait_ready", ready.count)
+            report("wait_ready_is_fast", ready.first == fast ? 1 : 0)
+            report("wait_not_ready", notReady.count)
+            let waitStart = ContinuousClock.now
+            let timedOut = await ray.wait([slow], numReturns: 1, timeout: .milliseconds(200))
+            report("wait_timeout_ready", timedOut.ready.count)
+            report("wait_timeout_ms", Int((ContinuousClock.now - waitStart) / .milliseconds(1)))
+            do {
+                _ = try await slow.get(timeout: .milliseconds(100))
+                throw Failed("get returned before its task finished")
+            } catch let error as RayError {
+                report("get_timeout_kind", error.kind.rawValue)
+            }
+            await ray.cancel(slow)
+            do {
+                _ = try await slow.get(timeout: .seconds(20))
+                throw Failed("a cancelled task returned a value")
+            } catch let error as RayTaskError {
+                report("cancel_kind", error.kind.rawValue)
+            }
+
+        case "logs":
+            report("shout", try await shout.remote("hello from a task").get())
+            // The raylet forwards lines as they come; give them a moment to arrive before exiting.
+            try await Task.sleep(for: .milliseconds(300))
+
+        case "hold":
+            // Start workers, say who they are, and stay (for `ray stop` tests).
+            let pids = Set(try await ray.get((0..<8).map { _ in workerPID.remote() }))
+            report("worker_pids", pids.map(String.init).joined(separator: ","))
+            try await Task.sleep(for: .seconds(120))
+
+        default:
+            throw Failed("unknown scenario \(scenario)")
+        }
+        report("driver_pid", Int(getpid()))
+        report("elapsed_ms", Int((ContinuousClock.now - start) / .milliseconds(1)))
+    }
+
+    static func report(_ key: String, _ value: some CustomStringConvertible) {
+        print("\(key)=\(value)")
+        fflush(stdout)
+    }
+
+    /// The most intervals ([start, end]) that overlap at any moment.
+    static func maxOverlap(_ intervals: [[UInt64]]) -> Int {
+        var events: [(UInt64, Int)] = []
+        for interval in intervals { events += [(interval[0], 1), (interval[1], -1)] }
+        events.sort { $0.0 == $1.0 ? $0.1 < $1.1 : $0.0 < $1.0 }
+        var current = 0
+        var best = 0
+        for (_, change) in events {
+            current += change
+            best = max(best, current)
+        }
+        return best
+    }
+}
+
+extension Sequence {
+    func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
+        var results: [T] = []
+        for element in self { results.append(try await transform(element)) }
+        return results
+    }
+}

@@ -1,0 +1,364 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+import RayCommon
+import RayProtos
+import RayRPC
+import RayServices
+
+/// The raylet's local scheduler and worker pool: it grants leases of workers to submitters while the
+/// node has the resources a lease asks for (queueing the rest in order), starts workers of the job's
+/// executable on demand (prestarting one per CPU when a driver registers), reuses idle workers, reaps
+/// idle ones above the soft limit, and replaces workers that die while their job runs.
+actor NodeManager {
+    struct Settings: Sendable {
+        var logDirectory: String
+        /// Idle workers above this many are stopped once idle for `idleWorkerTimeout`.
+        var softLimit: Int
+        var idleWorkerTimeout: Duration
+        /// How many workers may be starting at once.
+        var maxStartingWorkers: Int
+        var gcsAddress: String
+        var nodeManagerAddress: String
+        var objectStoreName: String
+    }
+
+    struct Job {
+        var driverWorkerID: WorkerID
+        var driverPID: pid_t
+        var executable: String
+        var arguments: [String]
+        var workingDirectory: String?
+        var environment: [String: String]
+        var driverChannel: RPCChannel?
+    }
+
+    enum WorkerState {
+        case starting
+        case idle(since: ContinuousClock.Instant)
+        case leased(ResourceSet, blocked: Bool)
+    }
+
+    struct Worker {
+        var jobID: JobID
+        var process: WorkerProcess
+        var address: Ray_Rpc_Address?
+        var state: WorkerState
+    }
+
+    struct PendingLease {
+        var id: UInt64
+        var jobID: JobID
+        var resources: ResourceSet
+        var continuation: CheckedContinuation<Ray_Rpc_RequestWorkerLeaseReply, any Error>
+    }
+
+    private(set) var settings: Settings
+    /// Called when a driver or worker is gone, so the objects it owns can go too.
+    private let clientGone: @Sendable (WorkerID) -> Void
+    let nodeID: NodeID
+    nonisolated let total: ResourceSet
+    private(set) var available: ResourceSet
+    private var jobs: [JobID: Job] = [:]
+    private var workers: [WorkerID: Worker] = [:]
+    private var pending: [PendingLease] = []
+    private var nextLeaseID: UInt64 = 0
+    private let logs: AsyncStream<(JobID, Ray_Rpc_WorkerLogLines)>.Continuation
+    private var forwarder: Task<Void, Never>?
+    private var reaper: Task<Void, Never>?
+
+    init(nodeID: NodeID, resources: [String: Double], settings: Settings,
+         clientGone: @escaping @Sendable (WorkerID) -> Void) {
+        self.nodeID = nodeID
+        self.clientGone = clientGone
+        self.settings = settings
+        self.total = ResourceSet(resources)
+        self.available = total
+        let (stream, continuation) = AsyncStream<(JobID, Ray_Rpc_WorkerLogLines)>.makeStream()
+        self.logs = continuation
+        self.forwarder = nil
+        Task { await self.startLoops(logStream: stream) }
+    }
+
+    func setNodeManagerAddress(_ address: String) { settings.nodeManagerAddress = address }
+
+    private func startLoops(logStream: AsyncStream<(JobID, Ray_Rpc_WorkerLogLines)>) {
+        forwarder = Task { [weak self] in
+            for await (jobID, batch) in logStream {
+                guard let channel = await self?.jobs[jobID]?.driverChannel else { continue }
+                var request = Ray_Rpc_PublishLogsRequest()
+                request.batches = [batch]
+                _ = try? await channel.unary(CoreWorkerMethods.publishLogs, request, options: CallOptions(timeout: .seconds(5)))
+            }
+        }
+        reaper = Task { [weak self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(250))
+                await self?.reap()
+            }
+        }
+    }
+
+    /// Stops every worker and fails every waiting lease (the raylet is shutting down).
+    func shutdown() {
+        forwarder?.cancel()
+        reaper?.cancel()
+        logs.finish()
+        for lease in pending {
+            lease.continuation.resume(throwing: RPCError(code: .unavailable, message: "the raylet is shutting down"))
+        }
+        pending.removeAll()
+        for worker in workers.values { worker.process.signal(SIGKILL) }
+    }
+
+    // MARK: clients
+
+    func registerDriver(_ request: Ray_Rpc_RegisterClientRequest) throws -> Void {
+        let jobID = try JobID(bytes: request.jobID)
+        let driverID = try WorkerID(bytes: request.workerID)
+        guard !request.executable.isEmpty else {
+            throw RPCError(code: .invalidArgument, message: "a driver must name its executable (workers re-launch it)")
+        }
+        guard jobs[jobID] == nil else { throw RPCError(code: .alreadyExists, message: "job \(jobID) already has a driver") }
+        var job = Job(
+            driverWorkerID: driverID, driverPID: request.pid, executable: request.executable,
+            arguments: request.arguments, workingDirectory: request.workingDir.isEmpty ? nil : request.workingDir,
+            environment: request.environment)
+        if request.address.port > 0 {
+            job.driverChannel = try? RPCChannel(host: request.address.ipAddress, port: Int(request.address.port))
+        }
+        jobs[jobID] = job
+        // Prestart a worker per CPU, as Ray does, so the first tasks do not wait for processes to start.
+        for _ in 0..<min(settings.softLimit, settings.maxStartingWorkers) { startWorker(for: jobID) }
+    }
+
+    func registerWorker(_ request: Ray_Rpc_RegisterClientRequest) throws {
+        let workerID = try WorkerID(bytes: request.workerID)
+        guard var worker = workers[workerID], case .starting = worker.state else {
+            throw RPCError(code: .notFound, message: "worker \(workerID) was not started by this raylet")
+        }
+        worker.address = request.address
+        worker.address?.nodeID = Data(nodeID.bytes)
+        worker.address?.workerID = request.workerID
+        worker.state = .idle(since: .now)
+        workers[workerID] = worker
+        schedule()
+    }
+
+    /// The job's driver is gone: stop its workers, fail its waiting leases.
+    func disconnect(_ workerID: WorkerID, reason: String) {
+        if let (jobID, _) = jobs.first(where: { $0.value.driverWorkerID == workerID }) {
+            endJob(jobID, reason: reason)
+        } else if let worker = workers[workerID] {
+            worker.process.signal(SIGTERM)
+        }
+    }
+
+    private func endJob(_ jobID: JobID, reason: String) {
+        guard let job = jobs.removeValue(forKey: jobID) else { return }
+        clientGone(job.driverWorkerID)
+        for (_, worker) in workers where worker.jobID == jobID { worker.process.signal(SIGKILL) }
+        pending.removeAll { lease in
+            guard lease.jobID == jobID else { return false }
+            lease.continuation.resume(throwing: RPCError(code: .cancelled, message: "job \(jobID) ended: \(reason)"))
+            return true
+        }
+    }
+
+    // MARK: leases
+
+    func requestLease(_ request: Ray_Rpc_RequestWorkerLeaseRequest) async throws -> Ray_Rpc_RequestWorkerLeaseReply {
+        let jobID = try JobID(bytes: request.jobID)
+        guard jobs[jobID] != nil else {
+            throw RPCError(code: .failedPrecondition, message: "job \(jobID) has no driver registered on this node")
+        }
+        let resources = ResourceSet(request.requiredResources)
+        if let bad = request.requiredResources.first(where: { $0.value < 0 || !$0.value.isFinite }) {
+            throw RPCError(code: .invalidArgument, message: "resource \(bad.key) cannot be \(bad.value)")
+        }
+        guard total.covers(resources) else {
+            var reply = Ray_Rpc_RequestWorkerLeaseReply()
+            reply.infeasible = true
+            reply.message = "\(request.schedulingClassName) needs \(resources), this node has \(total) in all"
+            return reply
+        }
+        nextLeaseID += 1
+        let id = nextLeaseID
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                pending.append(PendingLease(id: id, jobID: jobID, resources: resources, continuation: continuation))
+                schedule()
+            }
+        } onCancel: {
+            Task { await self.cancelLease(id) }
+        }
+    }
+
+    private func cancelLease(_ id: UInt64) {
+        guard let index = pending.firstIndex(where: { $0.id == id }) else { return }
+        pending.remove(at: index).continuation.resume(throwing: CancellationError())
+    }
+
+    func returnWorker(_ workerID: WorkerID, disconnect: Bool) throws {
+        guard var worker = workers[workerID] else { return }  // it died meanwhile: nothing to give back
+        guard case .leased(let resources, let blocked) = worker.state else {
+            throw RPCError(code: .failedPrecondition, message: "worker \(workerID) is not leased")
+        }
+        if !blocked { available.add(resources) } else { available.add(resources.withoutCPU) }
+        worker.state = .idle(since: .now)
+        workers[workerID] = worker
+        if disconnect { worker.process.signal(SIGKILL) }
+        schedule()
+    }
+
+    func setBlocked(_ workerID: WorkerID, _ blocked: Bool) {
+        guard var worker = workers[workerID], case .leased(let resources, let wasBlocked) = worker.state,
+            wasBlocked != blocked
+        else { return }
+        let cpu = resources.onlyCPU
+        if blocked { available.add(cpu) } else { available.subtract(cpu) }
+        worker.state = .leased(resources, blocked: blocked)
+        workers[workerID] = worker
+        if blocked { schedule() }
+    }
+
+    /// Grants what can be granted, in order of arrival, and starts workers the rest will need.
+    private func schedule() {
+        var granted: Set<UInt64> = []
+        var needed: [JobID: Int] = [:]
+        var idle = workers.filter { if case .idle = $0.value.state { return true } else { return false } }
+        for lease in pending where available.covers(lease.resources) {
+            guard let (workerID, worker) = idle.first(where: { $0.value.jobID == lease.jobID }) else {
+                needed[lease.jobID, default: 0] += 1
+                continue
+            }
+            idle[workerID] = nil
+            available.subtract(lease.resources)
+            workers[workerID]!.state = .leased(lease.resources, blocked: false)
+            var reply = Ray_Rpc_RequestWorkerLeaseReply()
+            reply.workerAddress = worker.address ?? Ray_Rpc_Address()
+            reply.workerPid = worker.process.pid
+            granted.insert(lease.id)
+            lease.continuation.resume(returning: reply)
+        }
+        if !granted.isEmpty { pending.removeAll { granted.contains($0.id) } }
+        var starting = workers.values.reduce(0) { count, worker in
+            if case .starting = worker.state { return count + 1 } else { return count }
+        }
+        for (jobID, count) in needed {
+            let startingForJob = workers.values.filter { worker in
+                if case .starting = worker.state { return worker.jobID == jobID } else { return false }
+            }.count
+            var toStart = min(count - startingForJob, settings.maxStartingWorkers - starting)
+            while toStart > 0 {
+                startWorker(for: jobID)
+                starting += 1
+                toStart -= 1
+            }
+        }
+    }
+
+    private func startWorker(for jobID: JobID) {
+        guard let job = jobs[jobID] else { return }
+        let workerID = WorkerID.random()
+        var environment = job.environment
+        environment["RAY_WORKER_MODE"] = "1"
+        environment["RAY_NODE_MANAGER_ADDRESS"] = settings.nodeManagerAddress
+        environment["RAY_GCS_ADDRESS"] = settings.gcsAddress
+        environment["RAY_JOB_ID"] = jobID.hex
+        environment["RAY_WORKER_ID"] = workerID.hex
+        environment["RAY_RAYLET_PID"] = String(getpid())
+        do {
+            let process = try WorkerProcess(
+                workerID: workerID, executable: job.executable, arguments: job.arguments, environment: environment,
+                workingDirectory: job.workingDirectory, logDirectory: settings.logDirectory,
+                onLines: { [logs] pid, isError, lines in
+                    var batch = Ray_Rpc_WorkerLogLines()
+                    batch.pid = pid
+                    batch.isError = isError
+                    batch.lines = lines
+                    logs.yield((jobID, batch))
+                },
+                onExit: { [weak self] _, status in
+                    Task { await self?.workerExited(workerID, status: status) }
+                })
+            workers[workerID] = Worker(jobID: jobID, process: process, address: nil, state: .starting)
+        } catch {
+            // A job whose executable cannot start fails its waiting leases instead of retrying forever.
+            pending.removeAll { lease in
+                guard lease.jobID == jobID else { return false }
+                lease.continuation.resume(throwing: RPCError(code: .internalError, message: "\(error)"))
+                return true
+            }
+        }
+    }
+
+    private func workerExited(_ workerID: WorkerID, status: Int32) {
+        guard let worker = workers.removeValue(forKey: workerID) else { return }
+        clientGone(workerID)
+        if case .leased(let resources, let blocked) = worker.state {
+            available.add(blocked ? resources.withoutCPU : resources)
+        }
+        // A worker that dies while its job runs is replaced up to the prestart count.
+        if jobs[worker.jobID] != nil {
+            let left = workers.values.filter { $0.jobID == worker.jobID }.count
+            if left < settings.softLimit { startWorker(for: worker.jobID) }
+        }
+        schedule()
+    }
+
+    /// Stops idle workers above the soft limit that have idled past the timeout, and ends jobs whose
+    /// driver process is gone.
+    private func reap() {
+        for (jobID, job) in jobs where job.driverPID > 0 && kill(job.driverPID, 0) != 0 && errno == ESRCH {
+            endJob(jobID, reason: "its driver (pid \(job.driverPID)) exited")
+        }
+        let now = ContinuousClock.now
+        var idle = workers.compactMap { id, worker -> (WorkerID, ContinuousClock.Instant)? in
+            if case .idle(let since) = worker.state { return (id, since) } else { return nil }
+        }.sorted { $0.1 < $1.1 }
+        var excess = workers.count - settings.softLimit
+        while excess > 0, let (id, since) = idle.first, now - since > settings.idleWorkerTimeout {
+            idle.removeFirst()
+            workers[id]?.process.signal(SIGTERM)
+            workers[id]?.state = .starting  // neither idle nor leasable while it exits
+            excess -= 1
+        }
+    }
+
+    // MARK: stats
+
+    func stats() -> Ray_Rpc_GetNodeStatsReply {
+        var reply = Ray_Rpc_GetNodeStatsReply()
+        reply.resourcesTotal = total.amounts
+        reply.resourcesAvailable = available.amounts
+        var demand: [ResourceSet: Int32] = [:]
+        for lease in pending { demand[lease.resources, default: 0] += 1 }
+        reply.pendingDemand = demand.map { shape, count in
+            var entry = Ray_Rpc_ResourceDemand()
+            entry.shape = shape.amounts
+            entry.count = count
+            return entry
+        }
+        reply.numWorkers = Int32(workers.count)
+        reply.numIdleWorkers = Int32(workers.values.filter { if case .idle = $0.state { true } else { false } }.count)
+        return reply
+    }
+
+    /// Workers and their pids (for tests and `ray stop`).
+    func workerPIDs() -> [pid_t] { workers.values.map(\.process.pid) }
+}
+
+extension ResourceSet {
+    var onlyCPU: ResourceSet { ResourceSet(["CPU": self["CPU"]]) }
+    var withoutCPU: ResourceSet {
+        var copy = self
+        copy.subtract(onlyCPU)
+        return copy
+    }
+}

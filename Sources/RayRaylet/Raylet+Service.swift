@@ -1,0 +1,111 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import RayCommon
+import RayObjectStore
+import RayProtos
+import RayRPC
+import RayServices
+import Synchronization
+
+extension Raylet {
+    /// The NodeManagerService handlers (Protos/ray/node_manager.proto).
+    static func registerNodeManager(
+        on router: inout RPCRouter, nodeManager: NodeManager, store: ObjectStore,
+        owned: OwnedObjects, nodeID: NodeID
+    ) {
+        router.register(NodeManagerMethods.registerClient) { request, _ in
+            switch request.workerType {
+            case .driver: try await nodeManager.registerDriver(request)
+            case .worker: try await nodeManager.registerWorker(request)
+            case .UNRECOGNIZED(let value):
+                throw RPCError(code: .invalidArgument, message: "unknown worker type \(value)")
+            }
+            var reply = Ray_Rpc_RegisterClientReply()
+            reply.nodeID = Data(nodeID.bytes)
+            reply.objectStoreName = store.region.name
+            reply.objectStoreCapacity = Int64(store.capacity)
+            reply.resourcesTotal = nodeManager.total.amounts
+            return reply
+        }
+        router.register(NodeManagerMethods.disconnectClient) { request, _ in
+            await nodeManager.disconnect(try id(WorkerID.self, request.workerID), reason: request.reason)
+            return Ray_Rpc_DisconnectClientReply()
+        }
+        router.register(NodeManagerMethods.requestWorkerLease) { request, _ in
+            try await nodeManager.requestLease(request)
+        }
+        router.register(NodeManagerMethods.returnWorker) { request, _ in
+            try await nodeManager.returnWorker(try id(WorkerID.self, request.workerID), disconnect: request.disconnectWorker)
+            return Ray_Rpc_ReturnWorkerReply()
+        }
+        router.register(NodeManagerMethods.notifyTaskBlocked) { request, _ in
+            await nodeManager.setBlocked(try id(WorkerID.self, request.workerID), request.blocked)
+            return Ray_Rpc_NotifyTaskBlockedReply()
+        }
+        router.register(NodeManagerMethods.createObject) { request, _ in
+            let objectID = try id(ObjectID.self, request.objectID)
+            let owner = try id(WorkerID.self, request.ownerWorkerID)
+            guard request.dataSize >= 0 else {
+                throw RPCError(code: .invalidArgument, message: "object size \(request.dataSize) is negative")
+            }
+            do throws(RayError) {
+                let buffer = try store.create(objectID, size: Int(request.dataSize))
+                owned.add(objectID, owner: owner)
+                var reply = Ray_Rpc_CreateObjectReply()
+                reply.offset = Int64(UnsafeRawPointer(buffer.baseAddress!) - UnsafeRawPointer(store.region.base))
+                return reply
+            } catch {
+                throw RPCError(code: error.kind == .objectStoreFull ? .resourceExhausted : .alreadyExists,
+                               message: error.message)
+            }
+        }
+        router.register(NodeManagerMethods.sealObject) { request, _ in
+            do {
+                try store.seal(try id(ObjectID.self, request.objectID))
+            } catch let error as RayError {
+                throw RPCError(code: .notFound, message: error.message)
+            }
+            return Ray_Rpc_SealObjectReply()
+        }
+        router.register(NodeManagerMethods.deleteObjects) { request, _ in
+            let ids = try request.objectIds.map { try id(ObjectID.self, $0) }
+            for objectID in ids { store.delete(objectID) }
+            owned.forget(ids)
+            return Ray_Rpc_DeleteObjectsReply()
+        }
+        router.register(NodeManagerMethods.getNodeStats) { _, _ in
+            var reply = await nodeManager.stats()
+            reply.objectStoreUsed = Int64(store.usedBytes)
+            reply.numObjects = Int32(store.objectCount)
+            return reply
+        }
+    }
+}
+
+/// An ID from a request's bytes, or INVALID_ARGUMENT naming what is wrong.
+private func id<Kind>(_ type: RayID<Kind>.Type, _ bytes: Data) throws(RPCError) -> RayID<Kind> {
+    do {
+        return try RayID<Kind>(bytes: bytes)
+    } catch {
+        throw RPCError(code: .invalidArgument, message: "\(Kind.name): \(error.message)")
+    }
+}
+
+/// The objects each client created in the node's store, so they go when the client does.
+final class OwnedObjects: Sendable {
+    private let owners = Mutex<[WorkerID: Set<ObjectID>]>([:])
+
+    func add(_ id: ObjectID, owner: WorkerID) { owners.withLock { _ = $0[owner, default: []].insert(id) } }
+
+    func forget(_ ids: [ObjectID]) {
+        owners.withLock { owners in
+            for key in owners.keys { owners[key]!.subtract(ids) }
+        }
+    }
+
+    /// Removes and returns what `owner` created.
+    func removeAll(of owner: WorkerID) -> Set<ObjectID> { owners.withLock { $0.removeValue(forKey: owner) } ?? [] }
+}

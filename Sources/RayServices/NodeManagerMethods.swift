@@ -1,0 +1,41 @@
+import RayProtos
+import RayRPC
+
+/// The raylet's methods (Protos/ray/node_manager.proto), shared by the raylet and its clients.
+public enum NodeManagerMethods {
+    private static func method<Request, Response>(_ name: String) -> RPCMethod<Request, Response> {
+        RPCMethod(service: "ray.rpc.NodeManagerService", method: name)
+    }
+
+    public static let registerClient: RPCMethod<Ray_Rpc_RegisterClientRequest, Ray_Rpc_RegisterClientReply> =
+        method("RegisterClient")
+    public static let disconnectClient: RPCMethod<Ray_Rpc_DisconnectClientRequest, Ray_Rpc_DisconnectClientReply> =
+        method("DisconnectClient")
+    public static let requestWorkerLease: RPCMethod<Ray_Rpc_RequestWorkerLeaseRequest, Ray_Rpc_RequestWorkerLeaseReply> =
+        method("RequestWorkerLease")
+    public static let returnWorker: RPCMethod<Ray_Rpc_ReturnWorkerRequest, Ray_Rpc_ReturnWorkerReply> =
+        method("ReturnWorker")
+    public static let notifyTaskBlocked: RPCMethod<Ray_Rpc_NotifyTaskBlockedRequest, Ray_Rpc_NotifyTaskBlockedReply> =
+        method("NotifyTaskBlocked")
+    public static let createObject: RPCMethod<Ray_Rpc_CreateObjectRequest, Ray_Rpc_CreateObjectReply> =
+        method("CreateObject")
+    public static let sealObject: RPCMethod<Ray_Rpc_SealObjectRequest, Ray_Rpc_SealObjectReply> = method("SealObject")
+    public static let deleteObjects: RPCMethod<Ray_Rpc_DeleteObjectsRequest, Ray_Rpc_DeleteObjectsReply> =
+        method("DeleteObjects")
+    public static let getNodeStats: RPCMethod<Ray_Rpc_GetNodeStatsRequest, Ray_Rpc_GetNodeStatsReply> =
+        method("GetNodeStats")
+}
+
+/// The core worker's methods (Protos/ray/core_worker.proto), served by every driver and worker.
+public enum CoreWorkerMethods {
+    private static func method<Request, Response>(_ name: String) -> RPCMethod<Request, Response> {
+        RPCMethod(service: "ray.rpc.CoreWorkerService", method: name)
+    }
+
+    public static let pushTasks: RPCMethod<Ray_Rpc_PushTasksRequest, Ray_Rpc_PushTasksReply> = method("PushTasks")
+    public static let getObjectStatus: RPCMethod<Ray_Rpc_GetObjectStatusRequest, Ray_Rpc_GetObjectStatusReply> =
+        method("GetObjectStatus")
+    public static let cancelTask: RPCMethod<Ray_Rpc_CancelTaskRequest, Ray_Rpc_CancelTaskReply> = method("CancelTask")
+    public static let publishLogs: RPCMethod<Ray_Rpc_PublishLogsRequest, Ray_Rpc_PublishLogsReply> =
+        method("PublishLogs")
+}
