@@ -62,6 +62,8 @@ public final class CoreWorker: Sendable {
     let config = RayConfig()
     /// Shared-memory objects to delete, sent to the raylet in batches.
     let pendingDeletes: DeleteBatcher
+    /// How the service handlers reach this worker (cleared on shutdown, which breaks the cycle).
+    let box: WorkerBox
 
     /// Starts this process's core-worker service and registers it with the node's raylet.
     public static func connect(_ configuration: Configuration) async throws -> CoreWorker {
@@ -119,6 +121,7 @@ public final class CoreWorker: Sendable {
                 NodeManagerMethods.registerClient, request,
                 options: CallOptions(timeout: configuration.connectTimeout, waitForReady: true))
         } catch {
+            box.set(nil)
             await server.shutdown(grace: .zero)
             throw RayError(.connection, "the raylet at \(configuration.rayletAddress) did not accept this \(configuration.mode == .driver ? "driver" : "worker")", cause: "\(error)")
         }
@@ -129,10 +132,12 @@ public final class CoreWorker: Sendable {
         do {
             region = try SharedMemoryRegion(opening: reply.objectStoreName)
         } catch {
+            box.set(nil)
             await server.shutdown(grace: .zero)
             throw error
         }
-        box.worker = self
+        self.box = box
+        box.set(self)
     }
 
     /// Leaves the raylet (a driver's workers stop with it) and stops serving.
@@ -144,6 +149,7 @@ public final class CoreWorker: Sendable {
         request.reason = "the \(mode == .driver ? "driver" : "worker") shut down"
         _ = try? await raylet.unary(NodeManagerMethods.disconnectClient, request, options: CallOptions(timeout: .seconds(2)))
         await server.shutdown(grace: .milliseconds(200))
+        box.set(nil)
     }
 
     // MARK: references
@@ -326,12 +332,34 @@ public struct SharedBytes: @unchecked Sendable {
     init(_ buffer: UnsafeRawBufferPointer) { self.buffer = buffer }
 }
 
-/// Lets the service handlers reach the worker they were registered for before it finished starting.
+/// Lets the service handlers reach the worker they were registered for: calls that come while it
+/// finishes starting (the raylet may lease it the moment it registers) wait for it.
 final class WorkerBox: Sendable {
-    private let state = Mutex<CoreWorker?>(nil)
+    private let state = Mutex<(worker: CoreWorker?, waiters: [CheckedContinuation<CoreWorker?, Never>], closed: Bool)>((nil, [], false))
+
+    func set(_ worker: CoreWorker?) {
+        let waiters = state.withLock { s -> [CheckedContinuation<CoreWorker?, Never>] in
+            s.worker = worker
+            if worker == nil { s.closed = true }
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        for waiter in waiters { waiter.resume(returning: worker) }
+    }
+
+    /// The worker, once it started (nil if it never will).
     var worker: CoreWorker? {
-        get { state.withLock { $0 } }
-        set { state.withLock { $0 = newValue } }
+        get async {
+            await withCheckedContinuation { continuation in
+                let now = state.withLock { s -> CoreWorker?? in
+                    if let worker = s.worker { return .some(worker) }
+                    if s.closed { return .some(nil) }
+                    s.waiters.append(continuation)
+                    return .none
+                }
+                if let now { continuation.resume(returning: now) }
+            }
+        }
     }
 }
 

@@ -177,7 +177,7 @@ extension CoreWorker {
         logSink: @escaping @Sendable (Int32, Bool, [String]) -> Void
     ) {
         router.register(CoreWorkerMethods.pushTasks) { request, _ in
-            guard let worker = box.worker else { throw RPCError(code: .unavailable, message: "the worker is starting") }
+            guard let worker = await box.worker else { throw RPCError(code: .unavailable, message: "the worker has shut down") }
             var reply = Ray_Rpc_PushTasksReply()
             reply.results.reserveCapacity(request.tasks.count)
             for spec in request.tasks {
@@ -189,7 +189,7 @@ extension CoreWorker {
             return reply
         }
         router.register(CoreWorkerMethods.getObjectStatus) { request, _ in
-            guard let worker = box.worker else { throw RPCError(code: .unavailable, message: "the worker is starting") }
+            guard let worker = await box.worker else { throw RPCError(code: .unavailable, message: "the worker has shut down") }
             let id: ObjectID
             do throws(IDError) { id = try ObjectID(bytes: request.objectID) } catch {
                 throw RPCError(code: .invalidArgument, message: "ObjectID: \(error.message)")
@@ -210,7 +210,7 @@ extension CoreWorker {
             return reply
         }
         router.register(CoreWorkerMethods.cancelTask) { request, _ in
-            guard let worker = box.worker else { throw RPCError(code: .unavailable, message: "the worker is starting") }
+            guard let worker = await box.worker else { throw RPCError(code: .unavailable, message: "the worker has shut down") }
             let id: TaskID
             do throws(IDError) { id = try TaskID(bytes: request.taskID) } catch {
                 throw RPCError(code: .invalidArgument, message: "TaskID: \(error.message)")

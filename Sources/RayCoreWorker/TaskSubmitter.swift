@@ -51,7 +51,8 @@ final class TaskSubmitter: Sendable {
         var queue: [PendingTask] = []
         var head = 0
         var activeLeases = 0
-        var requests: [UInt64: Task<Void, Never>] = [:]
+        /// Lease requests waiting at the raylet.
+        var requests: Set<UInt64> = []
         var idle: [IdleLease] = []
         var queued: Int { queue.count - head }
 
@@ -73,7 +74,6 @@ final class TaskSubmitter: Sendable {
         /// Tasks pushed and not answered yet: the worker they run on.
         var inFlight: [TaskID: Ray_Rpc_Address] = [:]
         var cancelled: Set<TaskID> = []
-        var leaseTasks: [UInt64: Task<Void, Never>] = [:]
         var shutDown = false
     }
 
@@ -91,18 +91,18 @@ final class TaskSubmitter: Sendable {
 
     func nextPutIndex() -> UInt32 { putCounter.add(1, ordering: .relaxed).newValue }
 
+    /// Stops leasing: idle leases go back; waiting requests end when the raylet answers them.
     func shutdown() {
-        let tasks = state.withLock { s -> [Task<Void, Never>] in
+        let idle = state.withLock { s -> [IdleLease] in
             s.shutDown = true
-            var tasks = Array(s.leaseTasks.values)
-            for (key, _) in s.classes {
-                tasks += s.classes[key]!.requests.values
-                for idle in s.classes[key]!.idle { idle.continuation.resume(returning: false) }
+            var idle: [IdleLease] = []
+            for key in s.classes.keys {
+                idle += s.classes[key]!.idle
                 s.classes[key]!.idle = []
             }
-            return tasks
+            return idle
         }
-        for task in tasks { task.cancel() }
+        for lease in idle { lease.continuation.resume(returning: false) }
     }
 }
 
@@ -209,6 +209,7 @@ extension CoreWorker {
             } else if c.requests.count < min(c.queued, TaskSubmitter.maxLeaseRequests) {
                 s.nextID += 1
                 request = s.nextID
+                c.requests.insert(s.nextID)
             }
             s.classes[key] = c
             return (wake, request, false)
@@ -218,17 +219,10 @@ extension CoreWorker {
             return
         }
         wake?.continuation.resume(returning: true)
-        if let requestLease { startLeaseRequest(key: key, id: requestLease) }
+        if let requestLease { Task { await self.leaseAndRun(key: key, requestID: requestLease) } }
     }
 
     struct IdleWake { var continuation: CheckedContinuation<Bool, Never> }
-
-    private func startLeaseRequest(key: String, id: UInt64) {
-        let task = Task { await self.leaseAndRun(key: key, requestID: id) }
-        submitter.state.withLock { s in
-            if s.classes[key] != nil, s.classes[key]!.requests[id] == nil { s.classes[key]!.requests[id] = task }
-        }
-    }
 
     /// Asks the raylet for a worker (retrying while it is busy) and runs queued tasks on it.
     private func leaseAndRun(key: String, requestID: UInt64) async {
@@ -240,23 +234,32 @@ extension CoreWorker {
         request.schedulingClassName = submitter.state.withLock { s in
             s.classes[key].flatMap { c in c.queued > 0 ? c.queue[c.head].spec.functionName : nil } ?? key
         }
+        request.requestID = String(requestID)
         var reply: Ray_Rpc_RequestWorkerLeaseReply?
         while reply == nil {
             do {
-                // The raylet holds the request until resources free up; ask again after a long wait.
-                reply = try await raylet.unary(NodeManagerMethods.requestWorkerLease, request, options: CallOptions(timeout: .seconds(60)))
-            } catch {
-                let stop = submitter.state.withLock { s -> Bool in
-                    s.shutDown || (s.classes[key]?.queued ?? 0) == 0
+                // The raylet holds the request until resources free up, answering `canceled` just before
+                // the deadline if it could not grant it: then ask again if the tasks still wait.
+                let answer = try await raylet.unary(
+                    NodeManagerMethods.requestWorkerLease, request, options: CallOptions(timeout: .seconds(60)))
+                if !answer.canceled {
+                    reply = answer
+                    break
                 }
-                if Task.isCancelled || stop || error.code == .cancelled { break }
-                if error.code == .deadlineExceeded { continue }
-                failQueue(key, TaskFailure(kind: .connection, type: "", message: "no worker lease from the raylet: \(error)", function: request.schedulingClassName))
+                let again = submitter.state.withLock { s -> Bool in
+                    !s.shutDown && (s.classes[key]?.queued ?? 0) > 0 && s.classes[key]?.requests.contains(requestID) == true
+                }
+                if !again { break }
+            } catch {
+                let stop = submitter.state.withLock { s in s.shutDown }
+                if !stop {
+                    failQueue(key, TaskFailure(kind: .connection, type: "", message: "no worker lease from the raylet: \(error)", function: request.schedulingClassName))
+                }
                 break
             }
         }
         submitter.state.withLock { s in
-            s.classes[key]?.requests[requestID] = nil
+            s.classes[key]?.requests.remove(requestID)
             if reply != nil, reply!.infeasible == false { s.classes[key]?.activeLeases += 1 }
         }
         guard let reply else { return }
@@ -315,14 +318,19 @@ extension CoreWorker {
                 break leaseLoop
             }
         }
-        let requestsToCancel = submitter.state.withLock { s -> [Task<Void, Never>] in
+        let requestsToCancel = submitter.state.withLock { s -> Set<UInt64> in
             s.classes[key]?.activeLeases -= 1
-            guard let c = s.classes[key], c.queued == 0 else { return [] }
+            guard let c = s.classes[key], c.queued == 0, c.activeLeases == 0 else { return [] }
             // Nothing left to run: lease requests still waiting at the raylet are not needed.
-            if c.activeLeases == 0 { s.classes[key]?.requests = [:] }
-            return c.activeLeases == 0 ? Array(c.requests.values) : []
+            s.classes[key]?.requests = []
+            return c.requests
         }
-        for task in requestsToCancel { task.cancel() }
+        for id in requestsToCancel {
+            var cancel = Ray_Rpc_CancelWorkerLeaseRequest()
+            cancel.ownerWorkerID = address.workerID
+            cancel.requestID = String(id)
+            Task { _ = try? await raylet.unary(NodeManagerMethods.cancelWorkerLease, cancel, options: CallOptions(timeout: .seconds(10))) }
+        }
         var giveBack = Ray_Rpc_ReturnWorkerRequest()
         giveBack.workerID = worker.workerID
         giveBack.disconnectWorker = workerDied

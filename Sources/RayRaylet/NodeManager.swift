@@ -40,6 +40,8 @@ actor NodeManager {
 
     enum WorkerState {
         case starting
+        /// Told to stop: neither idle nor leasable any more.
+        case exiting
         case idle(since: ContinuousClock.Instant)
         case leased(ResourceSet, blocked: Bool)
     }
@@ -53,6 +55,8 @@ actor NodeManager {
 
     struct PendingLease {
         var id: UInt64
+        /// The owner's worker ID and its request ID (CancelWorkerLease names it).
+        var requestKey: String
         var jobID: JobID
         var resources: ResourceSet
         var continuation: CheckedContinuation<Ray_Rpc_RequestWorkerLeaseReply, any Error>
@@ -155,6 +159,7 @@ actor NodeManager {
         if let (jobID, _) = jobs.first(where: { $0.value.driverWorkerID == workerID }) {
             endJob(jobID, reason: reason)
         } else if let worker = workers[workerID] {
+            workers[workerID]?.state = .exiting
             worker.process.signal(SIGTERM)
         }
     }
@@ -162,7 +167,10 @@ actor NodeManager {
     private func endJob(_ jobID: JobID, reason: String) {
         guard let job = jobs.removeValue(forKey: jobID) else { return }
         clientGone(job.driverWorkerID)
-        for (_, worker) in workers where worker.jobID == jobID { worker.process.signal(SIGKILL) }
+        for (id, worker) in workers where worker.jobID == jobID {
+            workers[id]?.state = .exiting
+            worker.process.signal(SIGKILL)
+        }
         pending.removeAll { lease in
             guard lease.jobID == jobID else { return false }
             lease.continuation.resume(throwing: RPCError(code: .cancelled, message: "job \(jobID) ended: \(reason)"))
@@ -172,7 +180,12 @@ actor NodeManager {
 
     // MARK: leases
 
-    func requestLease(_ request: Ray_Rpc_RequestWorkerLeaseRequest) async throws -> Ray_Rpc_RequestWorkerLeaseReply {
+    /// Grants a lease when the node has the resources, in order of arrival. Answers `canceled` just
+    /// before `deadline` if it could not (so a grant never races the caller giving up), or when the
+    /// owner withdraws the request.
+    func requestLease(_ request: Ray_Rpc_RequestWorkerLeaseRequest, deadline: ContinuousClock.Instant?) async throws
+        -> Ray_Rpc_RequestWorkerLeaseReply
+    {
         let jobID = try JobID(bytes: request.jobID)
         guard jobs[jobID] != nil else {
             throw RPCError(code: .failedPrecondition, message: "job \(jobID) has no driver registered on this node")
@@ -189,17 +202,43 @@ actor NodeManager {
         }
         nextLeaseID += 1
         let id = nextLeaseID
+        let requestKey = request.ownerAddress.workerID.base64EncodedString() + "/" + request.requestID
+        let timer: Task<Void, Never>? = deadline.map { deadline in
+            let margin = min(Duration.seconds(1), (deadline - .now) / 10)
+            return Task { [weak self] in
+                try? await Task.sleep(until: deadline - margin, clock: .continuous)
+                if !Task.isCancelled { await self?.withdraw(id, reason: "not granted before the call's deadline") }
+            }
+        }
+        defer { timer?.cancel() }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
-                pending.append(PendingLease(id: id, jobID: jobID, resources: resources, continuation: continuation))
+                pending.append(PendingLease(id: id, requestKey: requestKey, jobID: jobID, resources: resources, continuation: continuation))
                 schedule()
             }
         } onCancel: {
-            Task { await self.cancelLease(id) }
+            Task { await self.abandon(id) }
         }
     }
 
-    private func cancelLease(_ id: UInt64) {
+    /// The owner withdraws a request: true if it was still waiting (it is answered `canceled`).
+    func cancelLease(owner: Data, requestID: String) -> Bool {
+        let requestKey = owner.base64EncodedString() + "/" + requestID
+        guard let lease = pending.first(where: { $0.requestKey == requestKey }) else { return false }
+        withdraw(lease.id, reason: "withdrawn by its owner")
+        return true
+    }
+
+    private func withdraw(_ id: UInt64, reason: String) {
+        guard let index = pending.firstIndex(where: { $0.id == id }) else { return }
+        var reply = Ray_Rpc_RequestWorkerLeaseReply()
+        reply.canceled = true
+        reply.message = reason
+        pending.remove(at: index).continuation.resume(returning: reply)
+    }
+
+    /// The caller went away (its call was cancelled): drop the request.
+    private func abandon(_ id: UInt64) {
         guard let index = pending.firstIndex(where: { $0.id == id }) else { return }
         pending.remove(at: index).continuation.resume(throwing: CancellationError())
     }
@@ -210,7 +249,7 @@ actor NodeManager {
             throw RPCError(code: .failedPrecondition, message: "worker \(workerID) is not leased")
         }
         if !blocked { available.add(resources) } else { available.add(resources.withoutCPU) }
-        worker.state = .idle(since: .now)
+        worker.state = disconnect ? .exiting : .idle(since: .now)
         workers[workerID] = worker
         if disconnect { worker.process.signal(SIGKILL) }
         schedule()
@@ -326,7 +365,7 @@ actor NodeManager {
         while excess > 0, let (id, since) = idle.first, now - since > settings.idleWorkerTimeout {
             idle.removeFirst()
             workers[id]?.process.signal(SIGTERM)
-            workers[id]?.state = .starting  // neither idle nor leasable while it exits
+            workers[id]?.state = .exiting
             excess -= 1
         }
     }

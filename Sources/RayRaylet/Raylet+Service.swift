@@ -34,8 +34,13 @@ extension Raylet {
             await nodeManager.disconnect(try id(WorkerID.self, request.workerID), reason: request.reason)
             return Ray_Rpc_DisconnectClientReply()
         }
-        router.register(NodeManagerMethods.requestWorkerLease) { request, _ in
-            try await nodeManager.requestLease(request)
+        router.register(NodeManagerMethods.requestWorkerLease) { request, context in
+            try await nodeManager.requestLease(request, deadline: context.deadline)
+        }
+        router.register(NodeManagerMethods.cancelWorkerLease) { request, _ in
+            var reply = Ray_Rpc_CancelWorkerLeaseReply()
+            reply.success = await nodeManager.cancelLease(owner: request.ownerWorkerID, requestID: request.requestID)
+            return reply
         }
         router.register(NodeManagerMethods.returnWorker) { request, _ in
             try await nodeManager.returnWorker(try id(WorkerID.self, request.workerID), disconnect: request.disconnectWorker)

@@ -15,6 +15,8 @@ public enum NodeManagerMethods {
         method("RequestWorkerLease")
     public static let returnWorker: RPCMethod<Ray_Rpc_ReturnWorkerRequest, Ray_Rpc_ReturnWorkerReply> =
         method("ReturnWorker")
+    public static let cancelWorkerLease: RPCMethod<Ray_Rpc_CancelWorkerLeaseRequest, Ray_Rpc_CancelWorkerLeaseReply> =
+        method("CancelWorkerLease")
     public static let notifyTaskBlocked: RPCMethod<Ray_Rpc_NotifyTaskBlockedRequest, Ray_Rpc_NotifyTaskBlockedReply> =
         method("NotifyTaskBlocked")
     public static let createObject: RPCMethod<Ray_Rpc_CreateObjectRequest, Ray_Rpc_CreateObjectReply> =

@@ -170,6 +170,9 @@ public nonisolated struct Ray_Rpc_RequestWorkerLeaseRequest: Sendable {
   /// A name for messages (the function name of the first task).
   public var schedulingClassName: String = String()
 
+  /// Unique per request of this owner: CancelWorkerLease names it.
+  public var requestID: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -199,11 +202,42 @@ public nonisolated struct Ray_Rpc_RequestWorkerLeaseReply: Sendable {
 
   public var message: String = String()
 
+  /// Not granted: cancelled by CancelWorkerLease, or the call's deadline is near (ask again if still needed).
+  public var canceled: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _workerAddress: Ray_Rpc_Address? = nil
+}
+
+/// Withdraws a waiting lease request (Ray: CancelWorkerLease). A request already granted stays granted:
+/// its reply carries the worker, and the owner returns it.
+public nonisolated struct Ray_Rpc_CancelWorkerLeaseRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var ownerWorkerID: Data = Data()
+
+  public var requestID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Ray_Rpc_CancelWorkerLeaseReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var success: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Ray_Rpc_ReturnWorkerRequest: Sendable {
@@ -561,7 +595,7 @@ nonisolated extension Ray_Rpc_DisconnectClientReply: SwiftProtobuf.Message, Swif
 
 nonisolated extension Ray_Rpc_RequestWorkerLeaseRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RequestWorkerLeaseRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{3}required_resources\0\u{3}owner_address\0\u{3}scheduling_class_name\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{3}required_resources\0\u{3}owner_address\0\u{3}scheduling_class_name\0\u{3}request_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -573,6 +607,7 @@ nonisolated extension Ray_Rpc_RequestWorkerLeaseRequest: SwiftProtobuf.Message, 
       case 2: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufDouble>.self, value: &self.requiredResources) }()
       case 3: try { try decoder.decodeSingularMessageField(value: &self._ownerAddress) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.schedulingClassName) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.requestID) }()
       default: break
       }
     }
@@ -595,6 +630,9 @@ nonisolated extension Ray_Rpc_RequestWorkerLeaseRequest: SwiftProtobuf.Message, 
     if !self.schedulingClassName.isEmpty {
       try visitor.visitSingularStringField(value: self.schedulingClassName, fieldNumber: 4)
     }
+    if !self.requestID.isEmpty {
+      try visitor.visitSingularStringField(value: self.requestID, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -603,6 +641,7 @@ nonisolated extension Ray_Rpc_RequestWorkerLeaseRequest: SwiftProtobuf.Message, 
     if lhs.requiredResources != rhs.requiredResources {return false}
     if lhs._ownerAddress != rhs._ownerAddress {return false}
     if lhs.schedulingClassName != rhs.schedulingClassName {return false}
+    if lhs.requestID != rhs.requestID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -610,7 +649,7 @@ nonisolated extension Ray_Rpc_RequestWorkerLeaseRequest: SwiftProtobuf.Message, 
 
 nonisolated extension Ray_Rpc_RequestWorkerLeaseReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RequestWorkerLeaseReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}worker_address\0\u{3}worker_pid\0\u{1}infeasible\0\u{1}message\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}worker_address\0\u{3}worker_pid\0\u{1}infeasible\0\u{1}message\0\u{1}canceled\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -622,6 +661,7 @@ nonisolated extension Ray_Rpc_RequestWorkerLeaseReply: SwiftProtobuf.Message, Sw
       case 2: try { try decoder.decodeSingularInt32Field(value: &self.workerPid) }()
       case 3: try { try decoder.decodeSingularBoolField(value: &self.infeasible) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.message) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.canceled) }()
       default: break
       }
     }
@@ -644,6 +684,9 @@ nonisolated extension Ray_Rpc_RequestWorkerLeaseReply: SwiftProtobuf.Message, Sw
     if !self.message.isEmpty {
       try visitor.visitSingularStringField(value: self.message, fieldNumber: 4)
     }
+    if self.canceled != false {
+      try visitor.visitSingularBoolField(value: self.canceled, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -652,6 +695,72 @@ nonisolated extension Ray_Rpc_RequestWorkerLeaseReply: SwiftProtobuf.Message, Sw
     if lhs.workerPid != rhs.workerPid {return false}
     if lhs.infeasible != rhs.infeasible {return false}
     if lhs.message != rhs.message {return false}
+    if lhs.canceled != rhs.canceled {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_CancelWorkerLeaseRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CancelWorkerLeaseRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}owner_worker_id\0\u{3}request_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.ownerWorkerID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.requestID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.ownerWorkerID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.ownerWorkerID, fieldNumber: 1)
+    }
+    if !self.requestID.isEmpty {
+      try visitor.visitSingularStringField(value: self.requestID, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_CancelWorkerLeaseRequest, rhs: Ray_Rpc_CancelWorkerLeaseRequest) -> Bool {
+    if lhs.ownerWorkerID != rhs.ownerWorkerID {return false}
+    if lhs.requestID != rhs.requestID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_CancelWorkerLeaseReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CancelWorkerLeaseReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}success\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.success) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.success != false {
+      try visitor.visitSingularBoolField(value: self.success, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_CancelWorkerLeaseReply, rhs: Ray_Rpc_CancelWorkerLeaseReply) -> Bool {
+    if lhs.success != rhs.success {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

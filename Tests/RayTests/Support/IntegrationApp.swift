@@ -1,0 +1,95 @@
+import Foundation
+import Testing
+
+/// Runs the built `ray-integration-app` (Sources/RayIntegrationApp) as a driver on its own embedded
+/// cluster, whose workers are the same executable re-launched by the raylet. Checks afterwards that
+/// no worker it started outlives it.
+struct IntegrationApp {
+    struct Run {
+        var status: Int32
+        var output: String
+        var values: [String: String]
+        var elapsed: Duration
+
+        func int(_ key: String) -> Int? { values[key].flatMap { Int($0) } }
+    }
+
+    static var executable: URL {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("ray-integration-app")
+    }
+
+    /// Runs `scenario`; kills it (and records an issue) if it outlives `timeout`.
+    static func run(_ arguments: [String], environment extra: [String: String] = [:], timeout: Duration = .seconds(90))
+        async throws -> Run
+    {
+        #expect(FileManager.default.fileExists(atPath: executable.path), "ray-integration-app must be built next to the tests")
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["GRPC_VERBOSITY"] = "NONE"
+        environment["RAY_ADDRESS"] = nil
+        environment.merge(extra) { _, new in new }
+        process.environment = environment
+        let outputFile = FileManager.default.temporaryDirectory.appendingPathComponent("app-\(UUID().uuidString).log")
+        FileManager.default.createFile(atPath: outputFile.path, contents: nil)
+        let handle = try FileHandle(forWritingTo: outputFile)
+        defer { try? FileManager.default.removeItem(at: outputFile) }
+        process.standardOutput = handle
+        process.standardError = handle
+        let start = ContinuousClock.now
+        try process.run()
+        let pid = process.processIdentifier
+        let deadline = start + timeout
+        while process.isRunning {
+            if ContinuousClock.now > deadline {
+                kill(pid, SIGKILL)
+                Issue.record("`ray-integration-app \(arguments.joined(separator: " "))` did not finish within \(timeout)")
+                break
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        process.waitUntilExit()
+        let elapsed = ContinuousClock.now - start
+        try handle.close()
+        let output = (try? String(contentsOf: outputFile, encoding: .utf8)) ?? ""
+        var values: [String: String] = [:]
+        for line in output.split(separator: "\n") {
+            guard let equals = line.firstIndex(of: "="), !line.hasPrefix("(") else { continue }
+            values[String(line[..<equals])] = String(line[line.index(after: equals)...])
+        }
+        try await expectNoWorkersLeft(startedBy: pid)
+        return Run(status: process.terminationStatus, output: output, values: values, elapsed: elapsed)
+    }
+
+    /// Waits (up to 5 s) until no process started by the raylet in `pid` is alive.
+    static func expectNoWorkersLeft(startedBy pid: pid_t) async throws {
+        let deadline = ContinuousClock.now + .seconds(5)
+        var left = workers(startedBy: pid)
+        while !left.isEmpty && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+            left = workers(startedBy: pid)
+        }
+        #expect(left.isEmpty, "workers \(left) outlived their driver \(pid)")
+        for worker in left { kill(worker, SIGKILL) }
+    }
+
+    /// Live processes whose environment says the raylet in `pid` started them.
+    static func workers(startedBy pid: pid_t) -> [pid_t] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { pid_t($0) }.filter { candidate in
+            guard let environ = FileManager.default.contents(atPath: "/proc/\(candidate)/environ") else { return false }
+            let marker = Array("RAY_RAYLET_PID=\(pid)".utf8)
+            let isWorker = environ.split(separator: 0).contains { Array($0) == marker }
+            return isWorker && processIsAlive(candidate)
+        }
+    }
+}
+
+/// Alive and not a zombie.
+func processIsAlive(_ pid: pid_t) -> Bool {
+    guard kill(pid, 0) == 0 else { return false }
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let close = stat.lastIndex(of: ")") else { return false }
+    return stat[stat.index(close, offsetBy: 2)] != "Z"
+}

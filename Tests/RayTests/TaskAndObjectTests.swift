@@ -1,0 +1,117 @@
+import Foundation
+import Testing
+
+/// Ray Core on one machine, end to end: a driver with an embedded cluster (GCS and raylet in the
+/// driver's process), workers re-launched from the same executable, tasks and objects between them.
+/// Serialized: each test starts a cluster of several processes on a 2-core machine.
+@Suite(.serialized, .timeLimit(.minutes(3))) struct TaskAndObjectTests {
+    @Test func tasksObjectsAndRefsAsArguments() async throws {
+        let run = try await IntegrationApp.run(["basic"])
+        #expect(run.status == 0, "\(run.output)")
+        #expect(run.int("sum") == (0..<100).map { $0 * $0 }.reduce(0, +))
+        #expect(run.int("floats") == 10_000_000, "a 40 MB put passed to a task by reference")
+        #expect(run.int("add") == 13, "a ref and a value as arguments of one task")
+    }
+
+    @Test func tenThousandTasks() async throws {
+        let run = try await IntegrationApp.run(["tasks", "10000"])
+        #expect(run.status == 0, "\(run.output)")
+        #expect(run.int("count") == 10_000)
+        #expect(run.int("sum") == (0..<10_000).map { $0 * $0 }.reduce(0, +))
+    }
+
+    @Test func aChainOfHundredTasksEachTakingThePreviousRef() async throws {
+        let run = try await IntegrationApp.run(["chain", "100"])
+        #expect(run.status == 0, "\(run.output)")
+        #expect(run.int("chain") == 100)
+    }
+
+    @Test func oneGibibyteThroughPutAndGet() async throws {
+        let run = try await IntegrationApp.run(["bigobject", "1024"], timeout: .seconds(150))
+        #expect(run.status == 0, "\(run.output)")
+        #expect(run.int("store_used_after_put") == 1, "a 1 GiB put lives in the shared-memory store")
+        #expect(run.int("remote_checksum_ok") == 1, "a worker reads the put's bytes")
+        #expect(run.int("get_count_ok") == 1)
+        #expect(run.int("get_checksum_ok") == 1, "the driver reads the bytes back in place")
+        #expect(run.int("result_ok") == 1, "a 64 MiB task result comes back through the store")
+    }
+
+    @Test func storeUsageGoesBackToZeroWhenRefsGoOutOfScope() async throws {
+        let run = try await IntegrationApp.run(["storezero"])
+        #expect(run.status == 0, "\(run.output)")
+        #expect(run.int("objects_during") == 10, "5 large puts and 5 large results in the store")
+        #expect(run.int("used_during_positive") == 1)
+        #expect(run.int("objects_after") == 0)
+        #expect(run.int("used_after") == 0)
+        #expect(run.int("owned_after") == 0, "the driver forgot every object")
+    }
+
+    @Test func errorsAreTypedNamedAndTheClusterKeepsWorking() async throws {
+        let run = try await IntegrationApp.run(["errors"])
+        #expect(run.status == 0, "\(run.output)")
+        #expect(run.values["task_error_kind"] == "RayTaskError")
+        #expect(run.values["task_error_type"] == "RayIntegrationApp.ValidationError")
+        #expect(run.values["task_error_message"] == "invalid input: negative count")
+        #expect(run.values["task_error_function"] == "fail")
+        let unknown = run.values["unknown_function"] ?? ""
+        #expect(unknown.contains("notRegisteredAnywhere") && unknown.contains("registered"), "\(unknown)")
+        let badArgument = run.values["bad_argument"] ?? ""
+        #expect(badArgument.contains("square") && badArgument.contains("Int"), "\(badArgument)")
+        let badResult = run.values["bad_result"] ?? ""
+        #expect(badResult.contains("brokenResult") && badResult.contains("Unencodable"), "\(badResult)")
+        #expect(run.int("still_works") == 144)
+    }
+
+    @Test func aSIGKILLedWorkerIsReportedAndReplaced() async throws {
+        let pidFile = FileManager.default.temporaryDirectory.appendingPathComponent("pid-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: pidFile) }
+        let run = try await IntegrationApp.run(["sigkill", pidFile])
+        #expect(run.status == 0, "\(run.output)")
+        #expect(run.values["killed_kind"] == "WorkerCrashedError")
+        #expect((run.int("killed_ms") ?? .max) < 10_000, "reported well within the deadline, not a hang")
+        #expect(run.int("new_worker_differs") == 1, "the next task runs on a new worker")
+    }
+
+    @Test func fractionalAndCustomResourcesAreHonoured() async throws {
+        let run = try await IntegrationApp.run(["resources"], environment: ["APP_NUM_CPUS": "1", "APP_SPECIAL": "1"])
+        #expect(run.status == 0, "\(run.output)")
+        #expect(run.int("half_cpu_max_overlap") == 2, "two half-CPU tasks at a time on one CPU")
+        #expect(run.int("special_max_overlap") == 1, "one task at a time holds the only `special`")
+        #expect(run.values["infeasible_kind"] == "TaskUnschedulableError")
+    }
+
+    @Test func nestedTasksAndRefsInsideValues() async throws {
+        // One CPU: the outer tasks lend theirs while they wait, so the inner ones can run.
+        let run = try await IntegrationApp.run(["nested"], environment: ["APP_NUM_CPUS": "1"])
+        #expect(run.status == 0, "\(run.output)")
+        #expect(run.int("nested_sum") == 4 * (0..<10).map { $0 * $0 }.reduce(0, +))
+        #expect(run.int("refs_in_value") == (0..<5).map { $0 * $0 }.reduce(0, +))
+    }
+
+    @Test func waitGetTimeoutAndCancel() async throws {
+        let run = try await IntegrationApp.run(["wait"])
+        #expect(run.status == 0, "\(run.output)")
+        #expect(run.int("wait_ready") == 1)
+        #expect(run.int("wait_ready_is_fast") == 1)
+        #expect(run.int("wait_not_ready") == 1)
+        #expect(run.int("wait_timeout_ready") == 0)
+        #expect((run.int("wait_timeout_ms") ?? 0) >= 200)
+        #expect(run.values["get_timeout_kind"] == "GetTimeoutError")
+        #expect(run.values["cancel_kind"] == "TaskCancelledError")
+    }
+
+    @Test func workerOutputReachesTheDriverWithItsPid() async throws {
+        let run = try await IntegrationApp.run(["logs"])
+        #expect(run.status == 0, "\(run.output)")
+        let line = run.output.split(separator: "\n").first { $0.contains("worker says: hello from a task") }
+        #expect(line?.hasPrefix("(pid=") == true, "\(run.output)")
+        #expect(line.map { !$0.contains("(pid=\(run.values["driver_pid"] ?? "")") } == true, "the pid is the worker's")
+    }
+
+    @Test func connectingToNothingNamesTheAddressQuickly() async throws {
+        let run = try await IntegrationApp.run(["basic"], environment: ["RAY_ADDRESS": "127.0.0.1:1"], timeout: .seconds(30))
+        #expect(run.status != 0)
+        #expect(run.output.contains("127.0.0.1:1"), "\(run.output)")
+        #expect(run.elapsed < .seconds(10))
+    }
+}
