@@ -82,7 +82,7 @@ let package = Package(
         .executableTarget(
             name: "RayCLI",
             dependencies: [
-                "RayGCS", "RayGCSClient", "RayRaylet", "RayProtos",
+                "RayGCS", "RayGCSClient", "RayRaylet", "RayProtos", "RayRPC", "RayServices",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // YAML to JSON over the shim's yaml-cpp part.

@@ -4,6 +4,8 @@ import RayGCS
 import RayGCSClient
 import RayProtos
 import RayRaylet
+import RayRPC
+import RayServices
 
 /// `ray`: starts, inspects and stops swift-ray clusters, with Ray's command names.
 @main
@@ -67,6 +69,7 @@ struct Start: AsyncParsableCommand {
             try session.recordSharedMemory(storeName)
             var rayletArguments = ["raylet", "--gcs-address", "\(nodeIPAddress):\(boundPort)", "--host", nodeIPAddress,
                                    "--head", "--object-store-name", storeName]
+            rayletArguments += ["--log-dir", session.logs.path]
             if let numCPUs { rayletArguments += ["--num-cpus", String(numCPUs)] }
             if !custom.isEmpty, let json = String(data: try JSONEncoder().encode(custom), encoding: .utf8) {
                 rayletArguments += ["--resources", json]
@@ -176,14 +179,42 @@ struct Status: AsyncParsableCommand {
         print("Node status")
         print("  Active: \(alive.count)")
         print("  Dead: \(nodes.count - alive.count)")
+        // Each raylet reports what is in use and what waits (Ray's resource view, asked node by node).
         var totals: [String: Double] = [:]
-        for node in alive { for (name, amount) in node.resourcesTotal { totals[name, default: 0] += amount } }
-        print("Resources (total)")
-        for (name, amount) in totals.sorted(by: { $0.key < $1.key }) {
-            print("  \(name): \(amount.rounded() == amount ? String(Int(amount)) : String(amount))")
+        var available: [String: Double] = [:]
+        var demand: [String: Int] = [:]
+        var unreachable: [String] = []
+        for node in alive {
+            for (name, amount) in node.resourcesTotal { totals[name, default: 0] += amount }
+            do {
+                let channel = try RPCChannel(host: node.nodeManagerAddress, port: Int(node.nodeManagerPort))
+                let stats = try await channel.unary(
+                    NodeManagerMethods.getNodeStats, Ray_Rpc_GetNodeStatsRequest(), options: CallOptions(timeout: .seconds(5)))
+                for (name, amount) in stats.resourcesAvailable { available[name, default: 0] += amount }
+                available["object_store_memory", default: 0] += Double(max(0, Int64(node.resourcesTotal["object_store_memory"] ?? 0) - stats.objectStoreUsed))
+                for entry in stats.pendingDemand {
+                    let shape = entry.shape.sorted { $0.key < $1.key }.map { "'\($0.key)': \($0.value)" }.joined(separator: ", ")
+                    demand["{\(shape)}", default: 0] += Int(entry.count)
+                }
+            } catch {
+                unreachable.append("\(node.nodeManagerAddress):\(node.nodeManagerPort)")
+                for (name, amount) in node.resourcesTotal { available[name, default: 0] += amount }
+            }
         }
-        print("Demands")
-        print("  (no resource demands)")
+        print("Resources")
+        print("  Usage:")
+        for (name, total) in totals.sorted(by: { $0.key < $1.key }) where !name.hasPrefix("node:") {
+            let used = max(0, total - (available[name] ?? 0))
+            print("    \(format(used))/\(format(total)) \(name)")
+        }
+        print("  Demands:")
+        if demand.isEmpty { print("    (no resource demands)") }
+        for (shape, count) in demand.sorted(by: { $0.key < $1.key }) { print("    \(shape): \(count)+ pending tasks") }
+        if !unreachable.isEmpty { print("  (raylets not answering: \(unreachable.joined(separator: ", ")))") }
+    }
+
+    private func format(_ amount: Double) -> String {
+        amount == amount.rounded() && abs(amount) < 1e15 ? String(Int(amount)) : String(format: "%.2f", amount)
     }
 }
 
@@ -223,11 +254,13 @@ struct RayletCommand: AsyncParsableCommand {
     @Option var resources: String?
     @Option(name: .customLong("object-store-name")) var objectStoreName: String?
     @Option(name: .customLong("port-file")) var portFile: String?
+    @Option(name: .customLong("log-dir"), help: "Where worker log files go.") var logDir: String?
     @Flag var detach = false
 
     func run() async throws {
         if detach { setsid() }
         var options = Raylet.Options()
+        options.logDirectory = logDir
         options.host = host
         options.port = port
         options.isHead = head

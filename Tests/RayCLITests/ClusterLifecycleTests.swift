@@ -97,7 +97,9 @@ func processIsAlive(_ pid: pid_t) -> Bool {
             #expect(status.status == 0)
             #expect(status.output.contains("Cluster status (\(address))"))
             #expect(status.output.contains("Active: 1"))
-            #expect(status.output.contains("CPU: 3"))
+            #expect(status.output.contains("0/3 CPU"), "\(status.output)")
+            #expect(status.output.contains("0/2 GPU_like"), "\(status.output)")
+            #expect(status.output.contains("(no resource demands)"))
 
             let pids = cli.recordedPIDs()
             #expect(pids.count == 2)
@@ -114,6 +116,56 @@ func processIsAlive(_ pid: pid_t) -> Bool {
             await cli.cleanUp()
             throw error
         }
+        await cli.cleanUp()
+    }
+
+    @Test func aDriverRunsOnAStartedClusterAndRayStopLeavesNoWorker() async throws {
+        let cli = try RayCLI()
+        let app = Process()
+        do {
+            let started = try await cli.run(["start", "--head", "--port", "0", "--num-cpus", "2"])
+            #expect(started.status == 0, "\(started.output)")
+            let address = try #require(started.output.split(separator: "\n")
+                .first { $0.contains("GCS address:") }?.split(separator: " ").last.map(String.init))
+            // A driver connects with RAY_ADDRESS; its workers are children of the raylet daemon.
+            let log = cli.tempDir.appendingPathComponent("driver.log")
+            FileManager.default.createFile(atPath: log.path, contents: nil)
+            app.executableURL = RayCLI.executable.deletingLastPathComponent().appendingPathComponent("ray-integration-app")
+            app.arguments = ["hold"]
+            var environment = ProcessInfo.processInfo.environment
+            environment["RAY_ADDRESS"] = address
+            environment["GRPC_VERBOSITY"] = "NONE"
+            app.environment = environment
+            let handle = try FileHandle(forWritingTo: log)
+            app.standardOutput = handle
+            app.standardError = handle
+            try app.run()
+            var workers: [pid_t] = []
+            let deadline = ContinuousClock.now + .seconds(30)
+            while workers.isEmpty && ContinuousClock.now < deadline && app.isRunning {
+                try await Task.sleep(for: .milliseconds(50))
+                let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+                if let line = text.split(separator: "\n").first(where: { $0.hasPrefix("worker_pids=") }) {
+                    workers = line.dropFirst("worker_pids=".count).split(separator: ",").compactMap { pid_t($0) }
+                }
+            }
+            try #require(!workers.isEmpty, "the driver never reported its workers: \((try? String(contentsOf: log, encoding: .utf8)) ?? "")")
+            #expect(workers.allSatisfy(processIsAlive))
+
+            let status = try await cli.run(["status"])
+            #expect(status.output.contains("/2 CPU"), "\(status.output)")
+
+            let pids = cli.recordedPIDs()
+            let stopped = try await cli.run(["stop"])
+            #expect(stopped.status == 0, "\(stopped.output)")
+            for pid in pids + workers { #expect(!processIsAlive(pid), "process \(pid) survived ray stop") }
+        } catch {
+            if app.isRunning { app.terminate() }
+            await cli.cleanUp()
+            throw error
+        }
+        if app.isRunning { kill(app.processIdentifier, SIGKILL) }
+        app.waitUntilExit()
         await cli.cleanUp()
     }
 
