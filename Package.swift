@@ -16,6 +16,7 @@ let package = Package(
         .executable(name: "rpc-demo", targets: ["RPCDemo"]),
         .executable(name: "ray-integration-app", targets: ["RayIntegrationApp"]),
         .executable(name: "ray-demo", targets: ["RayDemo"]),
+        .executable(name: "ray-microbenchmark", targets: ["RayMicrobenchmark"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
@@ -76,6 +77,8 @@ let package = Package(
             dependencies: ["RayCommon", "RayCoreWorker", "RayGCS", "RayGCSClient", "RayRaylet", "RayProtos"]),
         // A Ray program the multi-process tests drive (driver and, re-launched, its workers).
         .executableTarget(name: "RayIntegrationApp", dependencies: ["Ray"]),
+        // Ray's `ray microbenchmark` figures (release build, `make bench`).
+        .executableTarget(name: "RayMicrobenchmark", dependencies: ["Ray"]),
         // `make demo`: tasks, objects, refs as arguments and a parallel speed-up on an embedded cluster.
         .executableTarget(name: "RayDemo", dependencies: ["Ray"], path: "examples/RayDemo"),
         // The `ray` command: start, stop, status, and the daemons it runs.

@@ -132,17 +132,29 @@ enum Processes {
     static func stop(_ pid: pid_t, marker: String, grace: TimeInterval = 5) -> Bool {
         guard isRunning(pid, marker: marker) else { return true }
         kill(pid, SIGTERM)
+        // Once signalled, wait for the process itself, not its command line: an exiting process
+        // loses its command line before it is gone.
         let deadline = Date().addingTimeInterval(grace)
         while Date() < deadline {
-            if !isRunning(pid, marker: marker) { return true }
+            if !exists(pid) { return true }
             usleep(10_000)
         }
         kill(pid, SIGKILL)
         let killDeadline = Date().addingTimeInterval(2)
         while Date() < killDeadline {
-            if !isRunning(pid, marker: marker) { return true }
+            if !exists(pid) { return true }
             usleep(10_000)
         }
         return false
+    }
+
+    /// True until `pid` has exited (a zombie counts as exited).
+    static func exists(_ pid: pid_t) -> Bool {
+        guard kill(pid, 0) == 0 || errno == EPERM else { return false }
+        guard let raw = readProcFile("/proc/\(pid)/stat"), case let stat = String(decoding: raw, as: UTF8.self),
+              let close = stat.lastIndex(of: ")"), stat.index(close, offsetBy: 2) < stat.endIndex
+        else { return false }
+        let state = stat[stat.index(close, offsetBy: 2)]
+        return state != "Z" && state != "X"
     }
 }

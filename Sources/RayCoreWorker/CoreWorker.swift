@@ -350,7 +350,9 @@ final class WorkerBox: Sendable {
     /// The worker, once it started (nil if it never will).
     var worker: CoreWorker? {
         get async {
-            await withCheckedContinuation { continuation in
+            // The common case, without suspending: the worker is up.
+            if let worker = state.withLock({ $0.worker }) { return worker }
+            return await withCheckedContinuation { continuation in
                 let now = state.withLock { s -> CoreWorker?? in
                     if let worker = s.worker { return .some(worker) }
                     if s.closed { return .some(nil) }

@@ -53,8 +53,10 @@ final class TaskExecutor: Sendable {
     private let running = Mutex<Running?>(nil)
     private let cancelledBeforeStart = Mutex<Set<TaskID>>([])
 
+    private let executing = Atomic<Int>(0)
+
     /// True while a task runs here (a get inside it lends its CPU back to the raylet).
-    var isExecuting: Bool { running.withLock { $0 != nil } }
+    var isExecuting: Bool { executing.load(ordering: .relaxed) > 0 }
 
     func cancel(_ taskID: TaskID, force: Bool) -> Bool {
         let task = running.withLock { $0?.taskID == taskID ? $0?.task : nil }
@@ -76,7 +78,11 @@ final class TaskExecutor: Sendable {
         if cancelledBeforeStart.withLock({ $0.remove(taskID) != nil }) {
             return failure(spec, TaskFailure(kind: .taskCancelled, type: "", message: "the task was cancelled before it ran", function: function))
         }
-        let task = Task { await Self.execute(spec, on: worker) }
+        executing.add(1, ordering: .relaxed)
+        defer { executing.subtract(1, ordering: .relaxed) }
+        // Immediate: a function that does not suspend runs and returns on this thread, with no hop.
+        // (Until it suspends it cannot be cancelled; a cancel that comes then finds it finished.)
+        let task = Task.immediate { await Self.execute(spec, on: worker) }
         running.withLock { $0 = Running(taskID: taskID, task: task) }
         let result = await task.value
         running.withLock { $0 = nil }

@@ -41,9 +41,13 @@ final class TaskSubmitter: Sendable {
         var taskID: TaskID
     }
 
-    struct IdleLease {
+    /// A worker leased from the raylet for one scheduling class.
+    struct Lease: Sendable {
         var id: UInt64
-        var continuation: CheckedContinuation<Bool, Never>
+        var worker: Ray_Rpc_Address
+        var pid: Int32
+        /// Counts the times it was parked idle: a return timer only acts on the parking that set it.
+        var parking: UInt64 = 0
     }
 
     struct ClassState {
@@ -53,7 +57,8 @@ final class TaskSubmitter: Sendable {
         var activeLeases = 0
         /// Lease requests waiting at the raylet.
         var requests: Set<UInt64> = []
-        var idle: [IdleLease] = []
+        /// Leases with nothing to run, kept for `idleLeaseHold` in case more tasks come.
+        var idle: [Lease] = []
         var queued: Int { queue.count - head }
 
         mutating func take(_ count: Int) -> [PendingTask] {
@@ -69,6 +74,11 @@ final class TaskSubmitter: Sendable {
     }
 
     struct State {
+        /// Runs `body` on the class state of `key` (which must exist) in place.
+        mutating func withClass<R>(_ key: String, _ body: (inout ClassState, inout UInt64) -> R) -> R {
+            body(&classes[key]!, &nextID)
+        }
+
         var classes: [String: ClassState] = [:]
         var nextID: UInt64 = 0
         /// Tasks pushed and not answered yet: the worker they run on.
@@ -91,18 +101,9 @@ final class TaskSubmitter: Sendable {
 
     func nextPutIndex() -> UInt32 { putCounter.add(1, ordering: .relaxed).newValue }
 
-    /// Stops leasing: idle leases go back; waiting requests end when the raylet answers them.
+    /// Stops leasing; idle leases go back at once, waiting requests when the raylet answers them.
     func shutdown() {
-        let idle = state.withLock { s -> [IdleLease] in
-            s.shutDown = true
-            var idle: [IdleLease] = []
-            for key in s.classes.keys {
-                idle += s.classes[key]!.idle
-                s.classes[key]!.idle = []
-            }
-            return idle
-        }
-        for lease in idle { lease.continuation.resume(returning: false) }
+        state.withLock { $0.shutDown = true }
     }
 }
 
@@ -197,32 +198,30 @@ extension CoreWorker {
 
     func enqueue(_ task: TaskSubmitter.PendingTask) {
         let key = schedulingKey(task.spec.requiredResources)
-        let (wake, requestLease, shutDown) = submitter.state.withLock { s -> (IdleWake?, UInt64?, Bool) in
+        let (wake, requestLease, shutDown) = submitter.state.withLock { s -> (TaskSubmitter.Lease?, UInt64?, Bool) in
             if s.shutDown { return (nil, nil, true) }
             if s.cancelled.remove(task.taskID) != nil { return (nil, nil, true) }
-            var c = s.classes[key] ?? TaskSubmitter.ClassState(resources: task.spec.requiredResources)
-            c.queue.append(task)
-            var wake: IdleWake?
-            var request: UInt64?
-            if !c.idle.isEmpty {
-                wake = IdleWake(continuation: c.idle.removeFirst().continuation)
-            } else if c.requests.count < min(c.queued, TaskSubmitter.maxLeaseRequests) {
-                s.nextID += 1
-                request = s.nextID
-                c.requests.insert(s.nextID)
+            if s.classes[key] == nil { s.classes[key] = TaskSubmitter.ClassState(resources: task.spec.requiredResources) }
+            // Mutated in place (a copy of the class state would copy its whole queue).
+            return s.withClass(key) { c, nextID in
+                c.queue.append(task)
+                if !c.idle.isEmpty { return (c.idle.removeLast(), nil, false) }
+                if c.requests.count < min(c.queued, TaskSubmitter.maxLeaseRequests) {
+                    nextID += 1
+                    c.requests.insert(nextID)
+                    return (nil, nextID, false)
+                }
+                return (nil, nil, false)
             }
-            s.classes[key] = c
-            return (wake, request, false)
         }
         if shutDown {
             finish(task, with: TaskFailure(kind: .taskCancelled, type: "", message: "the task was cancelled before it ran", function: task.spec.functionName))
             return
         }
-        wake?.continuation.resume(returning: true)
+        // An idle lease takes the task at once, from this thread (the push starts without a hop).
+        if let wake { pump(key: key, lease: wake) }
         if let requestLease { Task { await self.leaseAndRun(key: key, requestID: requestLease) } }
     }
-
-    struct IdleWake { var continuation: CheckedContinuation<Bool, Never> }
 
     /// Asks the raylet for a worker (retrying while it is busy) and runs queued tasks on it.
     private func leaseAndRun(key: String, requestID: UInt64) async {
@@ -267,7 +266,7 @@ extension CoreWorker {
             failQueue(key, TaskFailure(kind: .infeasible, type: "", message: reply.message, function: request.schedulingClassName))
             return
         }
-        await runLease(key: key, worker: reply.workerAddress, pid: reply.workerPid)
+        pump(key: key, lease: TaskSubmitter.Lease(id: requestID, worker: reply.workerAddress, pid: reply.workerPid))
     }
 
     private func failQueue(_ key: String, _ failure: TaskFailure) {
@@ -277,47 +276,85 @@ extension CoreWorker {
         for task in tasks { finish(task, with: failure) }
     }
 
-    /// Pushes batches of queued tasks to the leased worker until the queue stays empty for a moment,
-    /// then returns the worker.
-    private func runLease(key: String, worker: Ray_Rpc_Address, pid: Int32) async {
-        var workerDied = false
-        leaseLoop: while true {
-            let batch = submitter.state.withLock { s -> [TaskSubmitter.PendingTask] in
-                guard var c = s.classes[key] else { return [] }
+    /// Pushes the next batch of queued tasks to the leased worker, and again from the reply's
+    /// callback (on the RPC thread, so a reply and the next push cost no hop). With nothing queued
+    /// the lease idles for `idleLeaseHold`, then goes back to the raylet.
+    private func pump(key: String, lease: TaskSubmitter.Lease) {
+        var parked = lease
+        let batch = submitter.state.withLock { s -> [TaskSubmitter.PendingTask] in
+            guard s.classes[key] != nil else { return [] }
+            let shutDown = s.shutDown
+            let batch = s.withClass(key) { c, parkings -> [TaskSubmitter.PendingTask] in
                 let share = (c.queued + c.activeLeases + c.requests.count - 1) / max(1, c.activeLeases + c.requests.count)
                 let batch = c.take(max(1, min(TaskSubmitter.maxBatch, share)))
-                for task in batch { s.inFlight[task.taskID] = worker }
-                s.classes[key] = c
+                if batch.isEmpty, !shutDown {
+                    parkings += 1
+                    parked.parking = parkings
+                    c.idle.append(parked)
+                }
                 return batch
             }
-            if batch.isEmpty {
-                if await waitForWork(key: key) { continue } else { break }
-            }
-            var request = Ray_Rpc_PushTasksRequest()
-            request.tasks = batch.map(\.spec)
-            do {
-                let channel = try channels.channel(for: worker)
-                let reply = try await channel.unary(
-                    CoreWorkerMethods.pushTasks, request, options: CallOptions(timeout: .seconds(24 * 3600)))
+            for task in batch { s.inFlight[task.taskID] = lease.worker }
+            return batch
+        }
+        if batch.isEmpty {
+            scheduleIdleReturn(key: key, lease: parked)
+            return
+        }
+        var request = Ray_Rpc_PushTasksRequest()
+        request.tasks = batch.map(\.spec)
+        let channel: RPCChannel
+        do {
+            channel = try channels.channel(for: lease.worker)
+        } catch {
+            pushFailed(key: key, lease: lease, batch: batch, error: error)
+            return
+        }
+        channel.unary(CoreWorkerMethods.pushTasks, request, options: CallOptions(timeout: .seconds(24 * 3600))) { result in
+            switch result {
+            case .success(let reply):
                 for (index, task) in batch.enumerated() {
                     guard index < reply.results.count else {
-                        finish(task, with: TaskFailure(kind: .system, type: "", message: "the worker returned \(reply.results.count) results for \(batch.count) tasks", function: task.spec.functionName))
+                        self.finish(task, with: TaskFailure(kind: .system, type: "", message: "the worker returned \(reply.results.count) results for \(batch.count) tasks", function: task.spec.functionName))
                         continue
                     }
-                    complete(task, reply.results[index])
+                    self.complete(task, reply.results[index])
                 }
-            } catch {
-                workerDied = true
-                channels.forget(worker)
-                for task in batch {
-                    let cancelled = submitter.state.withLock { $0.cancelled.remove(task.taskID) != nil }
-                    finish(task, with: cancelled
-                        ? TaskFailure(kind: .taskCancelled, type: "", message: "the task was cancelled (its worker was killed)", function: task.spec.functionName)
-                        : TaskFailure(kind: .workerCrashed, type: "", message: "the worker (pid=\(pid)) running \(task.spec.functionName) died: \(error.message)", function: task.spec.functionName))
-                }
-                break leaseLoop
+                self.pump(key: key, lease: lease)
+            case .failure(let error):
+                self.pushFailed(key: key, lease: lease, batch: batch, error: error)
             }
         }
+    }
+
+    private func pushFailed(key: String, lease: TaskSubmitter.Lease, batch: [TaskSubmitter.PendingTask], error: RPCError) {
+        channels.forget(lease.worker)
+        for task in batch {
+            let cancelled = submitter.state.withLock { $0.cancelled.remove(task.taskID) != nil }
+            finish(task, with: cancelled
+                ? TaskFailure(kind: .taskCancelled, type: "", message: "the task was cancelled (its worker was killed)", function: task.spec.functionName)
+                : TaskFailure(kind: .workerCrashed, type: "", message: "the worker (pid=\(lease.pid)) running \(task.spec.functionName) died: \(error.message)", function: task.spec.functionName))
+        }
+        Task { await self.endLease(key: key, lease: lease, workerDied: true) }
+    }
+
+    /// Returns an idle lease to the raylet unless a task took it meanwhile.
+    private func scheduleIdleReturn(key: String, lease: TaskSubmitter.Lease) {
+        Task {
+            let shuttingDown = submitter.state.withLock { $0.shutDown }
+            if !shuttingDown { try? await Task.sleep(for: TaskSubmitter.idleLeaseHold) }
+            let stillIdle = submitter.state.withLock { s -> Bool in
+                guard let index = s.classes[key]?.idle.firstIndex(where: { $0.id == lease.id && $0.parking == lease.parking })
+                else { return false }
+                s.classes[key]!.idle.remove(at: index)
+                return true
+            }
+            if stillIdle { await endLease(key: key, lease: lease, workerDied: false) }
+        }
+    }
+
+    /// The lease is over: withdraw lease requests nobody needs any more and give the worker back.
+    private func endLease(key: String, lease: TaskSubmitter.Lease, workerDied: Bool) async {
         let requestsToCancel = submitter.state.withLock { s -> Set<UInt64> in
             s.classes[key]?.activeLeases -= 1
             guard let c = s.classes[key], c.queued == 0, c.activeLeases == 0 else { return [] }
@@ -332,36 +369,9 @@ extension CoreWorker {
             Task { _ = try? await raylet.unary(NodeManagerMethods.cancelWorkerLease, cancel, options: CallOptions(timeout: .seconds(10))) }
         }
         var giveBack = Ray_Rpc_ReturnWorkerRequest()
-        giveBack.workerID = worker.workerID
+        giveBack.workerID = lease.worker.workerID
         giveBack.disconnectWorker = workerDied
         _ = try? await raylet.unary(NodeManagerMethods.returnWorker, giveBack, options: CallOptions(timeout: .seconds(10)))
-    }
-
-    /// Waits up to `idleLeaseHold` for a task of this class; false if none came (or shutting down).
-    private func waitForWork(key: String) async -> Bool {
-        let id = submitter.state.withLock { s -> UInt64 in
-            s.nextID += 1
-            return s.nextID
-        }
-        let timer = Task {
-            try? await Task.sleep(for: TaskSubmitter.idleLeaseHold)
-            let idle = submitter.state.withLock { s -> TaskSubmitter.IdleLease? in
-                guard let index = s.classes[key]?.idle.firstIndex(where: { $0.id == id }) else { return nil }
-                return s.classes[key]!.idle.remove(at: index)
-            }
-            idle?.continuation.resume(returning: false)
-        }
-        let gotWork = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-            let immediate = submitter.state.withLock { s -> Bool? in
-                if s.shutDown { return false }
-                if (s.classes[key]?.queued ?? 0) > 0 { return true }
-                s.classes[key]?.idle.append(TaskSubmitter.IdleLease(id: id, continuation: continuation))
-                return nil
-            }
-            if let immediate { continuation.resume(returning: immediate) }
-        }
-        timer.cancel()
-        return gotWork
     }
 
     private func complete(_ task: TaskSubmitter.PendingTask, _ result: Ray_Rpc_TaskResult) {
@@ -396,12 +406,11 @@ extension CoreWorker {
         let taskID = id.taskID
         let (queued, worker) = submitter.state.withLock { s -> (TaskSubmitter.PendingTask?, Ray_Rpc_Address?) in
             for key in s.classes.keys {
-                guard var c = s.classes[key] else { continue }
-                if let index = c.queue[c.head...].firstIndex(where: { $0.taskID == taskID }) {
-                    let task = c.queue.remove(at: index)
-                    s.classes[key] = c
-                    return (task, nil)
+                let found = s.withClass(key) { c, _ -> TaskSubmitter.PendingTask? in
+                    guard let index = c.queue[c.head...].firstIndex(where: { $0.taskID == taskID }) else { return nil }
+                    return c.queue.remove(at: index)
                 }
+                if let found { return (found, nil) }
             }
             if let worker = s.inFlight[taskID] {
                 s.cancelled.insert(taskID)

@@ -106,18 +106,73 @@ public final class RPCChannel: Sendable {
     }
 }
 
+extension RPCChannel {
+    /// Calls a unary method and hands the outcome to `completion` on the client's completion-queue
+    /// thread, without a hop to Swift's executor: for callers that do a little work per reply (and
+    /// maybe start the next call) in `completion`, which must not block.
+    public func unary<Request, Response>(
+        _ method: RPCMethod<Request, Response>, _ request: Request, options: CallOptions = CallOptions(),
+        completion: @escaping @Sendable (Result<Response, RPCError>) -> Void
+    ) {
+        do {
+            try options.metadata.validate()
+        } catch {
+            completion(.failure(error))
+            return
+        }
+        let box = UnaryCallBox()
+        box.callback = { result in
+            completion(result.flatMap { raw in
+                Result { () throws(RPCError) -> Response in try Response._decode(raw.message) }
+            })
+            box.finishCallback()
+        }
+        let bytes: [UInt8]
+        do {
+            bytes = try request._encode()
+        } catch {
+            completion(.failure(error))
+            return
+        }
+        let context = Unmanaged.passRetained(box).toOpaque()
+        let call = options.withCCall(path: method.path) { pathC, pathLength, callOptions in
+            bytes.withUnsafeBufferPointer { bytes in
+                grpcshim_unary_call(pointer.pointer, pathC, pathLength, bytes.baseAddress, bytes.count,
+                                    &callOptions, unaryEventCallback, context)
+            }
+        }
+        guard let call else {
+            Unmanaged<UnaryCallBox>.fromOpaque(context).release()
+            completion(.failure(RPCError(code: .invalidArgument, message: "invalid call")))
+            return
+        }
+        box.setHandle(call)
+    }
+}
+
 /// One unary call's state shared with the C callback.
 private final class UnaryCallBox: @unchecked Sendable {
     // Written once before the call starts, read once by the callback.
     var continuation: CheckedContinuation<Result<RPCResponse<[UInt8]>, RPCError>, Never>?
-    private let handle = Mutex<(call: OpaquePointerBox?, cancelled: Bool)>((nil, false))
+    var callback: (@Sendable (Result<RPCResponse<[UInt8]>, RPCError>) -> Void)?
+    private let handle = Mutex<(call: OpaquePointerBox?, cancelled: Bool, finished: Bool)>((nil, false, false))
 
     func setHandle(_ call: OpaquePointer) {
-        let cancel = handle.withLock { state -> Bool in
+        let (cancel, release) = handle.withLock { state -> (Bool, Bool) in
             state.call = OpaquePointerBox(pointer: call)
-            return state.cancelled
+            return (state.cancelled, state.finished)
         }
         if cancel { grpcshim_call_cancel(call) }
+        if release { grpcshim_call_release(call) }
+    }
+
+    /// The callback ran: the call's handle goes as soon as it is known.
+    func finishCallback() {
+        let call = handle.withLock { state -> OpaquePointerBox? in
+            state.finished = true
+            return state.call
+        }
+        if let call { grpcshim_call_release(call.pointer) }
     }
 
     func cancel() {
@@ -137,10 +192,13 @@ private let unaryEventCallback: grpcshim_call_event_cb = { context, event in
     let box = Unmanaged<UnaryCallBox>.fromOpaque(context!).takeRetainedValue()
     let event = event!.pointee
     let trailing = Metadata(event.metadata, count: event.metadata_count)
-    if event.status_code == 0 {
-        box.continuation?.resume(returning: .success(RPCResponse(message: event.messageBytes, trailingMetadata: trailing)))
+    let result: Result<RPCResponse<[UInt8]>, RPCError> = event.status_code == 0
+        ? .success(RPCResponse(message: event.messageBytes, trailingMetadata: trailing))
+        : .failure(RPCError(code: RPCError.Code(rawValue: Int(event.status_code)), message: event.statusMessage, metadata: trailing))
+    if let callback = box.callback {
+        box.callback = nil  // the closure holds the box: break the cycle
+        callback(result)
     } else {
-        box.continuation?.resume(returning: .failure(RPCError(
-            code: RPCError.Code(rawValue: Int(event.status_code)), message: event.statusMessage, metadata: trailing)))
+        box.continuation?.resume(returning: result)
     }
 }

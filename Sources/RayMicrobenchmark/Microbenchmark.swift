@@ -1,0 +1,224 @@
+// `ray-microbenchmark`: Ray's `ray microbenchmark` figures, measured the same way, on an embedded
+// local cluster (plus a `ray start` cluster for the idle-memory figure). Build in release
+// (`make bench`); prints `name: N per second` lines and, with `--json FILE`, one JSON object.
+@preconcurrency import Glibc
+import Foundation
+import Ray
+
+let smallValue = RemoteFunction("smallValue") { () in [UInt8]("ok".utf8) }
+let workerPID = RemoteFunction("workerPID") { () -> Int32 in getpid() }
+/// A client submitting `n` tasks and waiting for them (Ray's multi-client benchmark uses actors;
+/// these are zero-CPU tasks, as an actor holds no CPU while it runs).
+let smallValueBatch = RemoteFunction("smallValueBatch") { (n: Int) async throws -> Int in
+    let refs = (0..<n).map { _ in smallValue.remote() }
+    for ref in refs { _ = try await ref.get() }
+    return n
+}
+
+@main
+struct Microbenchmark: RayApplication {
+    static let remoteFunctions: [any AnyRemoteFunction] = [smallValue, workerPID, smallValueBatch]
+
+    static var localClusterOptions: Ray.LocalClusterOptions {
+        var options = Ray.LocalClusterOptions()
+        // Enough store for the 800 MB put figures.
+        options.objectStoreMemory = 4 * 1024 * 1024 * 1024
+        return options
+    }
+
+    static func main(ray: Ray) async throws {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.first == "--cold-start-child" {
+            // Started by the cold-start figure: one task, then say so.
+            _ = try await smallValue.remote().get()
+            print("first-result")
+            return
+        }
+        let jsonPath = arguments.firstIndex(of: "--json").flatMap { $0 + 1 < arguments.count ? arguments[$0 + 1] : nil }
+        let only = arguments.firstIndex(of: "--only").flatMap { $0 + 1 < arguments.count ? arguments[$0 + 1] : nil }
+        var results: [(String, Double)] = []
+        func record(_ name: String, _ value: Double, unit: String = "per second") {
+            results.append((name, value))
+            print("\(name): \(format(value)) \(unit)")
+            fflush(stdout)
+        }
+        func wanted(_ name: String) -> Bool { only.map { name.contains($0) } ?? true }
+
+        // Warm both workers.
+        _ = try await ray.get((0..<100).map { _ in smallValue.remote() })
+
+        if wanted("single_client_tasks_sync") {
+            record("single_client_tasks_sync", try await timeit { _ = try await smallValue.remote().get() })
+        }
+        if wanted("single_client_tasks_async") {
+            record("single_client_tasks_async", try await timeit(multiplier: 1000) {
+                _ = try await ray.get((0..<1000).map { _ in smallValue.remote() })
+            })
+        }
+        if wanted("multi_client_tasks_async") {
+            let n = 10_000
+            let clients = 4
+            record("multi_client_tasks_async", try await timeit(multiplier: Double(n * clients)) {
+                _ = try await ray.get((0..<clients).map { _ in smallValueBatch.options(numCPUs: 0).remote(n) })
+            })
+        }
+        if wanted("single_client_put_calls") {
+            var keep: [ObjectRef<Int>] = []
+            record("single_client_put_calls", try await timeit {
+                keep.append(try await ray.put(0))
+                if keep.count > 10_000 { keep.removeAll(keepingCapacity: true) }
+            })
+        }
+        if wanted("single_client_get_calls") {
+            let value = try await ray.put(0)
+            record("single_client_get_calls", try await timeit { _ = try await value.get() })
+        }
+        if wanted("single_client_put_gigabytes") || wanted("single_client_get_gigabytes") {
+            // Ray: an 800 MB array of Int64 (np.zeros(100 * 1024 * 1024, dtype=np.int64)).
+            let array = [Int64](repeating: 0, count: 100 * 1024 * 1024)
+            let gigabytes = Double(array.count * 8) / 1e9
+            if wanted("single_client_put_gigabytes") {
+                record("single_client_put_gigabytes", try await timeit(multiplier: gigabytes, minimum: 3) {
+                    _ = try await ray.put(array)
+                })
+            }
+            if wanted("single_client_get_gigabytes") {
+                let ref = try await ray.put(array)
+                record("single_client_get_gigabytes", try await timeit(multiplier: gigabytes, minimum: 3) {
+                    let buffer = try await ref.getBuffer()
+                    precondition(buffer.count == array.count)
+                })
+                // Not Ray's figure: decoding into a fresh Swift array (one copy, page faults included).
+                record("single_client_get_gigabytes_copied", try await timeit(multiplier: gigabytes, minimum: 3) {
+                    let copy = try await ref.get()
+                    precondition(copy.count == array.count)
+                })
+            }
+        }
+        if wanted("single_client_tasks_and_get_batch") {
+            record("single_client_tasks_and_get_batch", try await timeit {
+                _ = try await ray.get((0..<1000).map { _ in smallValue.remote() })
+            })
+        }
+        if wanted("single_client_wait_1k_refs") {
+            record("single_client_wait_1k_refs", try await timeit {
+                var notReady = (0..<1000).map { _ in smallValue.remote() }
+                while !notReady.isEmpty { notReady = await ray.wait(notReady, numReturns: 1).notReady }
+            })
+        }
+        if wanted("cold_start_ms") {
+            record("cold_start_ms", try await coldStartMilliseconds(), unit: "ms")
+        }
+        if wanted("idle_cluster_pss_mib") {
+            record("idle_cluster_pss_mib", try await idleClusterPSS(), unit: "MiB")
+        }
+        if let jsonPath {
+            let object = Dictionary(results, uniquingKeysWith: { _, last in last })
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+            try data.write(to: URL(fileURLWithPath: jsonPath))
+        }
+    }
+
+    /// Runs `body` for about a second `trials` times after a warm-up; returns the median rate.
+    static func timeit(multiplier: Double = 1, minimum: Int = 1, trials: Int = 3, _ body: () async throws -> Void)
+        async throws -> Double
+    {
+        let warmupEnd = ContinuousClock.now + .milliseconds(300)
+        repeat { try await body() } while ContinuousClock.now < warmupEnd
+        var rates: [Double] = []
+        for _ in 0..<trials {
+            let start = ContinuousClock.now
+            var count = 0
+            repeat {
+                try await body()
+                count += 1
+            } while ContinuousClock.now - start < .seconds(1) || count < minimum
+            let seconds = Double((ContinuousClock.now - start) / .microseconds(1)) / 1e6
+            rates.append(Double(count) * multiplier / seconds)
+        }
+        return rates.sorted()[rates.count / 2]
+    }
+
+    /// This executable started fresh (its own embedded cluster) until its first task result, median of 5.
+    static func coldStartMilliseconds() async throws -> Double {
+        var times: [Double] = []
+        for _ in 0..<5 {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+            process.arguments = ["--cold-start-child"]
+            var environment = ProcessInfo.processInfo.environment
+            environment["RAY_ADDRESS"] = nil
+            process.environment = environment
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            let start = ContinuousClock.now
+            try process.run()
+            var seen = Data()
+            while !String(decoding: seen, as: UTF8.self).contains("first-result") {
+                let chunk = pipe.fileHandleForReading.availableData
+                if chunk.isEmpty { break }
+                seen.append(chunk)
+            }
+            let elapsed = ContinuousClock.now - start
+            process.waitUntilExit()
+            guard String(decoding: seen, as: UTF8.self).contains("first-result") else {
+                throw RayError(.system, "the cold-start child printed no result")
+            }
+            times.append(Double(elapsed / .microseconds(1)) / 1000)
+        }
+        return times.sorted()[times.count / 2]
+    }
+
+    /// PSS of a `ray start --head --num-cpus 2` cluster's GCS and raylet plus its 2 workers, idle.
+    static func idleClusterPSS() async throws -> Double {
+        let rayExecutable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+            .deletingLastPathComponent().appendingPathComponent("ray").path
+        let temp = FileManager.default.temporaryDirectory.appendingPathComponent("swift-ray-pss-\(getpid())").path
+        defer {
+            _ = try? run(rayExecutable, ["stop", "--temp-dir", temp])
+            try? FileManager.default.removeItem(atPath: temp)
+        }
+        let started = try run(rayExecutable, ["start", "--head", "--port", "0", "--num-cpus", "2", "--temp-dir", temp])
+        guard let address = started.split(separator: "\n").first(where: { $0.contains("GCS address:") })?
+            .split(separator: " ").last.map(String.init)
+        else { throw RayError(.system, "ray start printed no address: \(started)") }
+        let processes = try String(contentsOfFile: "\(temp)/session_latest/processes", encoding: .utf8)
+            .split(separator: "\n").compactMap { $0.split(separator: " ").last.flatMap { pid_t($0) } }
+        let cluster = try await Ray.start(address: address, functions: remoteFunctions)
+        var workers = Set<Int32>()
+        let deadline = ContinuousClock.now + .seconds(20)
+        while workers.count < 2 && ContinuousClock.now < deadline {
+            workers.formUnion(try await cluster.get((0..<50).map { _ in workerPID.remote() }))
+        }
+        // Idle for a while, as a cluster waiting for work is.
+        try await Task.sleep(for: .seconds(2))
+        let total = (processes + Array(workers)).map(pssKiB).reduce(0, +)
+        await cluster.shutdown()
+        return Double(total) / 1024
+    }
+
+    static func pssKiB(_ pid: pid_t) -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/smaps_rollup", encoding: .utf8) else { return 0 }
+        for line in text.split(separator: "\n") where line.hasPrefix("Pss:") {
+            return Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]) ?? 0
+        }
+        return 0
+    }
+
+    static func run(_ executable: String, _ arguments: [String]) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    static func format(_ value: Double) -> String {
+        value >= 100 ? String(Int(value.rounded())) : String(format: "%.2f", value)
+    }
+}
