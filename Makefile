@@ -31,12 +31,17 @@ build: deps
 test: build
 	GRPC_VERBOSITY=NONE $(SWIFT) test --skip-build
 
+# The Ray example (examples/RayDemo) on an embedded local cluster, built in release like a user's program.
 demo: deps
-	$(SWIFT) build --product rpc-demo
-	$$($(SWIFT) build --show-bin-path)/rpc-demo
+	$(SWIFT) build -c release --product ray-demo
+	.build/release/ray-demo
 
+# Ray's microbenchmark figures (and the RPC layer's), release builds; JSON in .build/bench.json.
 bench: deps
+	$(SWIFT) build -c release --product ray-microbenchmark
+	$(SWIFT) build -c release --product ray
 	$(SWIFT) build -c release --product rpc-benchmark
+	.build/release/ray-microbenchmark --json .build/bench.json
 	.build/release/rpc-benchmark
 
 # The test suite under AddressSanitizer with leak detection (toolchain-internal leaks suppressed in
