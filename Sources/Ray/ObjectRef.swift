@@ -81,3 +81,18 @@ extension ObjectRef {
         return try ObjectBuffer(resolved[0], keeping: self)
     }
 }
+
+extension ObjectRef where T == Data {
+    /// The bytes, without a copy when the object lives in the node's shared-memory store (the
+    /// `Data` keeps the object alive).
+    public func getData(timeout: Duration? = nil) async throws -> Data {
+        let resolved = try await worker.get([id], timeout: timeout)
+        guard case .shared = resolved[0] else { return try Self.decode(resolved[0], id: id) }
+        let buffer = try ObjectBuffer<UInt8>(resolved[0], keeping: self)
+        return buffer.withUnsafeBytes { bytes in
+            guard let base = bytes.baseAddress, bytes.count > 0 else { return Data() }
+            return Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: base), count: bytes.count,
+                        deallocator: .custom { _, _ in withExtendedLifetime(buffer) {} })
+        }
+    }
+}

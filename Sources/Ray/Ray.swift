@@ -184,6 +184,12 @@ public final class Ray: Sendable {
         return (Int(stats.objectStoreUsed), Int(stats.numObjects))
     }
 
+    /// What the node's raylet reports: worker processes (all, idle) and resources available.
+    public func nodeStats() async throws -> (workers: Int, idleWorkers: Int, available: [String: Double]) {
+        let stats = try await worker.nodeStats()
+        return (Int(stats.numWorkers), Int(stats.numIdleWorkers), stats.resourcesAvailable)
+    }
+
     /// Objects this process references (owned or borrowed).
     public var objectCount: Int { worker.objectCount }
 

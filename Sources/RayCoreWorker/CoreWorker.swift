@@ -59,7 +59,8 @@ public final class CoreWorker: Sendable {
     let submitter: TaskSubmitter
     let executor: TaskExecutor
     let channels = ChannelCache()
-    let config = RayConfig()
+    /// Objects up to this many bytes travel inline (`RAY_max_direct_call_object_size`, 100 KiB).
+    let inlineThreshold = RayConfig()[RayConfig.maxDirectCallObjectSize]
     /// Shared-memory objects to delete, sent to the raylet in batches.
     let pendingDeletes: DeleteBatcher
     /// How the service handlers reach this worker (cleared on shutdown, which breaks the cycle).
@@ -177,7 +178,7 @@ public final class CoreWorker: Sendable {
 
     func putObject<T: Encodable>(_ id: ObjectID, value: T) async throws {
         let encoder = BinaryEncoder()
-        let threshold = config[RayConfig.maxDirectCallObjectSize]
+        let threshold = inlineThreshold
         if let direct = encoder.directEncoding(value), direct.size > threshold {
             let location = try await createShared(id, size: direct.size, owner: workerID) { direct.write(to: $0) }
             store.addOwned(id, value: location)

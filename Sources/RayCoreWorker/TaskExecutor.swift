@@ -138,7 +138,7 @@ final class TaskExecutor: Sendable {
             return fail(TaskFailure(kind: .system, type: "", message: "\(name) produced \(results.count) values, \(numReturns) expected", function: name))
         }
         let owner = (try? WorkerID(bytes: spec.callerAddress.workerID)) ?? worker.workerID
-        let threshold = worker.config[RayConfig.maxDirectCallObjectSize]
+        let threshold = worker.inlineThreshold
         let taskID = (try? TaskID(bytes: spec.taskID)) ?? .nil
         var objects: [Ray_Rpc_ReturnObject] = []
         for (index, result) in results.enumerated() {

@@ -124,9 +124,31 @@ extension CoreWorker {
         var refs: [ObjectID] = []
         var args: [Ray_Rpc_TaskArg] = []
         args.reserveCapacity(arguments.count)
+        var promoted: [ObjectID] = []
+        let threshold = inlineThreshold
         for argument in arguments {
             var arg = Ray_Rpc_TaskArg()
             switch argument.kind {
+            case .value(let bytes) where bytes.count > threshold:
+                // A large argument goes to the node's store, as Ray puts it in plasma: the task takes
+                // it as an object and runs once it is stored.
+                let id = ObjectID(task: submitter.putTaskID, index: submitter.nextPutIndex())
+                store.addOwned(id)
+                promoted.append(id)
+                arg.objectID = Data(id.bytes)
+                refs.append(id)
+                Task {
+                    do {
+                        let value = try await createShared(id, size: bytes.count, owner: workerID) { destination in
+                            bytes.withUnsafeBytes { destination.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
+                        }
+                        store.set(id, value)
+                    } catch let error as RayError {
+                        store.set(id, .error(TaskFailure(kind: error.kind, type: "", message: "a \(bytes.count)-byte argument of \(function) could not be stored: \(error.message)", function: function)))
+                    } catch {
+                        store.set(id, .error(TaskFailure(kind: .system, type: "", message: "\(error)", function: function)))
+                    }
+                }
             case .value(let bytes): arg.inlineData = Data(bytes)
             case .reference(let id, let owner):
                 arg.objectID = Data(id.bytes)
@@ -137,6 +159,8 @@ extension CoreWorker {
         }
         spec.args = args
         store.addSubmittedReferences(refs)
+        // The task's reference now keeps promoted arguments alive; nothing else refers to them.
+        for id in promoted { store.removeLocalReference(id) }
         let task = TaskSubmitter.PendingTask(spec: spec, returns: returns, argumentRefs: refs, taskID: taskID)
         if refs.isEmpty {
             enqueue(task)
@@ -424,10 +448,16 @@ extension CoreWorker {
             finish(queued, with: TaskFailure(kind: .taskCancelled, type: "", message: "the task was cancelled before it ran", function: queued.spec.functionName))
             return
         }
-        if let worker {
+        if let worker, force {
+            // Ray's force=True: the worker process dies. The raylet kills it (the worker may be busy
+            // in code that never yields); the push then fails and the task reports TaskCancelledError.
+            var kill = Ray_Rpc_ReturnWorkerRequest()
+            kill.workerID = worker.workerID
+            kill.disconnectWorker = true
+            _ = try? await raylet.unary(NodeManagerMethods.returnWorker, kill, options: CallOptions(timeout: .seconds(5)))
+        } else if let worker {
             var request = Ray_Rpc_CancelTaskRequest()
             request.taskID = Data(taskID.bytes)
-            request.forceKill = force
             _ = try? await channels.channel(for: worker).unary(CoreWorkerMethods.cancelTask, request, options: CallOptions(timeout: .seconds(5)))
         } else if submitter.state.withLock({ $0.cancelled.contains(taskID) }) {
             // Waiting on arguments: fail its results now; enqueue will drop it.

@@ -80,11 +80,23 @@ let sumRefs = RemoteFunction("sumRefs") { (refs: [ObjectRef<Int>]) async throws 
     return total
 }
 
+let divmod = MultiReturnFunction("divmod") { (a: Int, b: Int) in (a / b, a % b) }
+let stats = MultiReturnFunction("stats") { (values: [Double]) in (values.min() ?? 0, values.max() ?? 0, "\(values.count)") }
+let byteCount = RemoteFunction("byteCount") { (bytes: [UInt8]) in bytes.count }
+let dataCount = RemoteFunction("dataCount") { (data: Data) in data.count }
+/// Spins without ever yielding (only a forced cancel stops it).
+let spin = RemoteFunction("spin") { (seconds: Double) -> Int in
+    let end = Date().addingTimeInterval(seconds)
+    var n = 0
+    while Date() < end { n &+= 1 }
+    return n
+}
+
 @main
 struct IntegrationApp: RayApplication {
     static let remoteFunctions: [any AnyRemoteFunction] = [
         square, add, increment, sumFloats, checksum, makeBytes, fail, workerPID, sleepThenPID, sleepMs, interval,
-        fanOut, shout, brokenResult, sumRefs,
+        fanOut, shout, brokenResult, sumRefs, divmod, stats, byteCount, dataCount, spin,
     ]
 
     static var localClusterOptions: Ray.LocalClusterOptions {
@@ -258,6 +270,53 @@ struct IntegrationApp: RayApplication {
             report("shout", try await shout.remote("hello from a task").get())
             // The raylet forwards lines as they come; give them a moment to arrive before exiting.
             try await Task.sleep(for: .milliseconds(300))
+
+        case "more":
+            let (quotient, remainder) = divmod.remote(17, 5)
+            report("divmod", "\(try await quotient.get()),\(try await remainder.get())")
+            let (low, high, count) = stats.remote([3, 1, 4, 1, 5, 9, 2, 6])
+            report("stats", "\(try await low.get()),\(try await high.get()),\(try await count.get())")
+            // A 3 MB argument value goes through the store, not inline in the push.
+            report("large_argument", try await byteCount.remote([UInt8](repeating: 1, count: 3_000_000)).get())
+            let data = try await ray.put(Data(repeating: 42, count: 2_000_000))
+            let shared = try await data.getData()
+            report("data_zero_copy", shared.count == 2_000_000 && shared[1_999_999] == 42 ? 1 : 0)
+            report("data_task", try await dataCount.remote(data).get())
+            // A task that never yields is only stopped by force: its worker is killed.
+            let spinning = spin.remote(60)
+            try await Task.sleep(for: .milliseconds(300))
+            let cancelStart = ContinuousClock.now
+            await ray.cancel(spinning, force: true)
+            do {
+                _ = try await spinning.get(timeout: .seconds(20))
+                throw Failed("a force-cancelled task returned")
+            } catch let error as RayTaskError {
+                report("force_cancel_kind", error.kind.rawValue)
+                report("force_cancel_ms", Int((ContinuousClock.now - cancelStart) / .milliseconds(1)))
+            }
+            report("after_force_cancel", try await square.remote(5).get(timeout: .seconds(20)))
+
+        case "pool":
+            // Prestarted: one worker per CPU before any task asks for one.
+            var usage = try await ray.nodeStats()
+            let deadline = ContinuousClock.now + .seconds(10)
+            while usage.workers < 2 && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+                usage = try await ray.nodeStats()
+            }
+            report("prestarted", usage.workers)
+            // Nested tasks on 2 CPUs start more workers (blocked ones lend their CPU) ...
+            _ = try await ray.get((0..<4).map { _ in fanOut.remote(4) }, timeout: .seconds(60))
+            report("peak_workers_above_cpus", try await ray.nodeStats().workers > 2 ? 1 : 0)
+            // ... which are reaped once idle past the timeout, down to one per CPU.
+            let reapDeadline = ContinuousClock.now + .seconds(15)
+            usage = try await ray.nodeStats()
+            while usage.workers > 2 && ContinuousClock.now < reapDeadline {
+                try await Task.sleep(for: .milliseconds(50))
+                usage = try await ray.nodeStats()
+            }
+            report("workers_after_idle", usage.workers)
+            report("pool_still_works", try await square.remote(6).get(timeout: .seconds(20)))
 
         case "hold":
             // Start workers, say who they are, and stay (for `ray stop` tests).

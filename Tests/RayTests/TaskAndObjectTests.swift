@@ -108,6 +108,28 @@ import Testing
         #expect(line.map { !$0.contains("(pid=\(run.values["driver_pid"] ?? "")") } == true, "the pid is the worker's")
     }
 
+    @Test func multipleReturnsLargeArgumentsDataAndForcedCancel() async throws {
+        let run = try await IntegrationApp.run(["more"])
+        #expect(run.status == 0, "\(run.output)")
+        #expect(run.values["divmod"] == "3,2")
+        #expect(run.values["stats"] == "1.0,9.0,8", "three returns of three types")
+        #expect(run.int("large_argument") == 3_000_000)
+        #expect(run.int("data_zero_copy") == 1)
+        #expect(run.int("data_task") == 2_000_000)
+        #expect(run.values["force_cancel_kind"] == "TaskCancelledError")
+        #expect((run.int("force_cancel_ms") ?? .max) < 10_000)
+        #expect(run.int("after_force_cancel") == 25, "the cluster works after a worker was killed")
+    }
+
+    @Test func workersArePrestartedReusedAndReapedWhenIdle() async throws {
+        let run = try await IntegrationApp.run(["pool"], environment: ["APP_NUM_CPUS": "2"])
+        #expect(run.status == 0, "\(run.output)")
+        #expect(run.int("prestarted") == 2, "one worker per CPU before the first task")
+        #expect(run.int("peak_workers_above_cpus") == 1, "blocked nested tasks needed more workers")
+        #expect(run.int("workers_after_idle") == 2, "extra workers reaped after the idle timeout")
+        #expect(run.int("pool_still_works") == 36)
+    }
+
     @Test func connectingToNothingNamesTheAddressQuickly() async throws {
         let run = try await IntegrationApp.run(["basic"], environment: ["RAY_ADDRESS": "127.0.0.1:1"], timeout: .seconds(30))
         #expect(run.status != 0)

@@ -1,0 +1,99 @@
+import RayCommon
+import RayCoreWorker
+
+/// A remote function that returns several values, each its own object (Ray's `num_returns`):
+///
+/// ```swift
+/// let divmod = MultiReturnFunction("divmod") { (a: Int, b: Int) in (a / b, a % b) }
+/// let (quotient, remainder) = divmod.remote(17, 5)   // ObjectRef<Int>, ObjectRef<Int>
+/// ```
+public struct MultiReturnFunction<Args, each Result: Codable & Sendable>: AnyRemoteFunction {
+    public let name: String
+    public var taskOptions: TaskOptions
+    public let _body: TaskFunction
+
+    init(name: String, body: @escaping TaskFunction) {
+        self.name = name
+        self._body = body
+        var options = TaskOptions()
+        options.numReturns = Self.count
+        self.taskOptions = options
+    }
+
+    static var count: Int {
+        var n = 0
+        for _ in repeat (each Result).self { n += 1 }
+        return n
+    }
+
+    /// A copy with other resource requests (see ``RemoteFunction/options(numCPUs:resources:)``).
+    public func options(numCPUs: Double? = nil, resources: [String: Double]? = nil) -> MultiReturnFunction {
+        var copy = self
+        if let resources { copy.taskOptions.resources = resources.merging(["CPU": copy.taskOptions.resources["CPU"] ?? 1]) { a, _ in a } }
+        if let numCPUs { copy.taskOptions.resources["CPU"] = numCPUs }
+        copy.taskOptions.resources = copy.taskOptions.resources.filter { $0.value != 0 }
+        return copy
+    }
+
+
+    func submit(_ arguments: [TaskArgument]) -> (repeat ObjectRef<each Result>) {
+        let worker = Ray.requireWorker()
+        let ids = IDCursor(worker.submitTask(name, arguments: arguments, options: taskOptions))
+        return (repeat ObjectRef<each Result>(adopting: ids.next(), worker: worker))
+    }
+}
+
+/// Hands out a task's return IDs in order.
+private final class IDCursor {
+    private let ids: [ObjectID]
+    private var index = 0
+    init(_ ids: [ObjectID]) { self.ids = ids }
+    func next() -> ObjectID {
+        defer { index += 1 }
+        return ids[index]
+    }
+}
+
+extension MultiReturnFunction where Args: Codable & Sendable {
+    public init(_ name: String, _ body: @escaping @Sendable (Args) async throws -> (repeat each Result)) {
+        self.init(name: name) { arguments in
+            try checkArity(arguments, 1, function: name)
+            let a = try decodeArgument(Args.self, arguments, 0, function: name)
+            let values = try await body(a)
+            return try encodeAll(repeat each values, function: name)
+        }
+    }
+
+    public func remote(_ a: Args) -> (repeat ObjectRef<each Result>) { submit([encodeArgument(a, function: name, index: 1)]) }
+    public func remote(_ a: ObjectRef<Args>) -> (repeat ObjectRef<each Result>) { submit([a.argument]) }
+}
+
+extension MultiReturnFunction {
+    public init<A: Codable & Sendable, B: Codable & Sendable>(
+        _ name: String, _ body: @escaping @Sendable (A, B) async throws -> (repeat each Result)
+    ) where Args == (A, B) {
+        self.init(name: name) { arguments in
+            try checkArity(arguments, 2, function: name)
+            let a = try decodeArgument(A.self, arguments, 0, function: name)
+            let b = try decodeArgument(B.self, arguments, 1, function: name)
+            let values = try await body(a, b)
+            return try encodeAll(repeat each values, function: name)
+        }
+    }
+
+    public func remote<A: Codable & Sendable, B: Codable & Sendable>(_ a: A, _ b: B) -> (repeat ObjectRef<each Result>)
+    where Args == (A, B) {
+        submit([encodeArgument(a, function: name, index: 1), encodeArgument(b, function: name, index: 2)])
+    }
+    public func remote<A: Codable & Sendable, B: Codable & Sendable>(_ a: ObjectRef<A>, _ b: B) -> (repeat ObjectRef<each Result>)
+    where Args == (A, B) {
+        submit([a.argument, encodeArgument(b, function: name, index: 2)])
+    }
+}
+
+/// Each value encoded as its own result.
+func encodeAll<each T: Encodable>(_ values: repeat each T, function: String) throws -> [EncodedResult] {
+    var results: [EncodedResult] = []
+    for value in repeat each values { results += try encodeResult(value, function: function) }
+    return results
+}
