@@ -56,6 +56,7 @@ public final class ObjectRef<T: Codable & Sendable>: @unchecked Sendable, Hashab
         try container.encode(id, forKey: .id)
         let owner = self.owner ?? worker.address
         try container.encode(try owner.serializedBytes() as [UInt8], forKey: .owner)
+        ReferenceTracking.encoding?.add(id, owner: self.owner)
     }
 
     public init(from decoder: any Decoder) throws {
@@ -69,6 +70,7 @@ public final class ObjectRef<T: Codable & Sendable>: @unchecked Sendable, Hashab
         self.worker = worker
         self.owner = owner.workerID == worker.address.workerID ? nil : owner
         worker.addLocalReference(id, owner: self.owner)
+        ReferenceTracking.decoding?.add(id, owner: self.owner)
     }
 }
 

@@ -53,7 +53,10 @@ public struct RemoteFunction<Args, Result: Codable & Sendable>: AnyRemoteFunctio
 @inline(__always)
 func encodeArgument<T: Encodable>(_ value: T, function: String, index: Int) -> TaskArgument {
     do {
-        return .value(try BinaryEncoder().encode(value))
+        let references = ReferenceCollector()
+        let bytes = try ReferenceTracking.$encoding.withValue(references) { try BinaryEncoder().encode(value) }
+        let contained = references.collected
+        return contained.isEmpty ? .value(bytes) : .value(bytes, containing: contained)
     } catch {
         // Encoding a Codable value only fails if its own encode(to:) throws: a programming error.
         preconditionFailure("argument \(index) of \(function): \(T.self) does not encode: \(error)")

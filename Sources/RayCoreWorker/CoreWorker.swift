@@ -58,7 +58,7 @@ public final class CoreWorker: Sendable {
     let functions: [String: TaskFunction]
     let submitter: TaskSubmitter
     let executor: TaskExecutor
-    let channels = ChannelCache()
+    let channels: ChannelCache
     /// Objects up to this many bytes travel inline (`RAY_max_direct_call_object_size`, 100 KiB).
     let inlineThreshold = RayConfig()[RayConfig.maxDirectCallObjectSize]
     /// Shared-memory objects to delete, sent to the raylet in batches.
@@ -85,9 +85,23 @@ public final class CoreWorker: Sendable {
         self.raylet = raylet
         let deletes = DeleteBatcher(raylet: raylet)
         pendingDeletes = deletes
-        store = MemoryStore(onFree: { id, value in
-            if case .shared = value { deletes.delete(id) }
-        })
+        let channels = ChannelCache()
+        self.channels = channels
+        let me = configuration.workerID
+        store = MemoryStore(
+            onFree: { id, value in
+                if case .shared = value { deletes.delete(id) }
+            },
+            onBorrowEnded: { id, owner in
+                // This process no longer holds the borrowed reference: its owner may free it.
+                var request = Ray_Rpc_RemoveBorrowerRequest()
+                request.objectIds = [Data(id.bytes)]
+                request.borrowerWorkerID = Data(me.bytes)
+                Task {
+                    _ = try? await channels.channel(for: owner).unary(
+                        CoreWorkerMethods.removeBorrower, request, options: CallOptions(timeout: .seconds(10)))
+                }
+            })
         executor = TaskExecutor()
         submitter = TaskSubmitter(jobID: configuration.jobID)
 

@@ -13,15 +13,23 @@ final class MemoryStore: Sendable {
         var waiters: [Waiter] = []
         var localRefs = 0
         var submittedRefs = 0
+        /// Workers that still hold a reference this process lent them (owned objects only).
+        var borrowers: Set<WorkerID> = []
         /// Who owns it, if not this process (a borrowed reference).
         var owner: Ray_Rpc_Address?
+        /// A borrowed reference its owner was told about: tell it when the borrow ends.
+        var borrowReported = false
     }
 
     private let entries = Mutex<[ObjectID: Entry]>([:])
     private let onFree: @Sendable (ObjectID, ObjectValue) -> Void
+    private let onBorrowEnded: @Sendable (ObjectID, Ray_Rpc_Address) -> Void
 
-    init(onFree: @escaping @Sendable (ObjectID, ObjectValue) -> Void) {
+    /// `onFree`: an owned object nobody references any more. `onBorrowEnded`: a reported borrow ended.
+    init(onFree: @escaping @Sendable (ObjectID, ObjectValue) -> Void,
+         onBorrowEnded: @escaping @Sendable (ObjectID, Ray_Rpc_Address) -> Void) {
         self.onFree = onFree
+        self.onBorrowEnded = onBorrowEnded
     }
 
     var count: Int { entries.withLock { $0.count } }
@@ -55,20 +63,50 @@ final class MemoryStore: Sendable {
         for id in ids { release(id) { $0.submittedRefs -= 1 } }
     }
 
-    private func release(_ id: ObjectID, _ change: (inout Entry) -> Void) {
-        let freed = entries.withLock { entries -> (ObjectValue?, Bool) in
-            guard var entry = entries[id] else { return (nil, false) }
-            change(&entry)
-            guard entry.localRefs <= 0, entry.submittedRefs <= 0 else {
+    /// Workers that hold references to objects this process owns.
+    func addBorrower(_ ids: [ObjectID], _ borrower: WorkerID) {
+        entries.withLock { entries in
+            for id in ids where entries[id] != nil && entries[id]!.owner == nil { entries[id]!.borrowers.insert(borrower) }
+        }
+    }
+
+    func removeBorrower(_ ids: [ObjectID], _ borrower: WorkerID) {
+        for id in ids { release(id) { _ = $0.borrowers.remove(borrower) } }
+    }
+
+    /// The borrowed references among `ids` this process still holds, now reported to their owners.
+    func reportBorrows(_ ids: [ObjectID]) -> [(ObjectID, Ray_Rpc_Address)] {
+        entries.withLock { entries in
+            var reported: [(ObjectID, Ray_Rpc_Address)] = []
+            for id in Set(ids) {
+                guard var entry = entries[id], let owner = entry.owner, entry.localRefs > 0 else { continue }
+                entry.borrowReported = true
                 entries[id] = entry
-                return (nil, false)
+                reported.append((id, owner))
+            }
+            return reported
+        }
+    }
+
+    private func release(_ id: ObjectID, _ change: (inout Entry) -> Void) {
+        let freed = entries.withLock { entries -> Entry? in
+            guard var entry = entries[id] else { return nil }
+            change(&entry)
+            guard entry.localRefs <= 0, entry.submittedRefs <= 0, entry.borrowers.isEmpty else {
+                entries[id] = entry
+                return nil
             }
             entries[id] = nil
             // Nobody waits on an object nobody references; fail any waiter defensively all the same.
             for waiter in entry.waiters { waiter.cancel() }
-            return (entry.owner == nil ? entry.value : nil, true)
+            return entry
         }
-        if let value = freed.0 { onFree(id, value) }
+        guard let freed else { return }
+        if let owner = freed.owner {
+            if freed.borrowReported { onBorrowEnded(id, owner) }
+        } else if let value = freed.value {
+            onFree(id, value)
+        }
     }
 
     /// The owner of a borrowed object (nil: this process owns it, or it is unknown).

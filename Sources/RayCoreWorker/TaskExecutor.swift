@@ -72,7 +72,27 @@ final class TaskExecutor: Sendable {
         return true
     }
 
-    func run(_ spec: Ray_Rpc_TaskSpec, on worker: CoreWorker) async -> [Ray_Rpc_ReturnObject] {
+    /// Runs a task; its result carries the references it received and still holds (borrowed).
+    func run(_ spec: Ray_Rpc_TaskSpec, on worker: CoreWorker) async -> Ray_Rpc_TaskResult {
+        var result = Ray_Rpc_TaskResult()
+        result.taskID = spec.taskID
+        let references = ReferenceCollector()
+        result.returnObjects = await runReturningObjects(spec, on: worker, references: references)
+        let decoded = references.collected
+        if !decoded.isEmpty {
+            result.borrowedRefs = worker.store.reportBorrows(decoded.map(\.0)).map { id, owner in
+                var reference = Ray_Rpc_ObjectReference()
+                reference.objectID = Data(id.bytes)
+                reference.ownerAddress = owner
+                return reference
+            }
+        }
+        return result
+    }
+
+    private func runReturningObjects(_ spec: Ray_Rpc_TaskSpec, on worker: CoreWorker, references: ReferenceCollector) async
+        -> [Ray_Rpc_ReturnObject]
+    {
         let taskID = (try? TaskID(bytes: spec.taskID)) ?? .nil
         let function = spec.functionName
         if cancelledBeforeStart.withLock({ $0.remove(taskID) != nil }) {
@@ -82,7 +102,7 @@ final class TaskExecutor: Sendable {
         defer { executing.subtract(1, ordering: .relaxed) }
         // Immediate: a function that does not suspend runs and returns on this thread, with no hop.
         // (Until it suspends it cannot be cancelled; a cancel that comes then finds it finished.)
-        let task = Task.immediate { await Self.execute(spec, on: worker) }
+        let task = Task.immediate { await Self.execute(spec, on: worker, references: references) }
         running.withLock { $0 = Running(taskID: taskID, task: task) }
         let result = await task.value
         running.withLock { $0 = nil }
@@ -93,7 +113,9 @@ final class TaskExecutor: Sendable {
         (0..<max(1, Int(spec.numReturns))).map { _ in ObjectValue.error(failure).returnObject }
     }
 
-    private static func execute(_ spec: Ray_Rpc_TaskSpec, on worker: CoreWorker) async -> [Ray_Rpc_ReturnObject] {
+    private static func execute(_ spec: Ray_Rpc_TaskSpec, on worker: CoreWorker, references: ReferenceCollector) async
+        -> [Ray_Rpc_ReturnObject]
+    {
         let name = spec.functionName
         let numReturns = max(1, Int(spec.numReturns))
         func fail(_ failure: TaskFailure) -> [Ray_Rpc_ReturnObject] {
@@ -123,7 +145,7 @@ final class TaskExecutor: Sendable {
         }
         let results: [EncodedResult]
         do {
-            results = try await function(arguments)
+            results = try await ReferenceTracking.$decoding.withValue(references) { try await function(arguments) }
             try Task.checkCancellation()
         } catch let failure as TaskFailure {
             return fail(failure)
@@ -186,12 +208,7 @@ extension CoreWorker {
             guard let worker = await box.worker else { throw RPCError(code: .unavailable, message: "the worker has shut down") }
             var reply = Ray_Rpc_PushTasksReply()
             reply.results.reserveCapacity(request.tasks.count)
-            for spec in request.tasks {
-                var result = Ray_Rpc_TaskResult()
-                result.taskID = spec.taskID
-                result.returnObjects = await worker.executor.run(spec, on: worker)
-                reply.results.append(result)
-            }
+            for spec in request.tasks { reply.results.append(await worker.executor.run(spec, on: worker)) }
             return reply
         }
         router.register(CoreWorkerMethods.getObjectStatus) { request, _ in
@@ -225,9 +242,31 @@ extension CoreWorker {
             reply.attemptSucceeded = worker.executor.cancel(id, force: request.forceKill)
             return reply
         }
+        router.register(CoreWorkerMethods.addBorrower) { request, _ in
+            guard let worker = await box.worker else { throw RPCError(code: .unavailable, message: "the worker has shut down") }
+            let (ids, borrower) = try borrowRequest(request.objectIds, request.borrowerWorkerID)
+            worker.store.addBorrower(ids, borrower)
+            return Ray_Rpc_AddBorrowerReply()
+        }
+        router.register(CoreWorkerMethods.removeBorrower) { request, _ in
+            guard let worker = await box.worker else { throw RPCError(code: .unavailable, message: "the worker has shut down") }
+            let (ids, borrower) = try borrowRequest(request.objectIds, request.borrowerWorkerID)
+            worker.store.removeBorrower(ids, borrower)
+            return Ray_Rpc_RemoveBorrowerReply()
+        }
         router.register(CoreWorkerMethods.publishLogs) { request, _ in
             for batch in request.batches { logSink(batch.pid, batch.isError, batch.lines) }
             return Ray_Rpc_PublishLogsReply()
         }
+    }
+}
+
+private func borrowRequest(_ objectIDs: [Data], _ borrower: Data) throws(RPCError) -> ([ObjectID], WorkerID) {
+    do throws(IDError) {
+        var ids: [ObjectID] = []
+        for raw in objectIDs { ids.append(try ObjectID(bytes: raw)) }
+        return (ids, try WorkerID(bytes: borrower))
+    } catch {
+        throw RPCError(code: .invalidArgument, message: error.message)
     }
 }

@@ -16,8 +16,14 @@ public struct TaskArgument: Sendable {
         case reference(ObjectID, owner: Ray_Rpc_Address?)
     }
     let kind: Kind
+    /// References inside the value: kept alive while the task is in flight.
+    var contained: [(ObjectID, Ray_Rpc_Address?)] = []
 
     public static func value(_ bytes: [UInt8]) -> TaskArgument { TaskArgument(kind: .value(bytes)) }
+    /// An encoded value that carries object references.
+    public static func value(_ bytes: [UInt8], containing references: [(ObjectID, Ray_Rpc_Address?)]) -> TaskArgument {
+        TaskArgument(kind: .value(bytes), contained: references)
+    }
     public static func reference(_ id: ObjectID, owner: Ray_Rpc_Address? = nil) -> TaskArgument {
         TaskArgument(kind: .reference(id, owner: owner))
     }
@@ -37,7 +43,10 @@ final class TaskSubmitter: Sendable {
     struct PendingTask: Sendable {
         var spec: Ray_Rpc_TaskSpec
         var returns: [ObjectID]
+        /// Objects passed as arguments (resolved to their values before the push).
         var argumentRefs: [ObjectID]
+        /// Objects referenced inside argument values: alive while the task is in flight.
+        var containedRefs: [ObjectID] = []
         var taskID: TaskID
     }
 
@@ -125,8 +134,13 @@ extension CoreWorker {
         var args: [Ray_Rpc_TaskArg] = []
         args.reserveCapacity(arguments.count)
         var promoted: [ObjectID] = []
+        var contained: [ObjectID] = []
         let threshold = inlineThreshold
         for argument in arguments {
+            for (id, owner) in argument.contained {
+                if !store.contains(id) { store.addLocalReference(id, owner: owner) }
+                contained.append(id)
+            }
             var arg = Ray_Rpc_TaskArg()
             switch argument.kind {
             case .value(let bytes) where bytes.count > threshold:
@@ -158,10 +172,11 @@ extension CoreWorker {
             args.append(arg)
         }
         spec.args = args
-        store.addSubmittedReferences(refs)
+        store.addSubmittedReferences(refs + contained)
         // The task's reference now keeps promoted arguments alive; nothing else refers to them.
         for id in promoted { store.removeLocalReference(id) }
-        let task = TaskSubmitter.PendingTask(spec: spec, returns: returns, argumentRefs: refs, taskID: taskID)
+        let task = TaskSubmitter.PendingTask(
+            spec: spec, returns: returns, argumentRefs: refs, containedRefs: contained, taskID: taskID)
         if refs.isEmpty {
             enqueue(task)
         } else {
@@ -342,7 +357,7 @@ extension CoreWorker {
                         self.finish(task, with: TaskFailure(kind: .system, type: "", message: "the worker returned \(reply.results.count) results for \(batch.count) tasks", function: task.spec.functionName))
                         continue
                     }
-                    self.complete(task, reply.results[index])
+                    self.complete(task, reply.results[index], executedBy: lease.worker.workerID)
                 }
                 self.pump(key: key, lease: lease)
             case .failure(let error):
@@ -398,7 +413,7 @@ extension CoreWorker {
         _ = try? await raylet.unary(NodeManagerMethods.returnWorker, giveBack, options: CallOptions(timeout: .seconds(10)))
     }
 
-    private func complete(_ task: TaskSubmitter.PendingTask, _ result: Ray_Rpc_TaskResult) {
+    private func complete(_ task: TaskSubmitter.PendingTask, _ result: Ray_Rpc_TaskResult, executedBy worker: Data) {
         submitter.state.withLock { s in
             s.inFlight[task.taskID] = nil
             s.cancelled.remove(task.taskID)
@@ -410,7 +425,34 @@ extension CoreWorker {
                 store.set(id, .error(TaskFailure(kind: .system, type: "", message: "the task returned \(result.returnObjects.count) values, \(task.returns.count) expected", function: task.spec.functionName)))
             }
         }
-        store.removeSubmittedReferences(task.argumentRefs)
+        guard !result.borrowedRefs.isEmpty, let borrower = try? WorkerID(bytes: worker) else {
+            store.removeSubmittedReferences(task.argumentRefs + task.containedRefs)
+            return
+        }
+        // The worker kept references it received: their owners keep the objects until it lets go.
+        var forward: [Data: (Ray_Rpc_Address, [ObjectID])] = [:]
+        var mine: [ObjectID] = []
+        for reference in result.borrowedRefs {
+            guard let id = try? ObjectID(bytes: reference.objectID) else { continue }
+            if reference.ownerAddress.workerID == address.workerID { mine.append(id) } else {
+                forward[reference.ownerAddress.workerID, default: (reference.ownerAddress, [])].1.append(id)
+            }
+        }
+        store.addBorrower(mine, borrower)
+        if forward.isEmpty {
+            store.removeSubmittedReferences(task.argumentRefs + task.containedRefs)
+            return
+        }
+        // Objects owned elsewhere: tell their owners first, then let go of this task's references.
+        Task {
+            for (_, (owner, ids)) in forward {
+                var request = Ray_Rpc_AddBorrowerRequest()
+                request.objectIds = ids.map { Data($0.bytes) }
+                request.borrowerWorkerID = worker
+                _ = try? await channels.channel(for: owner).unary(CoreWorkerMethods.addBorrower, request, options: CallOptions(timeout: .seconds(10)))
+            }
+            store.removeSubmittedReferences(task.argumentRefs + task.containedRefs)
+        }
     }
 
     func finish(_ task: TaskSubmitter.PendingTask, with failure: TaskFailure) {
@@ -418,7 +460,7 @@ extension CoreWorker {
             s.inFlight[task.taskID] = nil
         }
         for id in task.returns { store.set(id, .error(failure)) }
-        store.removeSubmittedReferences(task.argumentRefs)
+        store.removeSubmittedReferences(task.argumentRefs + task.containedRefs)
     }
 
     // MARK: cancel

@@ -92,11 +92,34 @@ let spin = RemoteFunction("spin") { (seconds: Double) -> Int in
     return n
 }
 
+/// A worker-wide place to keep references past the task that received them (a borrower).
+final class Stash: @unchecked Sendable {
+    static let shared = Stash()
+    private let lock = NSLock()
+    private var refs: [ObjectRef<[Double]>] = []
+    func keep(_ new: [ObjectRef<[Double]>]) { lock.withLock { refs += new } }
+    func first() -> ObjectRef<[Double]>? { lock.withLock { refs.first } }
+    func clear() { lock.withLock { refs.removeAll() } }
+}
+let stash = RemoteFunction("stash") { (refs: [ObjectRef<[Double]>]) -> Int in
+    Stash.shared.keep(refs)
+    return refs.count
+}
+let sumStashed = RemoteFunction("sumStashed") { () async throws -> Double in
+    guard let ref = Stash.shared.first() else { return -1 }
+    return try await ref.get().reduce(0, +)
+}
+let clearStash = RemoteFunction("clearStash") { () -> Int in
+    Stash.shared.clear()
+    return 0
+}
+
 @main
 struct IntegrationApp: RayApplication {
     static let remoteFunctions: [any AnyRemoteFunction] = [
         square, add, increment, sumFloats, checksum, makeBytes, fail, workerPID, sleepThenPID, sleepMs, interval,
         fanOut, shout, brokenResult, sumRefs, divmod, stats, byteCount, dataCount, spin,
+        stash, sumStashed, clearStash,
     ]
 
     static var localClusterOptions: Ray.LocalClusterOptions {
@@ -295,6 +318,26 @@ struct IntegrationApp: RayApplication {
                 report("force_cancel_ms", Int((ContinuousClock.now - cancelStart) / .milliseconds(1)))
             }
             report("after_force_cancel", try await square.remote(5).get(timeout: .seconds(20)))
+
+        case "borrow":
+            // One CPU, one worker: the stash lives in that worker between tasks.
+            do {
+                let ref = try await ray.put([Double](repeating: 0.25, count: 1_000_000))   // 8 MB, in the store
+                report("stashed", try await stash.remote([ref]).get())
+            }
+            // The driver's ObjectRef is gone; the worker still borrows the object, so it stays.
+            try await Task.sleep(for: .milliseconds(300))
+            report("objects_while_borrowed", try await ray.objectStoreUsage().objects)
+            report("borrowed_sum", try await sumStashed.remote().get())
+            _ = try await clearStash.remote().get()
+            // The borrow ended: the owner frees the object.
+            let deadline = ContinuousClock.now + .seconds(10)
+            var usage = try await ray.objectStoreUsage()
+            while usage.objects != 0 && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+                usage = try await ray.objectStoreUsage()
+            }
+            report("objects_after_borrow", usage.objects)
 
         case "pool":
             // Prestarted: one worker per CPU before any task asks for one.

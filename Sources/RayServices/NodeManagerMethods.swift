@@ -38,6 +38,9 @@ public enum CoreWorkerMethods {
     public static let getObjectStatus: RPCMethod<Ray_Rpc_GetObjectStatusRequest, Ray_Rpc_GetObjectStatusReply> =
         method("GetObjectStatus")
     public static let cancelTask: RPCMethod<Ray_Rpc_CancelTaskRequest, Ray_Rpc_CancelTaskReply> = method("CancelTask")
+    public static let addBorrower: RPCMethod<Ray_Rpc_AddBorrowerRequest, Ray_Rpc_AddBorrowerReply> = method("AddBorrower")
+    public static let removeBorrower: RPCMethod<Ray_Rpc_RemoveBorrowerRequest, Ray_Rpc_RemoveBorrowerReply> =
+        method("RemoveBorrower")
     public static let publishLogs: RPCMethod<Ray_Rpc_PublishLogsRequest, Ray_Rpc_PublishLogsReply> =
         method("PublishLogs")
 }

@@ -121,6 +121,15 @@ import Testing
         #expect(run.int("after_force_cancel") == 25, "the cluster works after a worker was killed")
     }
 
+    @Test func aWorkerKeepingAReferenceBorrowsTheObjectUntilItLetsGo() async throws {
+        let run = try await IntegrationApp.run(["borrow"], environment: ["APP_NUM_CPUS": "1"])
+        #expect(run.status == 0, "\(run.output)")
+        #expect(run.int("stashed") == 1)
+        #expect(run.int("objects_while_borrowed") == 1, "the owner keeps an object a worker still references")
+        #expect(run.values["borrowed_sum"] == "250000.0")
+        #expect(run.int("objects_after_borrow") == 0, "freed once the borrower let go")
+    }
+
     @Test func workersArePrestartedReusedAndReapedWhenIdle() async throws {
         let run = try await IntegrationApp.run(["pool"], environment: ["APP_NUM_CPUS": "2"])
         #expect(run.status == 0, "\(run.output)")

@@ -185,6 +185,30 @@ public nonisolated struct Ray_Rpc_ReturnObject: Sendable {
   public init() {}
 }
 
+/// An object and who owns it (a reference as it crosses processes).
+public nonisolated struct Ray_Rpc_ObjectReference: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var objectID: Data = Data()
+
+  public var ownerAddress: Ray_Rpc_Address {
+    get {_ownerAddress ?? Ray_Rpc_Address()}
+    set {_ownerAddress = newValue}
+  }
+  /// Returns true if `ownerAddress` has been explicitly set.
+  public var hasOwnerAddress: Bool {self._ownerAddress != nil}
+  /// Clears the value of `ownerAddress`. Subsequent reads from it will return its default value.
+  public mutating func clearOwnerAddress() {self._ownerAddress = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _ownerAddress: Ray_Rpc_Address? = nil
+}
+
 public nonisolated struct Ray_Rpc_TaskResult: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -193,6 +217,10 @@ public nonisolated struct Ray_Rpc_TaskResult: Sendable {
   public var taskID: Data = Data()
 
   public var returnObjects: [Ray_Rpc_ReturnObject] = []
+
+  /// References the task received (inside its arguments) that the worker still holds when the task
+  /// ends: the worker borrows them, and their owners must keep them until it says it is done.
+  public var borrowedRefs: [Ray_Rpc_ObjectReference] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -293,6 +321,55 @@ public nonisolated struct Ray_Rpc_GetObjectStatusReply: Sendable {
   public init() {}
 
   fileprivate var _object: Ray_Rpc_ReturnObject? = nil
+}
+
+/// Borrowers of an object this process owns (Ray tracks them with WaitForRefRemoved; we count them).
+public nonisolated struct Ray_Rpc_AddBorrowerRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var objectIds: [Data] = []
+
+  public var borrowerWorkerID: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Ray_Rpc_AddBorrowerReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Ray_Rpc_RemoveBorrowerRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var objectIds: [Data] = []
+
+  public var borrowerWorkerID: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Ray_Rpc_RemoveBorrowerReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Ray_Rpc_CancelTaskRequest: Sendable {
@@ -664,9 +741,48 @@ nonisolated extension Ray_Rpc_ReturnObject: SwiftProtobuf.Message, SwiftProtobuf
   }
 }
 
+nonisolated extension Ray_Rpc_ObjectReference: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ObjectReference"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}object_id\0\u{3}owner_address\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.objectID) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._ownerAddress) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.objectID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.objectID, fieldNumber: 1)
+    }
+    try { if let v = self._ownerAddress {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_ObjectReference, rhs: Ray_Rpc_ObjectReference) -> Bool {
+    if lhs.objectID != rhs.objectID {return false}
+    if lhs._ownerAddress != rhs._ownerAddress {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Ray_Rpc_TaskResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TaskResult"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{3}return_objects\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{3}return_objects\0\u{3}borrowed_refs\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -676,6 +792,7 @@ nonisolated extension Ray_Rpc_TaskResult: SwiftProtobuf.Message, SwiftProtobuf._
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularBytesField(value: &self.taskID) }()
       case 2: try { try decoder.decodeRepeatedMessageField(value: &self.returnObjects) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.borrowedRefs) }()
       default: break
       }
     }
@@ -688,12 +805,16 @@ nonisolated extension Ray_Rpc_TaskResult: SwiftProtobuf.Message, SwiftProtobuf._
     if !self.returnObjects.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.returnObjects, fieldNumber: 2)
     }
+    if !self.borrowedRefs.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.borrowedRefs, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Ray_Rpc_TaskResult, rhs: Ray_Rpc_TaskResult) -> Bool {
     if lhs.taskID != rhs.taskID {return false}
     if lhs.returnObjects != rhs.returnObjects {return false}
+    if lhs.borrowedRefs != rhs.borrowedRefs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -830,6 +951,114 @@ nonisolated extension Ray_Rpc_GetObjectStatusReply: SwiftProtobuf.Message, Swift
 
 nonisolated extension Ray_Rpc_GetObjectStatusReply.ObjectStatus: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CREATED\0\u{1}OUT_OF_SCOPE\0")
+}
+
+nonisolated extension Ray_Rpc_AddBorrowerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AddBorrowerRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}object_ids\0\u{3}borrower_worker_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedBytesField(value: &self.objectIds) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.borrowerWorkerID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.objectIds.isEmpty {
+      try visitor.visitRepeatedBytesField(value: self.objectIds, fieldNumber: 1)
+    }
+    if !self.borrowerWorkerID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.borrowerWorkerID, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_AddBorrowerRequest, rhs: Ray_Rpc_AddBorrowerRequest) -> Bool {
+    if lhs.objectIds != rhs.objectIds {return false}
+    if lhs.borrowerWorkerID != rhs.borrowerWorkerID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_AddBorrowerReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AddBorrowerReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_AddBorrowerReply, rhs: Ray_Rpc_AddBorrowerReply) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_RemoveBorrowerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RemoveBorrowerRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}object_ids\0\u{3}borrower_worker_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedBytesField(value: &self.objectIds) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.borrowerWorkerID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.objectIds.isEmpty {
+      try visitor.visitRepeatedBytesField(value: self.objectIds, fieldNumber: 1)
+    }
+    if !self.borrowerWorkerID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.borrowerWorkerID, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_RemoveBorrowerRequest, rhs: Ray_Rpc_RemoveBorrowerRequest) -> Bool {
+    if lhs.objectIds != rhs.objectIds {return false}
+    if lhs.borrowerWorkerID != rhs.borrowerWorkerID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_RemoveBorrowerReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RemoveBorrowerReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_RemoveBorrowerReply, rhs: Ray_Rpc_RemoveBorrowerReply) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
 }
 
 nonisolated extension Ray_Rpc_CancelTaskRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

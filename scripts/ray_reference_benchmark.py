@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Ray's own figures for the metrics ray-microbenchmark prints, measured on this machine.
+
+Run with a Ray installed outside the checkout, e.g.:
+    python3 -m venv /work/ray-venv && /work/ray-venv/bin/pip install "ray[default]==2.60.0"
+    RAY_AUTH_MODE=disabled RAY_USAGE_STATS_ENABLED=0 /work/ray-venv/bin/python scripts/ray_reference_benchmark.py --json ray.json
+
+The task and object figures use Ray's `timeit` (ray._private.ray_microbenchmark_helpers: 1 s warm-up,
+then the mean of 4 runs of 2 s) on the same workloads as `ray microbenchmark`; get_gigabytes gets the
+800 MB array that put_gigabytes puts. cold_start_ms is a fresh Python process from start to its first
+task result (ray.init() included), median of 3. idle_cluster_pss_mib is the PSS of every process of a
+`ray start --head --num-cpus 2` cluster, idle, after a driver ran tasks on its 2 workers (the driver
+excluded).
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import ray
+from ray._private.ray_microbenchmark_helpers import timeit
+
+
+@ray.remote
+def small_value():
+    return b"ok"
+
+
+@ray.remote(num_cpus=0)
+class Client:
+    def small_value_batch(self, n):
+        ray.get([small_value.remote() for _ in range(n)])
+
+
+def task_and_object_figures():
+    ray.init()
+    figures = {}
+
+    def record(name, results):
+        figures[name] = results[0][1]
+
+    value = ray.put(0)
+    record("single_client_get_calls", timeit("single client get calls", lambda: ray.get(value), warmup_time_sec=2))
+    record("single_client_put_calls", timeit("single client put calls", lambda: ray.put(0), warmup_time_sec=2))
+    arr = np.zeros(100 * 1024 * 1024, dtype=np.int64)
+    record("single_client_put_gigabytes", timeit("single client put gigabytes", lambda: ray.put(arr), 8 * 0.1, warmup_time_sec=2))
+    big = ray.put(arr)
+    record("single_client_get_gigabytes", timeit("single client get gigabytes", lambda: ray.get(big), 8 * 0.1, warmup_time_sec=2))
+
+    def batch():
+        ray.get([small_value.remote() for _ in range(1000)])
+
+    record("single_client_tasks_and_get_batch", timeit("single client tasks and get batch", batch, warmup_time_sec=2))
+
+    def wait_1k():
+        not_ready = [small_value.remote() for _ in range(1000)]
+        for _ in range(1000):
+            _, not_ready = ray.wait(not_ready)
+
+    record("single_client_wait_1k_refs", timeit("single client wait 1k refs", wait_1k, warmup_time_sec=2))
+    record("single_client_tasks_sync", timeit("single client tasks sync", lambda: ray.get(small_value.remote()), warmup_time_sec=2))
+    record("single_client_tasks_async", timeit("single client tasks async", batch, 1000, warmup_time_sec=2))
+    n, m = 10000, 4
+    clients = [Client.remote() for _ in range(m)]
+    record("multi_client_tasks_async", timeit(
+        "multi client tasks async", lambda: ray.get([c.small_value_batch.remote(n) for c in clients]), n * m,
+        warmup_time_sec=2))
+    ray.shutdown()
+    return figures
+
+
+COLD_START = """
+import time, ray
+ray.init()
+@ray.remote
+def f():
+    return 1
+ray.get(f.remote())
+print("first-result", flush=True)
+"""
+
+
+def cold_start_ms():
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        process = subprocess.Popen([sys.executable, "-c", COLD_START], stdout=subprocess.PIPE, text=True)
+        for line in process.stdout:
+            if "first-result" in line:
+                times.append((time.perf_counter() - start) * 1000)
+                break
+        process.wait()
+    return sorted(times)[len(times) // 2]
+
+
+def pss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def cluster_processes(exclude):
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in exclude:
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "ray" in cmdline and ("/ray/" in cmdline or "ray::" in cmdline or "gcs_server" in cmdline or "raylet" in cmdline):
+            found.append(int(entry))
+    return found
+
+
+def idle_cluster_pss_mib():
+    ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
+    before = set(cluster_processes(exclude=set()))
+    subprocess.run([ray_cli, "start", "--head", "--num-cpus", "2", "--port", "6390"], check=True, capture_output=True)
+    try:
+        ray.init(address="127.0.0.1:6390")
+
+        @ray.remote
+        def pid():
+            return os.getpid()
+
+        workers = set()
+        deadline = time.time() + 30
+        while len(workers) < 2 and time.time() < deadline:
+            workers |= set(ray.get([pid.remote() for _ in range(50)]))
+        ray.shutdown()
+        time.sleep(2)
+        processes = [p for p in cluster_processes(exclude={os.getpid()}) if p not in before]
+        return sum(pss_kib(p) for p in processes) / 1024
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], capture_output=True)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    figures = task_and_object_figures()
+    figures["cold_start_ms"] = cold_start_ms()
+    figures["idle_cluster_pss_mib"] = idle_cluster_pss_mib()
+    for name, value in figures.items():
+        print(f"{name}: {value:.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(figures, f, indent=2, sort_keys=True)
+
+
+if __name__ == "__main__":
+    main()
