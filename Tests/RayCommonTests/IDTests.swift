@@ -1,3 +1,4 @@
+import Foundation
 import RayCommon
 import Testing
 
@@ -82,5 +83,26 @@ import Testing
             #expect(error.description.contains("six"))
         }
         #expect(config[RayConfig.gcsServerPort] == 6379)
+    }
+
+    @Test func randomIDsAreDistinctAndKeepTheirSize() throws {
+        var seen = Set<ObjectID>()
+        for _ in 0..<100_000 {
+            let id = ObjectID.random()
+            #expect(id.bytes.count == 28)
+            seen.insert(id)
+        }
+        #expect(seen.count == 100_000)
+        // Bytes past the size stay zero: an ID read back from its bytes is the same ID.
+        let id = ObjectID.random()
+        #expect(try ObjectID(bytes: id.bytes) == id)
+        #expect(try JobID(bytes: JobID.random().bytes).bytes.count == 4)
+    }
+
+    @Test func idsReadFromDataAndSlices() throws {
+        let id = TaskID.random()
+        #expect(try TaskID(bytes: Data(id.bytes)) == id)
+        #expect(try TaskID(bytes: ([0, 0] + id.bytes)[2...]) == id)
+        #expect(throws: IDError.self) { try TaskID(bytes: Data(count: 5)) }
     }
 }

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// What distinguishes one kind of Ray ID from another: its size in bytes and its name.
 public protocol IDKind: Sendable {
     /// Bytes in the binary form, as Ray lays them out.
@@ -21,6 +23,7 @@ public struct RayID<Kind: IDKind>: Hashable, Sendable, Comparable, CustomStringC
     public init() {}
 
     /// An ID from its binary form; throws if the length is not `Kind.size`.
+    @inlinable
     public init<Bytes: Collection>(bytes: Bytes) throws(IDError) where Bytes.Element == UInt8 {
         guard bytes.count == Kind.size else {
             throw IDError(message: "\(Kind.name) needs \(Kind.size) bytes, got \(bytes.count)")
@@ -28,8 +31,18 @@ public struct RayID<Kind: IDKind>: Hashable, Sendable, Comparable, CustomStringC
         self.init(unchecked: bytes)
     }
 
+    @inlinable
     init<Bytes: Collection>(unchecked bytes: Bytes) where Bytes.Element == UInt8 {
-        for (i, byte) in bytes.enumerated() { setByte(i, byte) }
+        // Contiguous bytes ([UInt8], Data, slices of them): one copy into the words.
+        let copied: Bool? = bytes.withContiguousStorageIfAvailable { buffer in
+            withUnsafeMutableBytes(of: &self) { words in
+                words.copyMemory(from: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(buffer).prefix(32)))
+            }
+            return true
+        }
+        if copied == nil {
+            for (i, byte) in bytes.enumerated() { setByte(i, byte) }
+        }
     }
 
     /// An ID from its hex form (`hex`).
@@ -49,16 +62,31 @@ public struct RayID<Kind: IDKind>: Hashable, Sendable, Comparable, CustomStringC
         self.init(unchecked: bytes)
     }
 
-    /// A random ID (from the system's random source).
+    /// A random ID: unique within this process, and across processes with overwhelming probability
+    /// (a per-process seed from the system's random source, then a counter through a mixer, so making
+    /// one costs no system call).
     public static func random() -> RayID {
-        var generator = SystemRandomNumberGenerator()
-        return RayID(unchecked: (0..<Kind.size).map { _ in UInt8.random(in: .min ... .max, using: &generator) })
+        var id = RayID()
+        id.w0 = IDRandomness.next()
+        if Kind.size > 8 { id.w1 = IDRandomness.next() }
+        if Kind.size > 16 { id.w2 = IDRandomness.next() }
+        if Kind.size > 24 { id.w3 = IDRandomness.next() }
+        id.clearPastSize()
+        return id
+    }
+
+    /// Zeroes the bytes past `Kind.size` (they must stay zero for equality and hashing).
+    mutating func clearPastSize() {
+        for i in Kind.size..<32 { setByte(i, 0) }
     }
 
     public var isNil: Bool { w0 == 0 && w1 == 0 && w2 == 0 && w3 == 0 }
 
     /// The binary form, `Kind.size` bytes.
-    public var bytes: [UInt8] { (0..<Kind.size).map(byte) }
+    @inlinable
+    public var bytes: [UInt8] {
+        withUnsafeBytes(of: self) { Array($0.prefix(Kind.size)) }
+    }
 
     /// Lowercase hex of the binary form, as Ray prints IDs.
     public var hex: String {
@@ -89,7 +117,7 @@ public struct RayID<Kind: IDKind>: Hashable, Sendable, Comparable, CustomStringC
         return UInt8(truncatingIfNeeded: word >> (UInt64(i & 7) * 8))
     }
 
-    @inline(__always)
+    @inline(__always) @usableFromInline
     mutating func setByte(_ i: Int, _ value: UInt8) {
         let shift = UInt64(i & 7) * 8
         let mask = ~(UInt64(0xFF) << shift)
@@ -128,4 +156,22 @@ extension RayID: Codable {
 public struct IDError: Error, Sendable, CustomStringConvertible {
     public var message: String
     public var description: String { message }
+    public init(message: String) { self.message = message }
+}
+
+/// The source of ``RayID/random()``: splitmix64 over a counter that starts at a random seed. Distinct
+/// counter values give distinct outputs (splitmix64's finalizer is a bijection).
+enum IDRandomness {
+    private static let seed: UInt64 = {
+        var generator = SystemRandomNumberGenerator()
+        return generator.next()
+    }()
+    private static let counter = Atomic<UInt64>(0)
+
+    static func next() -> UInt64 {
+        var z = seed &+ counter.add(1, ordering: .relaxed).newValue &* 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
 }
