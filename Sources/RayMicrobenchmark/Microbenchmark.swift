@@ -32,6 +32,7 @@ struct Microbenchmark: RayApplication {
             // Started by the cold-start figure: one task, then say so.
             _ = try await smallValue.remote().get()
             print("first-result")
+            fflush(stdout)  // stdout is a pipe: without this the line waits for exit
             return
         }
         let jsonPath = arguments.firstIndex(of: "--json").flatMap { $0 + 1 < arguments.count ? arguments[$0 + 1] : nil }
