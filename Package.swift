@@ -85,7 +85,7 @@ let package = Package(
         .executableTarget(
             name: "RayCLI",
             dependencies: [
-                "RayGCS", "RayGCSClient", "RayRaylet", "RayProtos", "RayRPC", "RayServices",
+                "RayGCS", "RayGCSClient", "RayRaylet", "RayProtos",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // YAML to JSON over the shim's yaml-cpp part.

@@ -4,8 +4,6 @@ import RayGCS
 import RayGCSClient
 import RayProtos
 import RayRaylet
-import RayRPC
-import RayServices
 
 /// `ray`: starts, inspects and stops swift-ray clusters, with Ray's command names.
 @main
@@ -179,26 +177,24 @@ struct Status: AsyncParsableCommand {
         print("Node status")
         print("  Active: \(alive.count)")
         print("  Dead: \(nodes.count - alive.count)")
-        // Each raylet reports what is in use and what waits (Ray's resource view, asked node by node).
+        // The GCS's resource view: what each raylet last reported (in use, waiting).
         var totals: [String: Double] = [:]
         var available: [String: Double] = [:]
         var demand: [String: Int] = [:]
-        var unreachable: [String] = []
+        let view = (try? await GCSClient(address: target, timeout: .seconds(5)).resourceUsage()) ?? []
+        var unreported: [String] = []
         for node in alive {
             for (name, amount) in node.resourcesTotal { totals[name, default: 0] += amount }
-            do {
-                let channel = try RPCChannel(host: node.nodeManagerAddress, port: Int(node.nodeManagerPort))
-                let stats = try await channel.unary(
-                    NodeManagerMethods.getNodeStats, Ray_Rpc_GetNodeStatsRequest(), options: CallOptions(timeout: .seconds(5)))
-                for (name, amount) in stats.resourcesAvailable { available[name, default: 0] += amount }
-                available["object_store_memory", default: 0] += Double(max(0, Int64(node.resourcesTotal["object_store_memory"] ?? 0) - stats.objectStoreUsed))
-                for entry in stats.pendingDemand {
-                    let shape = entry.shape.sorted { $0.key < $1.key }.map { "'\($0.key)': \($0.value)" }.joined(separator: ", ")
-                    demand["{\(shape)}", default: 0] += Int(entry.count)
-                }
-            } catch {
-                unreachable.append("\(node.nodeManagerAddress):\(node.nodeManagerPort)")
+            guard let report = view.first(where: { $0.nodeID == node.nodeID }) else {
+                unreported.append("\(node.nodeManagerAddress):\(node.nodeManagerPort)")
                 for (name, amount) in node.resourcesTotal { available[name, default: 0] += amount }
+                continue
+            }
+            for (name, amount) in report.resourcesAvailable { available[name, default: 0] += amount }
+            available["object_store_memory", default: 0] += max(0, (node.resourcesTotal["object_store_memory"] ?? 0) - Double(report.objectStoreUsedBytes))
+            for entry in report.resourceLoad {
+                let shape = entry.shape.sorted { $0.key < $1.key }.map { "'\($0.key)': \($0.value)" }.joined(separator: ", ")
+                demand["{\(shape)}", default: 0] += Int(entry.count)
             }
         }
         print("Resources")
@@ -210,7 +206,7 @@ struct Status: AsyncParsableCommand {
         print("  Demands:")
         if demand.isEmpty { print("    (no resource demands)") }
         for (shape, count) in demand.sorted(by: { $0.key < $1.key }) { print("    \(shape): \(count)+ pending tasks") }
-        if !unreachable.isEmpty { print("  (raylets not answering: \(unreachable.joined(separator: ", ")))") }
+        if !unreported.isEmpty { print("  (no resource report yet from: \(unreported.joined(separator: ", ")))") }
     }
 
     private func format(_ amount: Double) -> String {

@@ -109,6 +109,31 @@ public final class GCSServer: Sendable {
             reply.results = await state.kvKeys(request.namespace, prefix: request.prefix)
             return reply
         }
+        router.register(GCSMethods.addWorkerInfo) { request, _ in
+            try await state.addWorker(request.workerData)
+            return Ray_Rpc_AddWorkerInfoReply()
+        }
+        router.register(GCSMethods.reportWorkerFailure) { request, _ in
+            try await state.reportWorkerFailure(request.workerFailure)
+            return Ray_Rpc_ReportWorkerFailureReply()
+        }
+        router.register(GCSMethods.getAllWorkerInfo) { request, _ in
+            guard request.limit >= 0 else { throw RPCError(code: .invalidArgument, message: "limit cannot be negative") }
+            let (workers, total) = await state.allWorkers(limit: Int(request.limit))
+            var reply = Ray_Rpc_GetAllWorkerInfoReply()
+            reply.workerTableData = workers
+            reply.total = Int64(total)
+            return reply
+        }
+        router.register(GCSMethods.reportResourceUsage) { request, _ in
+            try await state.reportResources(request.resources)
+            return Ray_Rpc_ReportResourceUsageReply()
+        }
+        router.register(GCSMethods.getAllResourceUsage) { _, _ in
+            var reply = Ray_Rpc_GetAllResourceUsageReply()
+            reply.batch = await state.allResources()
+            return reply
+        }
         router.register(GCSMethods.subscriberPoll) { request, context in
             // Answer well before the caller's deadline (half of what is left, at most a second early), so an
             // empty poll is an answer, not a DEADLINE_EXCEEDED.

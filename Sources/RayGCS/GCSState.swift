@@ -17,6 +17,12 @@ actor GCSState {
     private var jobs: [JobID: Ray_Rpc_JobTableData] = [:]
     private var lastJobNumber: Int32 = 0
     private var kv: [Data: [Data: Data]] = [:]
+    /// Workers by ID, and the order they came in (the table keeps the newest `workerLimit`).
+    private var workers: [WorkerID: Ray_Rpc_WorkerTableData] = [:]
+    private var workerOrder: [WorkerID] = []
+    private let workerLimit = 10_000
+    /// The resource view: each node's last report.
+    private var resources: [NodeID: Ray_Rpc_ResourcesData] = [:]
 
     // Pub/sub: a bounded log of messages and the long polls waiting for the next one.
     private var log: [PubMessage] = []
@@ -98,6 +104,55 @@ actor GCSState {
     }
 
     func allJobs() -> [Ray_Rpc_JobTableData] { jobs.values.sorted { $0.startTimeMs < $1.startTimeMs } }
+
+    // MARK: workers
+
+    func addWorker(_ data: Ray_Rpc_WorkerTableData) throws(RPCError) {
+        let id = try Self.id(WorkerID.self, data.workerAddress.workerID, "worker_address.worker_id")
+        if workers[id] == nil {
+            workerOrder.append(id)
+            if workerOrder.count > workerLimit {
+                // Forget the oldest dead workers first.
+                if let index = workerOrder.firstIndex(where: { workers[$0]?.isAlive == false }) {
+                    workers[workerOrder.remove(at: index)] = nil
+                }
+            }
+        }
+        var worker = data
+        worker.isAlive = true
+        if worker.startTimeMs == 0 { worker.startTimeMs = Self.nowMilliseconds() }
+        workers[id] = worker
+    }
+
+    func reportWorkerFailure(_ data: Ray_Rpc_WorkerTableData) throws(RPCError) {
+        let id = try Self.id(WorkerID.self, data.workerAddress.workerID, "worker_address.worker_id")
+        var worker = workers[id] ?? data
+        if workers[id] == nil { workerOrder.append(id) }
+        worker.isAlive = false
+        worker.exitDetail = data.exitDetail
+        worker.endTimeMs = data.endTimeMs == 0 ? Self.nowMilliseconds() : data.endTimeMs
+        workers[id] = worker
+    }
+
+    func allWorkers(limit: Int) -> (workers: [Ray_Rpc_WorkerTableData], total: Int) {
+        let newest = workerOrder.reversed().compactMap { workers[$0] }
+        return (limit > 0 ? Array(newest.prefix(limit)) : newest, newest.count)
+    }
+
+    // MARK: resource view
+
+    func reportResources(_ data: Ray_Rpc_ResourcesData) throws(RPCError) {
+        let id = try Self.id(NodeID.self, data.nodeID, "node_id")
+        guard nodes[id]?.state == .alive else {
+            throw RPCError(code: .failedPrecondition, message: "node \(id) is not a live registered node")
+        }
+        resources[id] = data
+    }
+
+    /// The last report of every live node.
+    func allResources() -> [Ray_Rpc_ResourcesData] {
+        resources.filter { nodes[$0.key]?.state == .alive }.values.sorted { $0.nodeID.lexicographicallyPrecedes($1.nodeID) }
+    }
 
     // MARK: internal KV
 

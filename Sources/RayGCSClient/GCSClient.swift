@@ -67,6 +67,38 @@ public final class GCSClient: Sendable {
         try await call(GCSMethods.getAllJobInfo, Ray_Rpc_GetAllJobInfoRequest()).jobInfoList
     }
 
+    // MARK: workers and the resource view
+
+    public func addWorker(_ worker: Ray_Rpc_WorkerTableData) async throws(RPCError) {
+        var request = Ray_Rpc_AddWorkerInfoRequest()
+        request.workerData = worker
+        _ = try await call(GCSMethods.addWorkerInfo, request)
+    }
+
+    public func reportWorkerFailure(_ worker: Ray_Rpc_WorkerTableData) async throws(RPCError) {
+        var request = Ray_Rpc_ReportWorkerFailureRequest()
+        request.workerFailure = worker
+        _ = try await call(GCSMethods.reportWorkerFailure, request)
+    }
+
+    /// The worker table, newest first (`limit` 0: all).
+    public func workers(limit: Int = 0) async throws(RPCError) -> [Ray_Rpc_WorkerTableData] {
+        var request = Ray_Rpc_GetAllWorkerInfoRequest()
+        request.limit = Int64(limit)
+        return try await call(GCSMethods.getAllWorkerInfo, request).workerTableData
+    }
+
+    public func reportResources(_ resources: Ray_Rpc_ResourcesData) async throws(RPCError) {
+        var request = Ray_Rpc_ReportResourceUsageRequest()
+        request.resources = resources
+        _ = try await call(GCSMethods.reportResourceUsage, request)
+    }
+
+    /// The cluster's resource view: each live node's last report.
+    public func resourceUsage() async throws(RPCError) -> [Ray_Rpc_ResourcesData] {
+        try await call(GCSMethods.getAllResourceUsage, Ray_Rpc_GetAllResourceUsageRequest()).batch
+    }
+
     // MARK: internal KV
 
     /// The internal key-value store, in one namespace.

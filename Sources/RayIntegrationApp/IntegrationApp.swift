@@ -365,6 +365,9 @@ struct IntegrationApp: RayApplication {
             // Start workers, say who they are, and stay (for `ray stop` tests).
             let pids = Set(try await ray.get((0..<8).map { _ in workerPID.remote() }))
             report("worker_pids", pids.map(String.init).joined(separator: ","))
+            // Then hold the node's 2 CPUs with one task and leave two more waiting (pending demand).
+            let busy = (0..<3).map { _ in sleepMs.options(numCPUs: 2).remote(120_000) }
+            report("busy_tasks", busy.count)
             try await Task.sleep(for: .seconds(120))
 
         default:

@@ -65,6 +65,19 @@ actor NodeManager {
     private(set) var settings: Settings
     /// Called when a driver or worker is gone, so the objects it owns can go too.
     private let clientGone: @Sendable (WorkerID) -> Void
+    /// Bytes in use in the node's object store (for the resource view).
+    private let storeUsed: @Sendable () -> Int64
+
+    /// What the GCS hears from this node, in order: workers coming and going, and the node's
+    /// resources whenever they change (the raylet sends them on).
+    enum GCSReport: Sendable {
+        case workerStarted(Ray_Rpc_WorkerTableData)
+        case workerDied(Ray_Rpc_WorkerTableData)
+        case resources(Ray_Rpc_ResourcesData)
+    }
+    nonisolated let gcsReports: AsyncStream<GCSReport>
+    private let gcsReportSink: AsyncStream<GCSReport>.Continuation
+    private var lastResources: Ray_Rpc_ResourcesData?
     let nodeID: NodeID
     nonisolated let total: ResourceSet
     private(set) var available: ResourceSet
@@ -77,9 +90,12 @@ actor NodeManager {
     private var reaper: Task<Void, Never>?
 
     init(nodeID: NodeID, resources: [String: Double], settings: Settings,
+         storeUsed: @escaping @Sendable () -> Int64,
          clientGone: @escaping @Sendable (WorkerID) -> Void) {
         self.nodeID = nodeID
         self.clientGone = clientGone
+        self.storeUsed = storeUsed
+        (gcsReports, gcsReportSink) = AsyncStream<GCSReport>.makeStream()
         self.settings = settings
         self.total = ResourceSet(resources)
         self.available = total
@@ -113,6 +129,7 @@ actor NodeManager {
         forwarder?.cancel()
         reaper?.cancel()
         logs.finish()
+        gcsReportSink.finish()
         for lease in pending {
             lease.continuation.resume(throwing: RPCError(code: .unavailable, message: "the raylet is shutting down"))
         }
@@ -151,7 +168,20 @@ actor NodeManager {
         worker.address?.workerID = request.workerID
         worker.state = .idle(since: .now)
         workers[workerID] = worker
+        gcsReportSink.yield(.workerStarted(tableData(workerID, worker, alive: true)))
         schedule()
+    }
+
+    private func tableData(_ id: WorkerID, _ worker: Worker, alive: Bool, exit: String = "") -> Ray_Rpc_WorkerTableData {
+        var data = Ray_Rpc_WorkerTableData()
+        data.workerAddress = worker.address ?? Ray_Rpc_Address()
+        data.workerAddress.workerID = Data(id.bytes)
+        data.workerAddress.nodeID = Data(nodeID.bytes)
+        data.isAlive = alive
+        data.jobID = Data(worker.jobID.bytes)
+        data.pid = worker.process.pid
+        data.exitDetail = exit
+        return data
     }
 
     /// The job's driver is gone: stop its workers, fail its waiting leases.
@@ -340,6 +370,9 @@ actor NodeManager {
     private func workerExited(_ workerID: WorkerID, status: Int32) {
         guard let worker = workers.removeValue(forKey: workerID) else { return }
         clientGone(workerID)
+        let signalled = status & 0x7F
+        let exit = signalled != 0 && signalled != 0x7F ? "killed by signal \(signalled)" : "exited with status \((status >> 8) & 0xFF)"
+        gcsReportSink.yield(.workerDied(tableData(workerID, worker, alive: false, exit: exit)))
         if case .leased(let resources, let blocked) = worker.state {
             available.add(blocked ? resources.withoutCPU : resources)
         }
@@ -354,6 +387,7 @@ actor NodeManager {
     /// Stops idle workers above the soft limit that have idled past the timeout, and ends jobs whose
     /// driver process is gone.
     private func reap() {
+        reportResourcesIfChanged()
         for (jobID, job) in jobs where job.driverPID > 0 && kill(job.driverPID, 0) != 0 && errno == ESRCH {
             endJob(jobID, reason: "its driver (pid \(job.driverPID)) exited")
         }
@@ -371,6 +405,27 @@ actor NodeManager {
     }
 
     // MARK: stats
+
+    private static func shapeKey(_ shape: [String: Double]) -> String {
+        shape.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+    }
+
+    /// The last report did not reach the GCS: send the next one even if nothing changed.
+    func resourceReportFailed() { lastResources = nil }
+
+    private func reportResourcesIfChanged() {
+        let stats = stats()
+        var data = Ray_Rpc_ResourcesData()
+        data.nodeID = Data(nodeID.bytes)
+        data.resourcesTotal = stats.resourcesTotal
+        data.resourcesAvailable = stats.resourcesAvailable
+        data.resourceLoad = stats.pendingDemand.sorted { Self.shapeKey($0.shape) < Self.shapeKey($1.shape) }
+        data.objectStoreUsedBytes = storeUsed()
+        data.numWorkers = stats.numWorkers
+        guard data != lastResources else { return }
+        lastResources = data
+        gcsReportSink.yield(.resources(data))
+    }
 
     func stats() -> Ray_Rpc_GetNodeStatsReply {
         var reply = Ray_Rpc_GetNodeStatsReply()

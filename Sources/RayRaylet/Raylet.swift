@@ -47,6 +47,8 @@ public final class Raylet: Sendable {
     private let server: RPCServer
     private let gcs: GCSClient
     let nodeManager: NodeManager
+    /// Sends the node manager's reports (workers, resource view) to the GCS, in order.
+    private let reporter: Task<Void, Never>
     /// The objects each client created in the store, deleted when the client is gone.
     private let owned: OwnedObjects
 
@@ -70,6 +72,7 @@ public final class Raylet: Sendable {
                 logDirectory: logDirectory, softLimit: cpus, idleWorkerTimeout: options.idleWorkerTimeout,
                 maxStartingWorkers: cpus, gcsAddress: gcsAddress, nodeManagerAddress: "",
                 objectStoreName: objectStore.region.name),
+            storeUsed: { Int64(store.usedBytes) },
             clientGone: { client in
                 for id in owned.removeAll(of: client) { store.delete(id) }
             })
@@ -89,9 +92,22 @@ public final class Raylet: Sendable {
         node.resourcesTotal["object_store_memory"] = Double(objectStore.capacity)
         node.labels = options.labels
         node.labels["ray.io/object-store"] = objectStore.region.name
+        let gcsClient = self.gcs
+        let nodeManager = self.nodeManager
+        reporter = Task {
+            for await report in nodeManager.gcsReports {
+                switch report {
+                case .workerStarted(let worker): try? await gcsClient.addWorker(worker)
+                case .workerDied(let worker): try? await gcsClient.reportWorkerFailure(worker)
+                case .resources(let resources):
+                    do { try await gcsClient.reportResources(resources) } catch { await nodeManager.resourceReportFailed() }
+                }
+            }
+        }
         do {
             try await gcs.register(node: node)
         } catch {
+            reporter.cancel()
             await nodeManager.shutdown()
             await server.shutdown(grace: .zero)
             throw RayError(.connection, "the raylet could not register with the GCS at \(gcsAddress)", cause: "\(error)")
@@ -101,6 +117,7 @@ public final class Raylet: Sendable {
     /// Unregisters from the GCS (best effort, a short deadline) and stops serving.
     public func shutdown(reason: String = "the raylet stopped") async {
         await nodeManager.shutdown()
+        reporter.cancel()
         try? await gcs.unregister(node: nodeID, reason: reason)
         await server.shutdown(grace: .seconds(1))
     }

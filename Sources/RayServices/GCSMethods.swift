@@ -35,6 +35,18 @@ public enum GCSMethods {
     public static let kvKeys: RPCMethod<Ray_Rpc_InternalKVKeysRequest, Ray_Rpc_InternalKVKeysReply> =
         method("InternalKVGcsService", "InternalKVKeys")
 
+    public static let addWorkerInfo: RPCMethod<Ray_Rpc_AddWorkerInfoRequest, Ray_Rpc_AddWorkerInfoReply> =
+        method("WorkerInfoGcsService", "AddWorkerInfo")
+    public static let reportWorkerFailure: RPCMethod<Ray_Rpc_ReportWorkerFailureRequest, Ray_Rpc_ReportWorkerFailureReply> =
+        method("WorkerInfoGcsService", "ReportWorkerFailure")
+    public static let getAllWorkerInfo: RPCMethod<Ray_Rpc_GetAllWorkerInfoRequest, Ray_Rpc_GetAllWorkerInfoReply> =
+        method("WorkerInfoGcsService", "GetAllWorkerInfo")
+
+    public static let reportResourceUsage: RPCMethod<Ray_Rpc_ReportResourceUsageRequest, Ray_Rpc_ReportResourceUsageReply> =
+        method("NodeResourceInfoGcsService", "ReportResourceUsage")
+    public static let getAllResourceUsage: RPCMethod<Ray_Rpc_GetAllResourceUsageRequest, Ray_Rpc_GetAllResourceUsageReply> =
+        method("NodeResourceInfoGcsService", "GetAllResourceUsage")
+
     public static let subscriberPoll: RPCMethod<Ray_Rpc_GcsSubscriberPollRequest, Ray_Rpc_GcsSubscriberPollReply> =
         method("InternalPubSubGcsService", "GcsSubscriberPoll")
 }

@@ -152,8 +152,24 @@ func processIsAlive(_ pid: pid_t) -> Bool {
             try #require(!workers.isEmpty, "the driver never reported its workers: \((try? String(contentsOf: log, encoding: .utf8)) ?? "")")
             #expect(workers.allSatisfy(processIsAlive))
 
-            let status = try await cli.run(["status"])
-            #expect(status.output.contains("/2 CPU"), "\(status.output)")
+            // The GCS's worker table lists the driver's workers, alive.
+            let gcs = try RPCChannel(target: address)
+            let table = try await gcs.unary(GCSMethods.getAllWorkerInfo, Ray_Rpc_GetAllWorkerInfoRequest(),
+                                            options: CallOptions(timeout: .seconds(5))).workerTableData
+            for pid in workers {
+                #expect(table.contains { $0.pid == pid && $0.isAlive }, "worker \(pid) in the GCS's worker table")
+            }
+
+            // One task holds both CPUs and two wait: ray status shows it from the GCS's resource view.
+            var status = try await cli.run(["status"])
+            let statusDeadline = ContinuousClock.now + .seconds(15)
+            while !(status.output.contains("2/2 CPU") && status.output.contains("{'CPU': 2.0}: 2+ pending tasks"))
+                && ContinuousClock.now < statusDeadline {
+                try await Task.sleep(for: .milliseconds(200))
+                status = try await cli.run(["status"])
+            }
+            #expect(status.output.contains("2/2 CPU"), "\(status.output)")
+            #expect(status.output.contains("{'CPU': 2.0}: 2+ pending tasks"), "\(status.output)")
 
             let pids = cli.recordedPIDs()
             let stopped = try await cli.run(["stop"])

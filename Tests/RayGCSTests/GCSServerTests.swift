@@ -85,6 +85,75 @@ private func code(_ body: () async throws -> Void) async -> RPCError.Code? {
         }
     }
 
+    @Test func workerTableRecordsWorkersAndHowTheyEnded() async throws {
+        try await withGCS { _, gcs in
+            let ids = (0..<3).map { _ in WorkerID.random() }
+            for (index, id) in ids.enumerated() {
+                var add = Ray_Rpc_AddWorkerInfoRequest()
+                add.workerData.workerAddress.workerID = Data(id.bytes)
+                add.workerData.pid = Int32(100 + index)
+                _ = try await gcs.unary(GCSMethods.addWorkerInfo, add)
+            }
+            var failure = Ray_Rpc_ReportWorkerFailureRequest()
+            failure.workerFailure.workerAddress.workerID = Data(ids[1].bytes)
+            failure.workerFailure.exitDetail = "killed by signal 9"
+            _ = try await gcs.unary(GCSMethods.reportWorkerFailure, failure)
+
+            let all = try await gcs.unary(GCSMethods.getAllWorkerInfo, Ray_Rpc_GetAllWorkerInfoRequest())
+            #expect(all.total == 3)
+            #expect(all.workerTableData.map(\.pid) == [102, 101, 100], "newest first")
+            let dead = all.workerTableData.first { $0.pid == 101 }
+            #expect(dead?.isAlive == false)
+            #expect(dead?.exitDetail == "killed by signal 9")
+            #expect(dead?.endTimeMs ?? 0 > 0)
+            #expect(all.workerTableData.filter(\.isAlive).count == 2)
+
+            var limited = Ray_Rpc_GetAllWorkerInfoRequest()
+            limited.limit = 1
+            #expect(try await gcs.unary(GCSMethods.getAllWorkerInfo, limited).workerTableData.map(\.pid) == [102])
+            limited.limit = -1
+            #expect(await code { _ = try await gcs.unary(GCSMethods.getAllWorkerInfo, limited) } == .invalidArgument)
+            var bad = Ray_Rpc_AddWorkerInfoRequest()
+            bad.workerData.workerAddress.workerID = Data([1])
+            #expect(await code { _ = try await gcs.unary(GCSMethods.addWorkerInfo, bad) } == .invalidArgument)
+        }
+    }
+
+    @Test func resourceViewHoldsEachLiveNodesLastReport() async throws {
+        try await withGCS { _, gcs in
+            let id = NodeID.random()
+            var register = Ray_Rpc_RegisterNodeRequest()
+            register.nodeInfo = node(id)
+            _ = try await gcs.unary(GCSMethods.registerNode, register)
+
+            var report = Ray_Rpc_ReportResourceUsageRequest()
+            report.resources.nodeID = Data(id.bytes)
+            report.resources.resourcesTotal = ["CPU": 2]
+            report.resources.resourcesAvailable = ["CPU": 0.5]
+            var demand = Ray_Rpc_ResourceDemand()
+            demand.shape = ["CPU": 1]
+            demand.count = 3
+            report.resources.resourceLoad = [demand]
+            _ = try await gcs.unary(GCSMethods.reportResourceUsage, report)
+            report.resources.resourcesAvailable = ["CPU": 1.5]
+            _ = try await gcs.unary(GCSMethods.reportResourceUsage, report)
+
+            let view = try await gcs.unary(GCSMethods.getAllResourceUsage, Ray_Rpc_GetAllResourceUsageRequest()).batch
+            #expect(view.count == 1)
+            #expect(view.first?.resourcesAvailable["CPU"] == 1.5, "the last report wins")
+            #expect(view.first?.resourceLoad.first?.count == 3)
+
+            // Only registered, live nodes report; a dead node leaves the view.
+            var stranger = report
+            stranger.resources.nodeID = Data(NodeID.random().bytes)
+            #expect(await code { _ = try await gcs.unary(GCSMethods.reportResourceUsage, stranger) } == .failedPrecondition)
+            var unregister = Ray_Rpc_UnregisterNodeRequest()
+            unregister.nodeID = Data(id.bytes)
+            _ = try await gcs.unary(GCSMethods.unregisterNode, unregister)
+            #expect(try await gcs.unary(GCSMethods.getAllResourceUsage, Ray_Rpc_GetAllResourceUsageRequest()).batch.isEmpty)
+        }
+    }
+
     @Test func jobsAreNumberedAddedAndFinished() async throws {
         try await withGCS { _, gcs in
             let first = try await gcs.unary(GCSMethods.getNextJobID, Ray_Rpc_GetNextJobIDRequest()).jobID
