@@ -26,6 +26,9 @@ public final class Ray: Sendable {
     }
 
     public let jobID: JobID
+    /// Where an embedded cluster's worker logs go (`worker-<id>-<pid>.out` and `.err`); nil when
+    /// connected to a cluster started elsewhere (its session's `logs` folder has them).
+    public let logDirectory: String?
     /// The GCS this driver talks to, `host:port`.
     public let gcsAddress: String
     let worker: CoreWorker
@@ -46,7 +49,9 @@ public final class Ray: Sendable {
         return worker
     }
 
-    private init(jobID: JobID, gcsAddress: String, worker: CoreWorker, gcs: GCSClient, embedded: (GCSServer, Raylet)?) {
+    private init(jobID: JobID, gcsAddress: String, worker: CoreWorker, gcs: GCSClient, embedded: (GCSServer, Raylet)?,
+                 logDirectory: String?) {
+        self.logDirectory = logDirectory
         self.jobID = jobID
         self.gcsAddress = gcsAddress
         self.worker = worker
@@ -71,6 +76,7 @@ public final class Ray: Sendable {
         }
         let target = address ?? ProcessInfo.processInfo.environment["RAY_ADDRESS"].flatMap { $0.isEmpty || $0 == "local" ? nil : $0 }
         var embedded: (GCSServer, Raylet)?
+        var logDirectory: String?
         let gcsAddress: String
         let rayletAddress: String
         if let target {
@@ -93,6 +99,13 @@ public final class Ray: Sendable {
                 .merging(options.resources) { _, custom in custom }
             rayletOptions.objectStoreMemory = options.objectStoreMemory
             rayletOptions.idleWorkerTimeout = options.idleWorkerTimeout
+            // A session folder as `ray start` makes: <RAY_TMPDIR or /tmp/swift-ray>/session_<time>_<pid>/logs.
+            let temp = ProcessInfo.processInfo.environment["RAY_TMPDIR"] ?? "/tmp/swift-ray"
+            let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "-")
+            let logs = "\(temp)/session_\(stamp)_\(getpid())/logs"
+            try? FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
+            rayletOptions.logDirectory = logs
+            logDirectory = logs
             let raylet: Raylet
             do {
                 raylet = try await Raylet(gcsAddress: gcsAddress, options: rayletOptions)
@@ -121,7 +134,8 @@ public final class Ray: Sendable {
             job.startTimeMs = UInt64(Date().timeIntervalSince1970 * 1000)
             try? await gcs.addJob(job)
             current.withLock { $0 = worker }
-            return Ray(jobID: jobID, gcsAddress: gcsAddress, worker: worker, gcs: gcs, embedded: embedded)
+            return Ray(jobID: jobID, gcsAddress: gcsAddress, worker: worker, gcs: gcs, embedded: embedded,
+                       logDirectory: logDirectory)
         } catch {
             if let (gcsServer, raylet) = embedded {
                 await raylet.shutdown()

@@ -291,6 +291,7 @@ struct IntegrationApp: RayApplication {
 
         case "logs":
             report("shout", try await shout.remote("hello from a task").get())
+            report("log_dir", ray.logDirectory ?? "")
             // The raylet forwards lines as they come; give them a moment to arrive before exiting.
             try await Task.sleep(for: .milliseconds(300))
 
@@ -338,6 +339,18 @@ struct IntegrationApp: RayApplication {
                 usage = try await ray.objectStoreUsage()
             }
             report("objects_after_borrow", usage.objects)
+
+        case "storefull":
+            // The store holds 64 MiB: a 100 MB put cannot fit, and nothing is lost by trying.
+            do {
+                _ = try await ray.put([UInt8](repeating: 1, count: 100_000_000))
+                throw Failed("a put larger than the store succeeded")
+            } catch let error as RayError {
+                report("put_error_kind", error.kind.rawValue)
+                report("put_error_names_size", error.message.contains("100000") ? 1 : 0)
+            }
+            let fits = try await ray.put([UInt8](repeating: 2, count: 10_000_000))
+            report("after_full_put", try await byteCount.remote(fits).get())
 
         case "pool":
             // Prestarted: one worker per CPU before any task asks for one.

@@ -36,7 +36,13 @@ actor NodeManager {
         var workingDirectory: String?
         var environment: [String: String]
         var driverChannel: RPCChannel?
+        /// Workers that exited before registering, in a row; at `maxStartupFailures` the job's
+        /// leases fail instead of starting more.
+        var startupFailures = 0
+        var lastStartupFailure = ""
     }
+
+    static let maxStartupFailures = 3
 
     enum WorkerState {
         case starting
@@ -140,8 +146,8 @@ actor NodeManager {
     // MARK: clients
 
     func registerDriver(_ request: Ray_Rpc_RegisterClientRequest) throws -> Void {
-        let jobID = try JobID(bytes: request.jobID)
-        let driverID = try WorkerID(bytes: request.workerID)
+        let jobID = try requestID(JobID.self, request.jobID, "job_id")
+        let driverID = try requestID(WorkerID.self, request.workerID, "worker_id")
         guard !request.executable.isEmpty else {
             throw RPCError(code: .invalidArgument, message: "a driver must name its executable (workers re-launch it)")
         }
@@ -159,7 +165,7 @@ actor NodeManager {
     }
 
     func registerWorker(_ request: Ray_Rpc_RegisterClientRequest) throws {
-        let workerID = try WorkerID(bytes: request.workerID)
+        let workerID = try requestID(WorkerID.self, request.workerID, "worker_id")
         guard var worker = workers[workerID], case .starting = worker.state else {
             throw RPCError(code: .notFound, message: "worker \(workerID) was not started by this raylet")
         }
@@ -168,6 +174,7 @@ actor NodeManager {
         worker.address?.workerID = request.workerID
         worker.state = .idle(since: .now)
         workers[workerID] = worker
+        jobs[worker.jobID]?.startupFailures = 0
         gcsReportSink.yield(.workerStarted(tableData(workerID, worker, alive: true)))
         schedule()
     }
@@ -216,7 +223,7 @@ actor NodeManager {
     func requestLease(_ request: Ray_Rpc_RequestWorkerLeaseRequest, deadline: ContinuousClock.Instant?) async throws
         -> Ray_Rpc_RequestWorkerLeaseReply
     {
-        let jobID = try JobID(bytes: request.jobID)
+        let jobID = try requestID(JobID.self, request.jobID, "job_id")
         guard jobs[jobID] != nil else {
             throw RPCError(code: .failedPrecondition, message: "job \(jobID) has no driver registered on this node")
         }
@@ -332,8 +339,23 @@ actor NodeManager {
         }
     }
 
+    /// The job's workers keep exiting before they register: its waiting leases fail, with why.
+    private func failLeases(of jobID: JobID) {
+        guard let job = jobs[jobID] else { return }
+        let message = "\(job.startupFailures) workers of job \(jobID) (\(job.executable)) exited before registering with the raylet; the last \(job.lastStartupFailure)"
+        pending.removeAll { lease in
+            guard lease.jobID == jobID else { return false }
+            lease.continuation.resume(throwing: RPCError(code: .failedPrecondition, message: message))
+            return true
+        }
+    }
+
     private func startWorker(for jobID: JobID) {
         guard let job = jobs[jobID] else { return }
+        guard job.startupFailures < Self.maxStartupFailures else {
+            failLeases(of: jobID)
+            return
+        }
         let workerID = WorkerID.random()
         var environment = job.environment
         environment["RAY_WORKER_MODE"] = "1"
@@ -375,6 +397,16 @@ actor NodeManager {
         gcsReportSink.yield(.workerDied(tableData(workerID, worker, alive: false, exit: exit)))
         if case .leased(let resources, let blocked) = worker.state {
             available.add(blocked ? resources.withoutCPU : resources)
+        }
+        if case .starting = worker.state, jobs[worker.jobID] != nil {
+            // It never registered: the job's executable may not run as a worker at all.
+            jobs[worker.jobID]!.startupFailures += 1
+            jobs[worker.jobID]!.lastStartupFailure =
+                "\(exit) (logs: \(settings.logDirectory)/worker-\(workerID.hex)-\(worker.process.pid).err)"
+            if jobs[worker.jobID]!.startupFailures >= Self.maxStartupFailures {
+                failLeases(of: worker.jobID)
+                return
+            }
         }
         // A worker that dies while its job runs is replaced up to the prestart count.
         if jobs[worker.jobID] != nil {
@@ -446,6 +478,15 @@ actor NodeManager {
 
     /// Workers and their pids (for tests and `ray stop`).
     func workerPIDs() -> [pid_t] { workers.values.map(\.process.pid) }
+}
+
+/// An ID from a request field, or INVALID_ARGUMENT naming the field.
+func requestID<Kind>(_ type: RayID<Kind>.Type, _ bytes: Data, _ field: String) throws(RPCError) -> RayID<Kind> {
+    do {
+        return try RayID<Kind>(bytes: bytes)
+    } catch {
+        throw RPCError(code: .invalidArgument, message: "\(field): \(error.message)")
+    }
 }
 
 extension ResourceSet {

@@ -100,8 +100,15 @@ import Testing
         #expect(run.values["cancel_kind"] == "TaskCancelledError")
     }
 
-    @Test func workerOutputReachesTheDriverWithItsPid() async throws {
-        let run = try await IntegrationApp.run(["logs"])
+    @Test func workerOutputReachesTheDriverWithItsPidAndTheLogFiles() async throws {
+        var logged = ""
+        let run = try await IntegrationApp.run(["logs"]) { run in
+            let directory = try #require(run.values["log_dir"])
+            for file in try FileManager.default.contentsOfDirectory(atPath: directory) where file.hasSuffix(".out") {
+                logged += (try? String(contentsOfFile: "\(directory)/\(file)", encoding: .utf8)) ?? ""
+            }
+        }
+        #expect(logged.contains("worker says: hello from a task"), "the worker's log file has the line")
         #expect(run.status == 0, "\(run.output)")
         let line = run.output.split(separator: "\n").first { $0.contains("worker says: hello from a task") }
         #expect(line?.hasPrefix("(pid=") == true, "\(run.output)")
@@ -137,6 +144,14 @@ import Testing
         #expect(run.int("peak_workers_above_cpus") == 1, "blocked nested tasks needed more workers")
         #expect(run.int("workers_after_idle") == 2, "extra workers reaped after the idle timeout")
         #expect(run.int("pool_still_works") == 36)
+    }
+
+    @Test func aPutThatCannotFitIsObjectStoreFullAndLosesNothing() async throws {
+        let run = try await IntegrationApp.run(["storefull"], environment: ["APP_STORE_BYTES": "\(64 * 1024 * 1024)"])
+        #expect(run.status == 0, "\(run.output)")
+        #expect(run.values["put_error_kind"] == "ObjectStoreFullError")
+        #expect(run.int("put_error_names_size") == 1)
+        #expect(run.int("after_full_put") == 10_000_000, "the store works after the failed put")
     }
 
     @Test func connectingToNothingNamesTheAddressQuickly() async throws {

@@ -19,9 +19,14 @@ struct IntegrationApp {
     }
 
     /// Runs `scenario`; kills it (and records an issue) if it outlives `timeout`.
-    static func run(_ arguments: [String], environment extra: [String: String] = [:], timeout: Duration = .seconds(90))
+    /// Runs `scenario`; kills it (and records an issue) if it outlives `timeout`. Its session folder
+    /// (logs) goes in a fresh `RAY_TMPDIR`, removed afterwards unless `inspect` wants to look first.
+    static func run(_ arguments: [String], environment extra: [String: String] = [:], timeout: Duration = .seconds(90),
+                    inspect: ((Run) throws -> Void)? = nil)
         async throws -> Run
     {
+        let temp = FileManager.default.temporaryDirectory.appendingPathComponent("swift-ray-app-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: temp) }
         #expect(FileManager.default.fileExists(atPath: executable.path), "ray-integration-app must be built next to the tests")
         let process = Process()
         process.executableURL = executable
@@ -29,6 +34,7 @@ struct IntegrationApp {
         var environment = ProcessInfo.processInfo.environment
         environment["GRPC_VERBOSITY"] = "NONE"
         environment["RAY_ADDRESS"] = nil
+        environment["RAY_TMPDIR"] = temp.path
         environment.merge(extra) { _, new in new }
         process.environment = environment
         let outputFile = FileManager.default.temporaryDirectory.appendingPathComponent("app-\(UUID().uuidString).log")
@@ -59,7 +65,9 @@ struct IntegrationApp {
             values[String(line[..<equals])] = String(line[line.index(after: equals)...])
         }
         try await expectNoWorkersLeft(startedBy: pid)
-        return Run(status: process.terminationStatus, output: output, values: values, elapsed: elapsed)
+        let run = Run(status: process.terminationStatus, output: output, values: values, elapsed: elapsed)
+        try inspect?(run)
+        return run
     }
 
     /// Waits (up to 5 s) until no process started by the raylet in `pid` is alive.
