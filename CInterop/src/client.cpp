@@ -416,8 +416,11 @@ grpcshim_channel *grpcshim_channel_create(const grpcshim_channel_options *option
     int max_backoff = options->reconnect_backoff_max_ms > 0 ? options->reconnect_backoff_max_ms : 2000;
     if (max_backoff < min_backoff) max_backoff = min_backoff;
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, min_backoff);
-    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, min_backoff);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, max_backoff);
+    // Not GRPC_ARG_MIN_RECONNECT_BACKOFF_MS: grpc++ 1.51 uses it as the minimum *connect timeout*, so
+    // 100 ms there failed connections whose handshake took longer on a busy machine ("connection
+    // attempt timed out before receiving SETTINGS frame"). gRPC's default (20 s) bounds a connect;
+    // every call's own deadline still applies.
     // Each channel gets its own connection, so independent clients do not share one TCP stream.
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     args.SetInt(GRPC_ARG_MAX_METADATA_SIZE, 64 * 1024);
