@@ -93,6 +93,8 @@ typedef struct grpcshim_server_options {
     const char *tls_cert_chain_pem;   /* with tls_private_key_pem: serve TLS; both NULL: plaintext */
     const char *tls_private_key_pem;
     const char *tls_client_ca_pem;    /* optional: require client certificates signed by this CA */
+    const char *local_address;        /* optional second listener for peers on this machine, e.g.
+                                         "unix-abstract:name" (faster than TCP over loopback) */
 } grpcshim_server_options;
 
 /* Starts serving. Returns NULL and sets *err (free with cinterop_free) when it cannot bind. The

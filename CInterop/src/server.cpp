@@ -330,6 +330,10 @@ grpcshim_server *grpcshim_server_start(const grpcshim_server_options *options, g
     int port = 0;
     grpc::ServerBuilder builder;
     builder.AddListeningPort(options->address, credentials, &port);
+    int local_port = 0;
+    if (options->local_address != nullptr && options->local_address[0] != '\0') {
+        builder.AddListeningPort(options->local_address, credentials, &local_port);
+    }
     builder.RegisterAsyncGenericService(&s->service);
     builder.SetMaxReceiveMessageSize(options->max_receive_message_bytes > 0 ? options->max_receive_message_bytes
                                                                            : kDefaultMessageLimit);
@@ -345,8 +349,10 @@ grpcshim_server *grpcshim_server_start(const grpcshim_server_options *options, g
     int queue_count = options->completion_queues > 0 ? options->completion_queues : 1;
     for (int i = 0; i < queue_count; i++) s->queues.push_back(builder.AddCompletionQueue());
     s->server = builder.BuildAndStart();
-    if (s->server == nullptr || port == 0) {
-        cinterop::set_error(err, std::string("could not listen on ") + options->address);
+    bool wants_local = options->local_address != nullptr && options->local_address[0] != '\0';
+    if (s->server == nullptr || port == 0 || (wants_local && local_port == 0)) {
+        cinterop::set_error(err, std::string("could not listen on ") + options->address +
+                                     (wants_local ? std::string(" and ") + options->local_address : std::string()));
         if (s->server != nullptr) s->server->Shutdown();
         for (auto &q : s->queues) {
             q->Shutdown();

@@ -102,6 +102,9 @@ func wanted(_ name: String) -> Bool { options.only == nil || options.only == nam
 if wanted("rpc_unary_100b_sequential") { report("rpc_unary_100b_sequential", try await callsPerSecond(concurrency: 1, seconds: s) {
     _ = try await channel.unary(TestService.echo, small)
 }, "calls/s") }
+if wanted("rpc_bidi_100b_ping_pong") {
+    report("rpc_bidi_100b_ping_pong", try await bidiPingPong(channel, small, seconds: s, repeats: options.repeats), "round trips/s")
+}
 if wanted("rpc_unary_100b_64_in_flight") { report("rpc_unary_100b_64_in_flight", try await callsPerSecond(concurrency: 64, seconds: s) {
     _ = try await channel.unary(TestService.echo, small)
 }, "calls/s") }
@@ -133,4 +136,25 @@ if let path = options.jsonPath {
     let object = Dictionary(uniqueKeysWithValues: results.map { ($0.0, $0.1) })
     let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
     try data.write(to: URL(fileURLWithPath: path))
+}
+
+/// One long-lived stream, one message out and its answer back at a time: the round trip a unary call
+/// costs without setting up a call each time. The median of `repeats` runs after a warm-up run.
+func bidiPingPong(_ channel: RPCChannel, _ message: EchoRequest, seconds: Double, repeats: Int) async throws -> Double {
+    try await channel.bidirectional(TestService.bidi) { writer, replies in
+        var iterator = replies.makeAsyncIterator()
+        var runs: [Double] = []
+        for run in 0...repeats {
+            let start = ContinuousClock.now
+            var n = 0
+            while ContinuousClock.now - start < .milliseconds(Int(seconds * 1000)) {
+                try await writer.write(message)
+                guard try await iterator.next() != nil else { throw RPCError(code: .internalError, message: "stream ended") }
+                n += 1
+            }
+            if run > 0 { runs.append(Double(n) / (Double((ContinuousClock.now - start) / .microseconds(1)) / 1e6)) }
+        }
+        writer.finish()
+        return runs.sorted()[runs.count / 2]
+    }
 }

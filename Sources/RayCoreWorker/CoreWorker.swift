@@ -114,7 +114,10 @@ public final class CoreWorker: Sendable {
         let box = WorkerBox()
         var router = RPCRouter()
         Self.registerService(on: &router, worker: box, logSink: logSink)
-        server = try RPCServer(host: "127.0.0.1", port: 0, router: router)
+        var serverConfiguration = RPCServer.Configuration()
+        let localSocket = "swift-ray-\(workerID.hex)"
+        serverConfiguration.localSocketName = localSocket
+        server = try RPCServer(host: "127.0.0.1", port: 0, router: router, configuration: serverConfiguration)
 
         var request = Ray_Rpc_RegisterClientRequest()
         request.workerType = configuration.mode == .driver ? .driver : .worker
@@ -125,6 +128,7 @@ public final class CoreWorker: Sendable {
         address.ipAddress = "127.0.0.1"
         address.port = Int32(server.port)
         address.workerID = Data(workerID.bytes)
+        address.localSocket = localSocket
         request.address = address
         request.executable = configuration.executable
         request.arguments = configuration.arguments
@@ -142,6 +146,7 @@ public final class CoreWorker: Sendable {
         }
         nodeID = (try? NodeID(bytes: reply.nodeID)) ?? .nil
         address.nodeID = reply.nodeID
+        channels.localNode = reply.nodeID
         self.address = address
         nodeResources = reply.resourcesTotal
         do {
@@ -380,14 +385,29 @@ final class WorkerBox: Sendable {
     }
 }
 
-/// One channel per peer address, reused by every call to it.
+/// One channel per peer address, reused by every call to it. Peers on this node are reached over
+/// their abstract Unix socket when they have one.
 final class ChannelCache: Sendable {
     private let channels = Mutex<[String: RPCChannel]>([:])
+    private let node = Mutex<Data>(Data())
+
+    /// This process's node (set once the raylet answered).
+    var localNode: Data {
+        get { node.withLock { $0 } }
+        set { node.withLock { $0 = newValue } }
+    }
+
+    private func key(_ address: Ray_Rpc_Address) -> String {
+        if !address.localSocket.isEmpty, !address.nodeID.isEmpty, address.nodeID == localNode {
+            return "unix-abstract:" + address.localSocket
+        }
+        return "\(address.ipAddress):\(address.port)"
+    }
 
     func channel(for address: Ray_Rpc_Address) throws(RPCError) -> RPCChannel {
-        let key = "\(address.ipAddress):\(address.port)"
+        let key = key(address)
         if let channel = channels.withLock({ $0[key] }) { return channel }
-        let channel = try RPCChannel(host: address.ipAddress, port: Int(address.port))
+        let channel = try RPCChannel(target: key)
         return channels.withLock { channels in
             if let existing = channels[key] { return existing }
             channels[key] = channel
@@ -396,7 +416,8 @@ final class ChannelCache: Sendable {
     }
 
     func forget(_ address: Ray_Rpc_Address) {
-        _ = channels.withLock { $0.removeValue(forKey: "\(address.ipAddress):\(address.port)") }
+        let key = key(address)
+        _ = channels.withLock { $0.removeValue(forKey: key) }
     }
 }
 

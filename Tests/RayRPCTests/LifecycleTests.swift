@@ -72,6 +72,26 @@ import Testing
         await first.shutdown(grace: .zero)
     }
 
+    @Test func aLocalSocketServesPeersOnThisMachineAndIsExclusive() async throws {
+        let name = "swift-ray-test-\(UUID().uuidString)"
+        var configuration = RPCServer.Configuration()
+        configuration.localSocketName = name
+        let server = try RPCServer(router: TestService.router(), configuration: configuration)
+        // The same service over TCP and over the abstract socket.
+        let overTCP = try RPCChannel(host: "127.0.0.1", port: server.port)
+        let overSocket = try RPCChannel(target: "unix-abstract:\(name)")
+        #expect(try await overTCP.unary(TestService.echo, echoRequest("tcp")).text == "tcp")
+        #expect(try await overSocket.unary(TestService.echo, echoRequest("local")).text == "local")
+        // A second server cannot take the name.
+        do {
+            _ = try RPCServer(router: RPCRouter(), configuration: configuration)
+            Issue.record("two servers on one abstract socket")
+        } catch {
+            #expect(error.message.contains(name), "\(error)")
+        }
+        await server.shutdown(grace: .zero)
+    }
+
     @Test func droppingAServerWithoutShutdownEndsItsCalls() async throws {
         let probe = TestService.Probe()
         var server: RPCServer? = try RPCServer(router: TestService.router(probe: probe))

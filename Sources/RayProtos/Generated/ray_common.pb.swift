@@ -41,6 +41,9 @@ public nonisolated struct Ray_Rpc_Address: Sendable {
 
   public var workerID: Data = Data()
 
+  /// A Linux abstract Unix socket the process also listens on: peers on the same node use it.
+  public var localSocket: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -82,7 +85,7 @@ fileprivate nonisolated let _protobuf_package = "ray.rpc"
 
 nonisolated extension Ray_Rpc_Address: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Address"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{3}ip_address\0\u{1}port\0\u{3}worker_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{3}ip_address\0\u{1}port\0\u{3}worker_id\0\u{3}local_socket\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -94,6 +97,7 @@ nonisolated extension Ray_Rpc_Address: SwiftProtobuf.Message, SwiftProtobuf._Mes
       case 2: try { try decoder.decodeSingularStringField(value: &self.ipAddress) }()
       case 3: try { try decoder.decodeSingularInt32Field(value: &self.port) }()
       case 4: try { try decoder.decodeSingularBytesField(value: &self.workerID) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.localSocket) }()
       default: break
       }
     }
@@ -112,6 +116,9 @@ nonisolated extension Ray_Rpc_Address: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if !self.workerID.isEmpty {
       try visitor.visitSingularBytesField(value: self.workerID, fieldNumber: 4)
     }
+    if !self.localSocket.isEmpty {
+      try visitor.visitSingularStringField(value: self.localSocket, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -120,6 +127,7 @@ nonisolated extension Ray_Rpc_Address: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if lhs.ipAddress != rhs.ipAddress {return false}
     if lhs.port != rhs.port {return false}
     if lhs.workerID != rhs.workerID {return false}
+    if lhs.localSocket != rhs.localSocket {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

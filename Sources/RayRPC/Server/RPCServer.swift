@@ -26,6 +26,9 @@ public final class RPCServer: Sendable {
         public var streamReadAhead: Int = 8
         /// TLS, or nil for plaintext.
         public var tls: ServerTLS?
+        /// Also listen on this Linux abstract Unix socket (no file; reach it with
+        /// `RPCChannel(target: "unix-abstract:<name>")`): peers on the same machine skip TCP.
+        public var localSocketName: String?
 
         public init() {}
     }
@@ -52,18 +55,19 @@ public final class RPCServer: Sendable {
         var err: UnsafeMutablePointer<CChar>?
         let context = Unmanaged.passRetained(core).toOpaque()  // released after the shim's shutdown
         let tls = configuration.tls
-        let pointer = withCStrings([address, tls?.certificateChainPEM, tls?.privateKeyPEM, tls?.clientCAPEM]) { c in
+        let local = configuration.localSocketName.map { "unix-abstract:" + $0 }
+        let pointer = withCStrings([address, tls?.certificateChainPEM, tls?.privateKeyPEM, tls?.clientCAPEM, local]) { c in
             var options = grpcshim_server_options(
                 address: c[0],
                 max_receive_message_bytes: Int32(clamping: configuration.maxReceiveMessageBytes),
                 max_send_message_bytes: Int32(clamping: configuration.maxSendMessageBytes),
                 completion_queues: Int32(clamping: configuration.completionQueues),
-                tls_cert_chain_pem: c[1], tls_private_key_pem: c[2], tls_client_ca_pem: c[3])
+                tls_cert_chain_pem: c[1], tls_private_key_pem: c[2], tls_client_ca_pem: c[3], local_address: c[4])
             return grpcshim_server_start(&options, serverEventCallback, context, &boundPort, &err)
         }
         guard let pointer else {
             Unmanaged<ServerCore>.fromOpaque(context).release()
-            throw RPCError(code: .unavailable, message: "cannot serve on \(address): \(takeCError(err))")
+            throw RPCError(code: .unavailable, message: "cannot serve on \(address)\(local.map { " and \($0)" } ?? ""): \(takeCError(err))")
         }
         core.setPointer(pointer)
         self.core = core
