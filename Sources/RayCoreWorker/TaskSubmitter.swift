@@ -137,10 +137,8 @@ extension CoreWorker {
         var contained: [ObjectID] = []
         let threshold = inlineThreshold
         for argument in arguments {
-            for (id, owner) in argument.contained {
-                if !store.contains(id) { store.addLocalReference(id, owner: owner) }
-                contained.append(id)
-            }
+            // (An ObjectRef registered each of these with the store when it was made or decoded.)
+            for (id, _) in argument.contained { contained.append(id) }
             var arg = Ray_Rpc_TaskArg()
             switch argument.kind {
             case .value(let bytes) where bytes.count > threshold:
@@ -164,10 +162,9 @@ extension CoreWorker {
                     }
                 }
             case .value(let bytes): arg.inlineData = Data(bytes)
-            case .reference(let id, let owner):
+            case .reference(let id, _):
                 arg.objectID = Data(id.bytes)
                 refs.append(id)
-                if !store.contains(id) { store.addLocalReference(id, owner: owner) }
             }
             args.append(arg)
         }
