@@ -2,6 +2,7 @@
 // process over 127.0.0.1, as the prototype measured it. Prints one line per figure, `name: value unit`.
 //
 //   .build/release/rpc-benchmark [--seconds S] [--repeats N] [--completion-queues N] [--json FILE] [--only NAME]
+//   .build/release/rpc-benchmark --serve & .build/release/rpc-benchmark --target 127.0.0.1:PORT   (two processes)
 //
 // Each figure is the median of N runs of S seconds (default 5 x 1 s) after a warm-up, because a shared
 // 2-core machine swings by tens of percent from one second to the next. MB/s counts payload bytes
@@ -16,6 +17,10 @@ struct Options {
     var completionQueues = 1
     var jsonPath: String?
     var only: String?
+    /// Serve the test service and print its port, for a client in another process (`--target`).
+    var serve = false
+    /// Measure against a server in another process (`host:port` of `rpc-benchmark --serve`).
+    var target: String?
 
     init(_ arguments: [String]) {
         var it = arguments.dropFirst().makeIterator()
@@ -26,8 +31,10 @@ struct Options {
             case "--completion-queues": completionQueues = max(1, Int(it.next() ?? "") ?? completionQueues)
             case "--json": jsonPath = it.next()
             case "--only": only = it.next()
+            case "--serve": serve = true
+            case "--target": target = it.next()
             case "-h", "--help":
-                print("usage: rpc-benchmark [--seconds S] [--repeats N] [--completion-queues N] [--json FILE] [--only NAME]")
+                print("usage: rpc-benchmark [--seconds S] [--repeats N] [--completion-queues N] [--json FILE] [--only NAME] [--serve | --target HOST:PORT]")
                 exit(0)
             default:
                 FileHandle.standardError.write(Data("unknown argument \(arg)\n".utf8))
@@ -79,7 +86,12 @@ let options = Options(CommandLine.arguments)
 var serverConfiguration = RPCServer.Configuration()
 serverConfiguration.completionQueues = options.completionQueues
 let server = try RPCServer(router: TestService.router(), configuration: serverConfiguration)
-let channel = try RPCChannel(host: "127.0.0.1", port: server.port)
+if options.serve {
+    print("serving on 127.0.0.1:\(server.port)")
+    fflush(nil)
+    while true { try await Task.sleep(for: .seconds(3600)) }
+}
+let channel = try options.target.map { try RPCChannel(target: $0) } ?? RPCChannel(host: "127.0.0.1", port: server.port)
 let mib = 1024 * 1024
 let small = echoRequestWith(bytes: 100)
 let large = echoRequestWith(bytes: mib)
