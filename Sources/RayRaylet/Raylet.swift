@@ -58,8 +58,9 @@ public final class Raylet: Sendable {
         self.nodeID = nodeID
         self.gcsAddress = gcsAddress
         let storeBytes = options.objectStoreMemory ?? Self.defaultObjectStoreMemory()
+        Self.removeStaleStores()
         self.objectStore = try ObjectStore(
-            name: options.objectStoreName ?? "swift-ray-\(nodeID.hex.prefix(16))", capacity: storeBytes)
+            name: options.objectStoreName ?? Self.defaultStoreName(nodeID), capacity: storeBytes)
         let logDirectory = options.logDirectory ?? (ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp") + "/swift-ray-logs-\(nodeID.hex.prefix(8))"
         try? FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
         let cpus = max(1, Int(options.resources["CPU"] ?? 1))
@@ -120,6 +121,24 @@ public final class Raylet: Sendable {
         reporter.cancel()
         try? await gcs.unregister(node: nodeID, reason: reason)
         await server.shutdown(grace: .seconds(1))
+    }
+
+    /// `swift-ray-<pid>-<node>`: the raylet's pid in the name lets a later raylet remove the store of
+    /// one that was killed before it could (``removeStaleStores()``).
+    static func defaultStoreName(_ nodeID: NodeID) -> String { "swift-ray-\(getpid())-\(nodeID.hex.prefix(12))" }
+
+    /// Removes /dev/shm stores named by ``defaultStoreName(_:)`` whose raylet process is gone (a
+    /// killed embedded cluster cannot unlink its own). Returns the names removed.
+    @discardableResult
+    public static func removeStaleStores() -> [String] {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm") else { return [] }
+        var removed: [String] = []
+        for name in names where name.hasPrefix("swift-ray-") {
+            let parts = name.split(separator: "-")
+            guard parts.count == 4, let pid = pid_t(parts[2]), pid > 0 else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH, unlink("/dev/shm/\(name)") == 0 { removed.append(name) }
+        }
+        return removed
     }
 
     /// The pids of the node's worker processes.

@@ -41,6 +41,22 @@ import Testing
         await gcs.shutdown(grace: .zero)
     }
 
+    @Test func aRayletRemovesStoresLeftByKilledRaylets() async throws {
+        // A pid that is gone: a child that exited and was reaped.
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: "/bin/true")
+        try child.run()
+        child.waitUntilExit()
+        let stale = "/dev/shm/swift-ray-\(child.processIdentifier)-0123456789ab"
+        let live = "/dev/shm/swift-ray-\(getpid())-0123456789ab"
+        for path in [stale, live] { FileManager.default.createFile(atPath: path, contents: Data([1])) }
+        defer { for path in [stale, live] { unlink(path) } }
+        let removed = Raylet.removeStaleStores()
+        #expect(removed.contains("swift-ray-\(child.processIdentifier)-0123456789ab"))
+        #expect(!FileManager.default.fileExists(atPath: stale))
+        #expect(FileManager.default.fileExists(atPath: live), "a live raylet's store stays")
+    }
+
     @Test func noGCSIsAClearErrorWithinTheDeadline() async throws {
         let start = ContinuousClock.now
         do {
