@@ -350,8 +350,15 @@ actor NodeManager {
         }
     }
 
+    private var logDirectoryMade = false
+
     private func startWorker(for jobID: JobID) {
         guard let job = jobs[jobID] else { return }
+        if !logDirectoryMade {
+            // Made with the first worker, so a raylet that never starts one leaves nothing behind.
+            try? FileManager.default.createDirectory(atPath: settings.logDirectory, withIntermediateDirectories: true)
+            logDirectoryMade = true
+        }
         guard job.startupFailures < Self.maxStartupFailures else {
             failLeases(of: jobID)
             return

@@ -62,7 +62,6 @@ public final class Raylet: Sendable {
         self.objectStore = try ObjectStore(
             name: options.objectStoreName ?? Self.defaultStoreName(nodeID), capacity: storeBytes)
         let logDirectory = options.logDirectory ?? (ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp") + "/swift-ray-logs-\(nodeID.hex.prefix(8))"
-        try? FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
         let cpus = max(1, Int(options.resources["CPU"] ?? 1))
         let owned = OwnedObjects()
         self.owned = owned
