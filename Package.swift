@@ -103,6 +103,7 @@ let package = Package(
         // Runs the `ray` executable that `swift build` builds (a dependency on the executable target would
         // make SwiftPM build every executable in the graph, swift-protobuf's protoc included).
         .testTarget(name: "RayCLITests", dependencies: ["RayRPC", "RayProtos", "RayServices"]),
+        .testTarget(name: "RayCoreWorkerTests", dependencies: ["RayCoreWorker", "RayCommon", "RayProtos"]),
         // Multi-process tests of the public API: they drive the built ray-integration-app.
         .testTarget(name: "RayTests"),
         .testTarget(name: "RayGCSTests", dependencies: ["RayGCS", "RayServices", "RayRPC", "RayProtos", "RayCommon"]),
