@@ -58,8 +58,8 @@ func encodeArgument<T: Encodable>(_ value: T, function: String, index: Int) -> T
         let contained = references.collected
         return contained.isEmpty ? .value(bytes) : .value(bytes, containing: contained)
     } catch {
-        // Encoding a Codable value only fails if its own encode(to:) throws: a programming error.
-        preconditionFailure("argument \(index) of \(function): \(T.self) does not encode: \(error)")
+        // Only a type's own encode(to:) throws here: the task fails with that, nothing is sent.
+        return .unencodable("argument \(index) of \(function) (\(T.self)) does not encode: \(error)")
     }
 }
 

@@ -14,6 +14,8 @@ public struct TaskArgument: Sendable {
     enum Kind: Sendable {
         case value([UInt8])
         case reference(ObjectID, owner: Ray_Rpc_Address?)
+        /// The value could not be encoded: the task fails with this message instead of running.
+        case unencodable(String)
     }
     let kind: Kind
     /// References inside the value: kept alive while the task is in flight.
@@ -24,6 +26,9 @@ public struct TaskArgument: Sendable {
     public static func value(_ bytes: [UInt8], containing references: [(ObjectID, Ray_Rpc_Address?)]) -> TaskArgument {
         TaskArgument(kind: .value(bytes), contained: references)
     }
+    /// A value that did not encode (`message` says which and why): the task's results are this error.
+    public static func unencodable(_ message: String) -> TaskArgument { TaskArgument(kind: .unencodable(message)) }
+
     public static func reference(_ id: ObjectID, owner: Ray_Rpc_Address? = nil) -> TaskArgument {
         TaskArgument(kind: .reference(id, owner: owner))
     }
@@ -123,6 +128,12 @@ extension CoreWorker {
         let taskID = TaskID.random(job: jobID)
         let returns = (0..<max(1, options.numReturns)).map { ObjectID(task: taskID, index: UInt32($0 + 1)) }
         for id in returns { store.addOwned(id) }
+        for argument in arguments {
+            guard case .unencodable(let message) = argument.kind else { continue }
+            let failure = TaskFailure(kind: .serialization, type: "", message: message, function: function)
+            for id in returns { store.set(id, .error(failure)) }
+            return returns
+        }
         var spec = Ray_Rpc_TaskSpec()
         spec.taskID = Data(taskID.bytes)
         spec.jobID = Data(jobID.bytes)
@@ -162,6 +173,7 @@ extension CoreWorker {
                     }
                 }
             case .value(let bytes): arg.inlineData = Data(bytes)
+            case .unencodable: break  // handled above
             case .reference(let id, _):
                 arg.objectID = Data(id.bytes)
                 refs.append(id)

@@ -70,6 +70,7 @@ let shout = RemoteFunction("shout") { (text: String) -> Int in
     return text.count
 }
 let brokenResult = RemoteFunction("brokenResult") { () -> Unencodable in Unencodable() }
+let takesUnencodable = RemoteFunction("takesUnencodable") { (_: Unencodable) in 1 }
 /// Same name as `square`, another argument type: the worker decodes a String as an Int and fails.
 let squareWithWrongType = RemoteFunction("square") { (x: String) in x }
 /// Never registered: no worker knows it.
@@ -118,7 +119,7 @@ let clearStash = RemoteFunction("clearStash") { () -> Int in
 struct IntegrationApp: RayApplication {
     static let remoteFunctions: [any AnyRemoteFunction] = [
         square, add, increment, sumFloats, checksum, makeBytes, fail, workerPID, sleepThenPID, sleepMs, interval,
-        fanOut, shout, brokenResult, sumRefs, divmod, stats, byteCount, dataCount, spin,
+        fanOut, shout, brokenResult, takesUnencodable, sumRefs, divmod, stats, byteCount, dataCount, spin,
         stash, sumStashed, clearStash,
     ]
 
@@ -219,6 +220,13 @@ struct IntegrationApp: RayApplication {
                 throw Failed("an unencodable result returned a value")
             } catch let error as RayTaskError {
                 report("bad_result", error.message)
+            }
+            do {
+                _ = try await takesUnencodable.remote(Unencodable()).get()
+                throw Failed("an unencodable argument ran")
+            } catch let error as RayTaskError {
+                report("bad_argument_value_kind", error.kind.rawValue)
+                report("bad_argument_value", error.message)
             }
             report("still_works", try await square.remote(12).get())
 

@@ -59,6 +59,9 @@ import Testing
         #expect(badArgument.contains("square") && badArgument.contains("Int"), "\(badArgument)")
         let badResult = run.values["bad_result"] ?? ""
         #expect(badResult.contains("brokenResult") && badResult.contains("Unencodable"), "\(badResult)")
+        #expect(run.values["bad_argument_value_kind"] == "RaySerializationError")
+        let badValue = run.values["bad_argument_value"] ?? ""
+        #expect(badValue.contains("takesUnencodable") && badValue.contains("Unencodable"), "\(badValue)")
         #expect(run.int("still_works") == 144)
     }
 
