@@ -29,9 +29,7 @@ public struct MultiReturnFunction<Args, each Result: Codable & Sendable>: AnyRem
     /// A copy with other resource requests (see ``RemoteFunction/options(numCPUs:resources:)``).
     public func options(numCPUs: Double? = nil, resources: [String: Double]? = nil) -> MultiReturnFunction {
         var copy = self
-        if let resources { copy.taskOptions.resources = resources.merging(["CPU": copy.taskOptions.resources["CPU"] ?? 1]) { a, _ in a } }
-        if let numCPUs { copy.taskOptions.resources["CPU"] = numCPUs }
-        copy.taskOptions.resources = copy.taskOptions.resources.filter { $0.value != 0 }
+        copy.taskOptions = taskOptions.with(numCPUs: numCPUs, resources: resources)
         return copy
     }
 

@@ -35,9 +35,7 @@ public struct RemoteFunction<Args, Result: Codable & Sendable>: AnyRemoteFunctio
     /// `numCPUs` may be fractional; `resources` names custom resources.
     public func options(numCPUs: Double? = nil, resources: [String: Double]? = nil) -> RemoteFunction {
         var copy = self
-        if let resources { copy.taskOptions.resources = resources.merging(["CPU": copy.taskOptions.resources["CPU"] ?? 1]) { a, _ in a } }
-        if let numCPUs { copy.taskOptions.resources["CPU"] = numCPUs }
-        copy.taskOptions.resources = copy.taskOptions.resources.filter { $0.value != 0 }
+        copy.taskOptions = taskOptions.with(numCPUs: numCPUs, resources: resources)
         return copy
     }
 
@@ -45,6 +43,18 @@ public struct RemoteFunction<Args, Result: Codable & Sendable>: AnyRemoteFunctio
         let worker = Ray.requireWorker()
         let ids = worker.submitTask(name, arguments: arguments, options: taskOptions)
         return ObjectRef(adopting: ids[0], worker: worker)
+    }
+}
+
+extension TaskOptions {
+    /// These options with other resources: `resources` replaces the custom ones (the CPU count stays
+    /// unless `numCPUs` is given); zero amounts are dropped.
+    func with(numCPUs: Double?, resources: [String: Double]?) -> TaskOptions {
+        var copy = self
+        if let resources { copy.resources = resources.merging(["CPU": self.resources["CPU"] ?? 1]) { custom, _ in custom } }
+        if let numCPUs { copy.resources["CPU"] = numCPUs }
+        copy.resources = copy.resources.filter { $0.value != 0 }
+        return copy
     }
 }
 

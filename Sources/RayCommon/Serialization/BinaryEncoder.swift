@@ -45,14 +45,9 @@ public struct BinaryEncoder: Sendable {
     }
 
     static func varint(_ value: Int) -> [UInt8] {
-        var out: [UInt8] = []
-        var v = UInt64(value)
-        while v >= 0x80 {
-            out.append(UInt8(truncatingIfNeeded: v) | 0x80)
-            v >>= 7
-        }
-        out.append(UInt8(v))
-        return out
+        let sink = ByteSink()
+        sink.appendVarint(value)
+        return sink.bytes
     }
 }
 
