@@ -54,10 +54,6 @@ void initialize_once() {
             mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
             mallopt(M_TRIM_THRESHOLD, 256 * 1024 * 1024);
         }
-        // gRPC's poll() engine instead of epoll1 (gRPC reads this when it first initializes, which is
-        // after this): alternating A/B runs of a task round trip between two processes gave 4.7k-5.2k
-        // sync tasks/s against 3.7k-3.9k with epoll1, other figures within noise. The user's setting wins.
-        setenv("GRPC_POLL_STRATEGY", "poll", /*overwrite=*/0);
     });
 }
 
