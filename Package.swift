@@ -55,7 +55,7 @@ let package = Package(
         // IDs, configuration, errors and the binary serialization every process shares.
         .target(name: "RayCommon"),
         // Method descriptors of the control-plane services, shared by servers and clients.
-        .target(name: "RayServices", dependencies: ["RayRPC", "RayProtos"]),
+        .target(name: "RayServices", dependencies: ["RayCommon", "RayRPC", "RayProtos"]),
         // The Global Control Service (one per cluster).
         .target(name: "RayGCS", dependencies: ["RayCommon", "RayRPC", "RayProtos", "RayServices"]),
         // The node's shared-memory object store (the raylet runs it; workers map it).

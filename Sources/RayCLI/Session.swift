@@ -101,14 +101,7 @@ enum Processes {
 
     /// True while `pid` runs and its command line mentions `marker` (so a reused pid is never signalled).
     static func isRunning(_ pid: pid_t, marker: String) -> Bool {
-        guard kill(pid, 0) == 0 || errno == EPERM else { return false }
-        if let raw = readProcFile("/proc/\(pid)/stat"),
-           case let stat = String(decoding: raw, as: UTF8.self),
-           let close = stat.lastIndex(of: ")"),
-           stat[stat.index(close, offsetBy: 2)] == "Z" {
-            return false  // a zombie has exited
-        }
-        guard let cmdline = readProcFile("/proc/\(pid)/cmdline") else { return false }
+        guard exists(pid), let cmdline = readProcFile("/proc/\(pid)/cmdline") else { return false }
         return String(decoding: cmdline, as: UTF8.self).contains(marker)
     }
 

@@ -213,10 +213,7 @@ extension CoreWorker {
         }
         router.register(CoreWorkerMethods.getObjectStatus) { request, _ in
             guard let worker = await box.worker else { throw RPCError(code: .unavailable, message: "the worker has shut down") }
-            let id: ObjectID
-            do throws(IDError) { id = try ObjectID(bytes: request.objectID) } catch {
-                throw RPCError(code: .invalidArgument, message: "ObjectID: \(error.message)")
-            }
+            let id = try ObjectID(request.objectID, field: "object_id")
             var reply = Ray_Rpc_GetObjectStatusReply()
             guard worker.store.contains(id) else {
                 reply.status = .outOfScope
@@ -234,10 +231,7 @@ extension CoreWorker {
         }
         router.register(CoreWorkerMethods.cancelTask) { request, _ in
             guard let worker = await box.worker else { throw RPCError(code: .unavailable, message: "the worker has shut down") }
-            let id: TaskID
-            do throws(IDError) { id = try TaskID(bytes: request.taskID) } catch {
-                throw RPCError(code: .invalidArgument, message: "TaskID: \(error.message)")
-            }
+            let id = try TaskID(request.taskID, field: "task_id")
             var reply = Ray_Rpc_CancelTaskReply()
             reply.attemptSucceeded = worker.executor.cancel(id, force: request.forceKill)
             return reply
@@ -262,11 +256,7 @@ extension CoreWorker {
 }
 
 private func borrowRequest(_ objectIDs: [Data], _ borrower: Data) throws(RPCError) -> ([ObjectID], WorkerID) {
-    do throws(IDError) {
-        var ids: [ObjectID] = []
-        for raw in objectIDs { ids.append(try ObjectID(bytes: raw)) }
-        return (ids, try WorkerID(bytes: borrower))
-    } catch {
-        throw RPCError(code: .invalidArgument, message: error.message)
-    }
+    var ids: [ObjectID] = []
+    for raw in objectIDs { ids.append(try ObjectID(raw, field: "object_ids")) }
+    return (ids, try WorkerID(borrower, field: "borrower_worker_id"))
 }

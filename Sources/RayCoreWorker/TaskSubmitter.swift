@@ -60,6 +60,8 @@ final class TaskSubmitter: Sendable {
         var id: UInt64
         var worker: Ray_Rpc_Address
         var pid: Int32
+        /// The worker's channel, looked up once per lease rather than per push.
+        var channel: RPCChannel
         /// Counts the times it was parked idle: a return timer only acts on the parking that set it.
         var parking: UInt64 = 0
     }
@@ -314,7 +316,19 @@ extension CoreWorker {
             failQueue(key, TaskFailure(kind: .infeasible, type: "", message: reply.message, function: request.schedulingClassName))
             return
         }
-        pump(key: key, lease: TaskSubmitter.Lease(id: requestID, worker: reply.workerAddress, pid: reply.workerPid))
+        let channel: RPCChannel
+        do {
+            channel = try channels.channel(for: reply.workerAddress)
+        } catch {
+            // A worker address no channel accepts: give the worker back and fail what waits for it.
+            failQueue(key, TaskFailure(kind: .system, type: "", message: "cannot reach the leased worker: \(error)", function: request.schedulingClassName))
+            submitter.state.withLock { $0.classes[key]?.activeLeases -= 1 }
+            var giveBack = Ray_Rpc_ReturnWorkerRequest()
+            giveBack.workerID = reply.workerAddress.workerID
+            _ = try? await raylet.unary(NodeManagerMethods.returnWorker, giveBack, options: CallOptions(timeout: .seconds(10)))
+            return
+        }
+        pump(key: key, lease: TaskSubmitter.Lease(id: requestID, worker: reply.workerAddress, pid: reply.workerPid, channel: channel))
     }
 
     private func failQueue(_ key: String, _ failure: TaskFailure) {
@@ -351,14 +365,7 @@ extension CoreWorker {
         }
         var request = Ray_Rpc_PushTasksRequest()
         request.tasks = batch.map(\.spec)
-        let channel: RPCChannel
-        do {
-            channel = try channels.channel(for: lease.worker)
-        } catch {
-            pushFailed(key: key, lease: lease, batch: batch, error: error)
-            return
-        }
-        channel.unary(CoreWorkerMethods.pushTasks, request, options: CallOptions(timeout: .seconds(24 * 3600))) { result in
+        lease.channel.unary(CoreWorkerMethods.pushTasks, request, options: CallOptions(timeout: .seconds(24 * 3600))) { result in
             switch result {
             case .success(let reply):
                 for (index, task) in batch.enumerated() {

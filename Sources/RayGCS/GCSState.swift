@@ -6,6 +6,7 @@ import Foundation
 import RayCommon
 import RayProtos
 import RayRPC
+import RayServices
 
 typealias PubMessage = Ray_Rpc_PubMessage
 typealias ChannelType = Ray_Rpc_ChannelType
@@ -41,7 +42,7 @@ actor GCSState {
     // MARK: nodes
 
     func registerNode(_ info: Ray_Rpc_GcsNodeInfo) throws(RPCError) {
-        let id = try Self.id(NodeID.self, info.nodeID, "node_id")
+        let id = try NodeID(info.nodeID, field: "node_id")
         guard !info.nodeManagerAddress.isEmpty, info.nodeManagerPort > 0 else {
             throw RPCError(code: .invalidArgument, message: "a node needs node_manager_address and node_manager_port")
         }
@@ -56,7 +57,7 @@ actor GCSState {
     }
 
     func unregisterNode(_ rawID: Data, reason: String) throws(RPCError) {
-        let id = try Self.id(NodeID.self, rawID, "node_id")
+        let id = try NodeID(rawID, field: "node_id")
         guard var node = nodes[id] else { throw RPCError(code: .notFound, message: "no node \(id)") }
         guard node.state == .alive else { return }
         node.state = .dead
@@ -83,7 +84,7 @@ actor GCSState {
     }
 
     func addJob(_ data: Ray_Rpc_JobTableData) throws(RPCError) {
-        let id = try Self.id(JobID.self, data.jobID, "job_id")
+        let id = try JobID(data.jobID, field: "job_id")
         if jobs[id] != nil { throw RPCError(code: .alreadyExists, message: "job \(id) exists") }
         var job = data
         job.isDead = false
@@ -94,7 +95,7 @@ actor GCSState {
     }
 
     func markJobFinished(_ rawID: Data) throws(RPCError) {
-        let id = try Self.id(JobID.self, rawID, "job_id")
+        let id = try JobID(rawID, field: "job_id")
         guard var job = jobs[id] else { throw RPCError(code: .notFound, message: "no job \(id)") }
         guard !job.isDead else { return }
         job.isDead = true
@@ -108,7 +109,7 @@ actor GCSState {
     // MARK: workers
 
     func addWorker(_ data: Ray_Rpc_WorkerTableData) throws(RPCError) {
-        let id = try Self.id(WorkerID.self, data.workerAddress.workerID, "worker_address.worker_id")
+        let id = try WorkerID(data.workerAddress.workerID, field: "worker_address.worker_id")
         if workers[id] == nil {
             workerOrder.append(id)
             if workerOrder.count > workerLimit {
@@ -125,7 +126,7 @@ actor GCSState {
     }
 
     func reportWorkerFailure(_ data: Ray_Rpc_WorkerTableData) throws(RPCError) {
-        let id = try Self.id(WorkerID.self, data.workerAddress.workerID, "worker_address.worker_id")
+        let id = try WorkerID(data.workerAddress.workerID, field: "worker_address.worker_id")
         var worker = workers[id] ?? data
         if workers[id] == nil { workerOrder.append(id) }
         worker.isAlive = false
@@ -142,7 +143,7 @@ actor GCSState {
     // MARK: resource view
 
     func reportResources(_ data: Ray_Rpc_ResourcesData) throws(RPCError) {
-        let id = try Self.id(NodeID.self, data.nodeID, "node_id")
+        let id = try NodeID(data.nodeID, field: "node_id")
         guard nodes[id]?.state == .alive else {
             throw RPCError(code: .failedPrecondition, message: "node \(id) is not a live registered node")
         }
@@ -241,13 +242,4 @@ actor GCSState {
         waiters.removeValue(forKey: id)?.continuation.resume(returning: [])
     }
 
-    // MARK: validation
-
-    private static func id<Kind>(_ type: RayID<Kind>.Type, _ raw: Data, _ field: String) throws(RPCError) -> RayID<Kind> {
-        do {
-            return try RayID<Kind>(bytes: raw)
-        } catch {
-            throw RPCError(code: .invalidArgument, message: "\(field): \(error)")
-        }
-    }
 }

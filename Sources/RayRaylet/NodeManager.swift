@@ -146,8 +146,8 @@ actor NodeManager {
     // MARK: clients
 
     func registerDriver(_ request: Ray_Rpc_RegisterClientRequest) throws -> Void {
-        let jobID = try requestID(JobID.self, request.jobID, "job_id")
-        let driverID = try requestID(WorkerID.self, request.workerID, "worker_id")
+        let jobID = try JobID(request.jobID, field: "job_id")
+        let driverID = try WorkerID(request.workerID, field: "worker_id")
         guard !request.executable.isEmpty else {
             throw RPCError(code: .invalidArgument, message: "a driver must name its executable (workers re-launch it)")
         }
@@ -165,7 +165,7 @@ actor NodeManager {
     }
 
     func registerWorker(_ request: Ray_Rpc_RegisterClientRequest) throws {
-        let workerID = try requestID(WorkerID.self, request.workerID, "worker_id")
+        let workerID = try WorkerID(request.workerID, field: "worker_id")
         guard var worker = workers[workerID], case .starting = worker.state else {
             throw RPCError(code: .notFound, message: "worker \(workerID) was not started by this raylet")
         }
@@ -223,7 +223,7 @@ actor NodeManager {
     func requestLease(_ request: Ray_Rpc_RequestWorkerLeaseRequest, deadline: ContinuousClock.Instant?) async throws
         -> Ray_Rpc_RequestWorkerLeaseReply
     {
-        let jobID = try requestID(JobID.self, request.jobID, "job_id")
+        let jobID = try JobID(request.jobID, field: "job_id")
         guard jobs[jobID] != nil else {
             throw RPCError(code: .failedPrecondition, message: "job \(jobID) has no driver registered on this node")
         }
@@ -485,15 +485,6 @@ actor NodeManager {
 
     /// Workers and their pids (for tests and `ray stop`).
     func workerPIDs() -> [pid_t] { workers.values.map(\.process.pid) }
-}
-
-/// An ID from a request field, or INVALID_ARGUMENT naming the field.
-func requestID<Kind>(_ type: RayID<Kind>.Type, _ bytes: Data, _ field: String) throws(RPCError) -> RayID<Kind> {
-    do {
-        return try RayID<Kind>(bytes: bytes)
-    } catch {
-        throw RPCError(code: .invalidArgument, message: "\(field): \(error.message)")
-    }
 }
 
 extension ResourceSet {

@@ -31,7 +31,7 @@ extension Raylet {
             return reply
         }
         router.register(NodeManagerMethods.disconnectClient) { request, _ in
-            await nodeManager.disconnect(try id(WorkerID.self, request.workerID), reason: request.reason)
+            await nodeManager.disconnect(try WorkerID(request.workerID, field: "worker_id"), reason: request.reason)
             return Ray_Rpc_DisconnectClientReply()
         }
         router.register(NodeManagerMethods.requestWorkerLease) { request, context in
@@ -43,16 +43,16 @@ extension Raylet {
             return reply
         }
         router.register(NodeManagerMethods.returnWorker) { request, _ in
-            try await nodeManager.returnWorker(try id(WorkerID.self, request.workerID), disconnect: request.disconnectWorker)
+            try await nodeManager.returnWorker(try WorkerID(request.workerID, field: "worker_id"), disconnect: request.disconnectWorker)
             return Ray_Rpc_ReturnWorkerReply()
         }
         router.register(NodeManagerMethods.notifyTaskBlocked) { request, _ in
-            await nodeManager.setBlocked(try id(WorkerID.self, request.workerID), request.blocked)
+            await nodeManager.setBlocked(try WorkerID(request.workerID, field: "worker_id"), request.blocked)
             return Ray_Rpc_NotifyTaskBlockedReply()
         }
         router.register(NodeManagerMethods.createObject) { request, _ in
-            let objectID = try id(ObjectID.self, request.objectID)
-            let owner = try id(WorkerID.self, request.ownerWorkerID)
+            let objectID = try ObjectID(request.objectID, field: "object_id")
+            let owner = try WorkerID(request.ownerWorkerID, field: "owner_worker_id")
             guard request.dataSize >= 0 else {
                 throw RPCError(code: .invalidArgument, message: "object size \(request.dataSize) is negative")
             }
@@ -69,14 +69,15 @@ extension Raylet {
         }
         router.register(NodeManagerMethods.sealObject) { request, _ in
             do {
-                try store.seal(try id(ObjectID.self, request.objectID))
+                try store.seal(try ObjectID(request.objectID, field: "object_id"))
             } catch let error as RayError {
                 throw RPCError(code: .notFound, message: error.message)
             }
             return Ray_Rpc_SealObjectReply()
         }
         router.register(NodeManagerMethods.deleteObjects) { request, _ in
-            let ids = try request.objectIds.map { try id(ObjectID.self, $0) }
+            var ids: [ObjectID] = []
+            for raw in request.objectIds { ids.append(try ObjectID(raw, field: "object_ids")) }
             for objectID in ids { store.delete(objectID) }
             owned.forget(ids)
             return Ray_Rpc_DeleteObjectsReply()
@@ -87,15 +88,6 @@ extension Raylet {
             reply.numObjects = Int32(store.objectCount)
             return reply
         }
-    }
-}
-
-/// An ID from a request's bytes, or INVALID_ARGUMENT naming what is wrong.
-private func id<Kind>(_ type: RayID<Kind>.Type, _ bytes: Data) throws(RPCError) -> RayID<Kind> {
-    do {
-        return try RayID<Kind>(bytes: bytes)
-    } catch {
-        throw RPCError(code: .invalidArgument, message: "\(Kind.name): \(error.message)")
     }
 }
 

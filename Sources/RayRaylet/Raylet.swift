@@ -49,8 +49,6 @@ public final class Raylet: Sendable {
     let nodeManager: NodeManager
     /// Sends the node manager's reports (workers, resource view) to the GCS, in order.
     private let reporter: Task<Void, Never>
-    /// The objects each client created in the store, deleted when the client is gone.
-    private let owned: OwnedObjects
 
     /// Starts serving and registers with the GCS at `gcsAddress` (waiting up to `registerTimeout` for it).
     public init(gcsAddress: String, options: Options, registerTimeout: Duration = .seconds(10)) async throws {
@@ -63,8 +61,8 @@ public final class Raylet: Sendable {
             name: options.objectStoreName ?? Self.defaultStoreName(nodeID), capacity: storeBytes)
         let logDirectory = options.logDirectory ?? (ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp") + "/swift-ray-logs-\(nodeID.hex.prefix(8))"
         let cpus = max(1, Int(options.resources["CPU"] ?? 1))
+        // The objects each client created in the store, deleted when the client is gone.
         let owned = OwnedObjects()
-        self.owned = owned
         let store = objectStore
         self.nodeManager = NodeManager(
             nodeID: nodeID, resources: options.resources,
