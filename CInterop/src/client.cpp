@@ -184,6 +184,7 @@ struct StreamCall final : grpcshim_call {
     bool reading = false;
     bool read_closed = false;      // a read returned no message, or Swift released the call
     bool writing = false;
+    bool write_deferred = false;   // the next write waits for the queue to read its sockets
     bool write_closed = false;     // writes done sent, a write failed, or the call is over
     bool writes_done_requested = false;
     bool writes_done_posted = false;
@@ -201,7 +202,9 @@ struct StreamCall final : grpcshim_call {
     void pump() {
         if (!started) return;
         if (write_closed) write_queue.clear();
-        if (!writing && !write_closed && !write_queue.empty()) {
+        if (write_deferred) {
+            // the next write waits for the queue to read its sockets (see defer_writes)
+        } else if (!writing && !write_closed && !write_queue.empty()) {
             writing_buffer = std::move(write_queue.front());
             write_queue.pop_front();
             writing_bytes = writing_buffer.Length();
@@ -223,6 +226,20 @@ struct StreamCall final : grpcshim_call {
             ref();
             stream->Read(&read_buffer, &read_op);
         }
+    }
+
+    // Requires mu, on the queue thread. Writes resume once the queue has read its sockets, so a server
+    // that ended the call is noticed even while every write completes at once (see queue_needs_poll).
+    void defer_writes() {
+        write_deferred = true;
+        ref();
+        cinterop::after_next_poll([this] {
+            std::unique_lock<std::mutex> lock(mu);
+            write_deferred = false;
+            pump();
+            maybe_done(lock);
+            unref();
+        });
     }
 
     // Requires the lock held by `lock`: delivers DONE once everything is over. Drops the lock.
@@ -290,7 +307,11 @@ struct StreamCall final : grpcshim_call {
             size_t bytes = writing_bytes;
             writing_buffer.Clear();
             if (!ok) write_closed = true;
-            pump();
+            if (ok && cinterop::queue_needs_poll()) {
+                defer_writes();
+            } else {
+                pump();
+            }
             lock.unlock();
             cinterop_event event{};
             event.kind = CINTEROP_EVENT_WRITE_DONE;

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -29,6 +30,24 @@ void initialize_once();
 // RPC's work, and replies usually come within that window.
 template <typename Handle>
 void drain_queue(grpc::CompletionQueue *cq, Handle handle);
+
+// gRPC's poll engine reads a connection's socket only when the completion queue it belongs to runs
+// dry. A stream whose writes complete at once (into the socket buffer) keeps its queue busy with write
+// completions, so the socket is never read: a peer's RST_STREAM or status would wait until the buffers
+// fill. A completion-queue thread that has handed out many events in a row without finding its queue
+// empty says so here; a stream then leaves its next write for after_next_poll.
+bool queue_needs_poll();
+
+// On a completion-queue thread: runs `work` on this thread once the queue has been found empty and
+// its sockets read (or when it shuts down).
+void after_next_poll(std::function<void()> work);
+
+struct QueueThreadState {
+    int events_since_poll = 0;
+    std::vector<std::function<void()>> deferred;
+};
+QueueThreadState &queue_thread_state();
+constexpr int kEventsBeforePoll = 16;
 
 int poll_spin_microseconds();
 
@@ -88,24 +107,45 @@ inline bool valid_status_code(int code) { return code >= 0 && code <= 16; }
 template <typename Handle>
 void drain_queue(grpc::CompletionQueue *cq, Handle handle) {
     const auto spin = std::chrono::microseconds(poll_spin_microseconds());
+    QueueThreadState &state = queue_thread_state();
+    auto run_deferred = [&state] {
+        std::vector<std::function<void()>> work;
+        work.swap(state.deferred);
+        for (auto &item : work) item();
+    };
     void *tag = nullptr;
     bool ok = false;
     auto last_event = std::chrono::steady_clock::now();
     while (true) {
-        if (spin.count() > 0) {
+        if (spin.count() > 0 || !state.deferred.empty()) {
             auto status = cq->AsyncNext(&tag, &ok, gpr_time_0(GPR_CLOCK_MONOTONIC));
             if (status == grpc::CompletionQueue::GOT_EVENT) {
+                state.events_since_poll++;
                 handle(tag, ok);
                 last_event = std::chrono::steady_clock::now();
                 continue;
             }
-            if (status == grpc::CompletionQueue::SHUTDOWN) return;
+            if (status == grpc::CompletionQueue::SHUTDOWN) {
+                run_deferred();
+                return;
+            }
+            // TIMEOUT: the queue was empty, so this call polled the sockets.
+            state.events_since_poll = 0;
+            if (!state.deferred.empty()) {
+                run_deferred();
+                last_event = std::chrono::steady_clock::now();
+                continue;
+            }
             if (std::chrono::steady_clock::now() - last_event < spin) {
                 sched_yield();  // let runnable threads have the core while this one waits
                 continue;
             }
         }
-        if (!cq->Next(&tag, &ok)) return;
+        if (!cq->Next(&tag, &ok)) {
+            run_deferred();
+            return;
+        }
+        state.events_since_poll++;
         handle(tag, ok);
         last_event = std::chrono::steady_clock::now();
     }

@@ -25,6 +25,15 @@ namespace cinterop {
 // only after an event.
 constexpr int kDefaultPollSpinMicroseconds = 1000;
 
+QueueThreadState &queue_thread_state() {
+    static thread_local QueueThreadState state;
+    return state;
+}
+
+bool queue_needs_poll() { return queue_thread_state().events_since_poll >= kEventsBeforePoll; }
+
+void after_next_poll(std::function<void()> work) { queue_thread_state().deferred.push_back(std::move(work)); }
+
 int poll_spin_microseconds() {
     static const int value = [] {
         const char *text = std::getenv("RAY_RPC_POLL_SPIN_US");
@@ -54,6 +63,13 @@ void initialize_once() {
             mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
             mallopt(M_TRIM_THRESHOLD, 256 * 1024 * 1024);
         }
+        // gRPC's poll() engine instead of epoll1 (gRPC reads this when it first initializes, after
+        // this). With epoll1 one thread at a time polls every socket of the process and hands each
+        // event to the queue it belongs to; with poll each queue's thread reads its own sockets. On 2
+        // cores, alternating A/B runs of a task round trip between two processes: 4.3k-4.9k sync
+        // tasks/s against 2.7k-3.6k with epoll1. Streams need queue_needs_poll under this engine.
+        // The user's setting wins.
+        setenv("GRPC_POLL_STRATEGY", "poll", /*overwrite=*/0);
     });
 }
 

@@ -62,6 +62,7 @@ struct ServerCall {
     bool reading = false;
     bool read_ended = false;
     bool writing = false;
+    bool write_deferred = false; // the next write waits for the queue to read its sockets
     bool write_failed = false;
     bool finish_requested = false;
     bool finish_posted = false;
@@ -119,7 +120,7 @@ bool can_post(grpcshim_server *s) { return !s->queues_shut; }
 // Requires s->mu. Starts the next queued write, or the pending finish once the queue is empty.
 void pump_writes(ServerCall *c) {
     grpcshim_server *s = c->server;
-    if (c->writing || c->done || !can_post(s)) return;
+    if (c->writing || c->write_deferred || c->done || !can_post(s)) return;
     if (!c->write_queue.empty() && !c->write_failed) {
         c->writing_buffer = std::move(c->write_queue.front());
         c->write_queue.pop_front();
@@ -137,6 +138,23 @@ void pump_writes(ServerCall *c) {
 }
 
 void deliver(grpcshim_server *s, uint64_t id, const cinterop_event &event) { s->callback(s->ctx, s, id, &event); }
+
+void release_if_idle(ServerCall *c, std::unique_lock<std::mutex> &lock);
+
+// Requires s->mu, on the call's queue thread. Writes resume once the queue has read its sockets, so a
+// client that left is noticed even while every write completes at once (see queue_needs_poll).
+void defer_writes(ServerCall *c) {
+    c->write_deferred = true;
+    c->outstanding++;
+    cinterop::after_next_poll([c] {
+        grpcshim_server *s = c->server;
+        std::unique_lock<std::mutex> lock(s->mu);
+        c->outstanding--;
+        c->write_deferred = false;
+        pump_writes(c);
+        release_if_idle(c, lock);
+    });
+}
 
 // Requires the lock held by `lock`. Frees the call once it is over and idle, delivering DONE last.
 void release_if_idle(ServerCall *c, std::unique_lock<std::mutex> &lock) {
@@ -250,7 +268,11 @@ void handle(Tag *tag, bool ok) {
             c->write_failed = true;
             c->write_queue.clear();
         }
-        pump_writes(c);
+        if (ok && cinterop::queue_needs_poll()) {
+            defer_writes(c);
+        } else {
+            pump_writes(c);
+        }
         uint64_t id = c->id;
         lock.unlock();
         cinterop_event event{};

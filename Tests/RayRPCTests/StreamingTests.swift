@@ -108,6 +108,37 @@ import Testing
         }
     }
 
+    @Test func aServerEndingTheCallStopsTheClientsWrites() async throws {
+        var router = RPCRouter()
+        router.registerClientStreaming(TestService.clientStream) { requests, _ in
+            var seen = 0
+            for try await _ in requests {
+                seen += 1
+                if seen == 5 { break }
+            }
+            throw RPCError(code: .outOfRange, message: "five is enough")
+        }
+        let server = try RPCServer(router: router)
+        let channel = try RPCChannel(host: "127.0.0.1", port: server.port)
+        let payload = Data(count: 10)
+        var written = 0
+        let error = await rpcError {
+            _ = try await channel.clientStreaming(TestService.clientStream) { writer in
+                // Without a deadline of its own: the writes must fail once the server has answered.
+                for _ in 0..<2_000_000 {
+                    try await writer.write(echoRequest(payload: payload))
+                    written += 1
+                }
+            }
+        }
+        #expect(error?.code == .outOfRange)
+        #expect(error?.message == "five is enough")
+        // Writes are accepted until the 4 MiB window is full (~190k of these); a client that never
+        // noticed the answer would write all two million.
+        #expect(written < 500_000, "the client wrote \(written) messages after the server had answered")
+        await server.shutdown(grace: .zero)
+    }
+
     @Test func streamErrorReachesTheIterator() async throws {
         var router = RPCRouter()
         router.registerServerStreaming(TestService.serverStream) { _, writer, _ in

@@ -9,6 +9,7 @@ final class ClientStreamCall: StreamSink {
     let window: OutboundWindow
     private let handle = HandleCell()
     private let status = Mutex<(done: Bool, error: RPCError?, trailing: Metadata)>((false, nil, [:]))
+    private let finished = Mutex(false)  // writesDone was called
 
     init(configuration: RPCChannel.Configuration) {
         let handle = self.handle
@@ -42,12 +43,18 @@ final class ClientStreamCall: StreamSink {
         } ?? -1
         if rc != 0 {
             window.completed(bytes.count)
-            throw currentError ?? RPCError(code: .cancelled, message: "the call is over")
+            if finished.withLock({ $0 }) {
+                throw RPCError(code: .failedPrecondition, message: "a write after the stream was finished")
+            }
+            // The call is ending (the server answered, or it was cancelled): report the status it ends
+            // with, which the shim always delivers, rather than a bare "over".
+            throw await window.closed()
         }
     }
 
     /// Half-closes: the server's inbound stream ends after the queued messages.
     func writesDone() {
+        finished.withLock { $0 = true }
         _ = handle.with { grpcshim_call_writes_done($0) }
     }
 

@@ -7,6 +7,7 @@ final class OutboundWindow: Sendable {
         var inFlight = 0
         var closed: RPCError?
         var waiters: [(Int, CheckedContinuation<Void, any Error>)] = []
+        var closeWaiters: [CheckedContinuation<RPCError, Never>] = []
     }
 
     private let state = Mutex(State())
@@ -57,11 +58,26 @@ final class OutboundWindow: Sendable {
 
     /// Nothing more can be written: waiting and later writers get `error`.
     func close(_ error: RPCError) {
-        let waiters = state.withLock { s -> [CheckedContinuation<Void, any Error>] in
+        let (waiters, closeWaiters, reason) = state.withLock { s in
             if s.closed == nil { s.closed = error }
-            defer { s.waiters.removeAll() }
-            return s.waiters.map(\.1)
+            defer {
+                s.waiters.removeAll()
+                s.closeWaiters.removeAll()
+            }
+            return (s.waiters.map(\.1), s.closeWaiters, s.closed ?? error)
         }
-        for waiter in waiters { waiter.resume(throwing: error) }
+        for waiter in waiters { waiter.resume(throwing: reason) }
+        for waiter in closeWaiters { waiter.resume(returning: reason) }
+    }
+
+    /// Waits until the window closes (the call is over) and returns why.
+    func closed() async -> RPCError {
+        await withCheckedContinuation { (continuation: CheckedContinuation<RPCError, Never>) in
+            let reason = state.withLock { s -> RPCError? in
+                if s.closed == nil { s.closeWaiters.append(continuation) }
+                return s.closed
+            }
+            if let reason { continuation.resume(returning: reason) }
+        }
     }
 }
