@@ -74,7 +74,7 @@ let package = Package(
         // embedded local cluster (so it links the daemons; they never depend on it).
         .target(
             name: "Ray",
-            dependencies: ["RayCommon", "RayCoreWorker", "RayGCS", "RayGCSClient", "RayRaylet", "RayProtos"]),
+            dependencies: ["RayCommon", "RayCoreWorker", "RayGCS", "RayGCSClient", "RayRaylet", "RayProtos", "RayRPC", "RayServices"]),
         // A Ray program the multi-process tests drive (driver and, re-launched, its workers).
         .executableTarget(name: "RayIntegrationApp", dependencies: ["Ray"]),
         // Ray's `ray microbenchmark` figures (release build, `make bench`).

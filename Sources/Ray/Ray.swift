@@ -31,7 +31,12 @@ public final class Ray: Sendable {
     public let logDirectory: String?
     /// The GCS this driver talks to, `host:port`.
     public let gcsAddress: String
+    /// Where this driver's named actors live and are looked up by default: `RAY_NAMESPACE`, the
+    /// `namespace` given to ``start(address:namespace:options:functions:)``, else a fresh anonymous
+    /// one (as in Ray, so two drivers share names only when they say so).
+    public let namespace: String
     let worker: CoreWorker
+    let actorSystem: RayActorSystem
     let gcs: GCSClient
     /// The embedded cluster, if this driver started one.
     private let embedded: (gcs: GCSServer, raylet: Raylet)?
@@ -49,9 +54,11 @@ public final class Ray: Sendable {
         return worker
     }
 
-    private init(jobID: JobID, gcsAddress: String, worker: CoreWorker, gcs: GCSClient, embedded: (GCSServer, Raylet)?,
-                 logDirectory: String?) {
+    private init(jobID: JobID, gcsAddress: String, namespace: String, worker: CoreWorker, gcs: GCSClient,
+                 embedded: (GCSServer, Raylet)?, logDirectory: String?) {
         self.logDirectory = logDirectory
+        self.namespace = namespace
+        self.actorSystem = Self.installActorSystem(on: worker)
         self.jobID = jobID
         self.gcsAddress = gcsAddress
         self.worker = worker
@@ -64,7 +71,7 @@ public final class Ray: Sendable {
     /// that ``shutdown()`` tears down. Otherwise connects to the cluster whose GCS is at `address`
     /// (`host:port`), failing within a few seconds if nothing answers there.
     public static func start(
-        address: String? = nil, options: LocalClusterOptions = LocalClusterOptions(),
+        address: String? = nil, namespace: String? = nil, options: LocalClusterOptions = LocalClusterOptions(),
         functions: [any AnyRemoteFunction] = []
     ) async throws -> Ray {
         var table: [String: TaskFunction] = [:]
@@ -134,8 +141,9 @@ public final class Ray: Sendable {
             job.startTimeMs = UInt64(Date().timeIntervalSince1970 * 1000)
             try? await gcs.addJob(job)
             current.withLock { $0 = worker }
-            return Ray(jobID: jobID, gcsAddress: gcsAddress, worker: worker, gcs: gcs, embedded: embedded,
-                       logDirectory: logDirectory)
+            let namespace = namespace ?? ProcessInfo.processInfo.environment["RAY_NAMESPACE"] ?? UUID().uuidString.lowercased()
+            return Ray(jobID: jobID, gcsAddress: gcsAddress, namespace: namespace, worker: worker, gcs: gcs,
+                       embedded: embedded, logDirectory: logDirectory)
         } catch {
             if let (gcsServer, raylet) = embedded {
                 await raylet.shutdown()
@@ -229,6 +237,7 @@ public final class Ray: Sendable {
             configuration.functions = table
             let worker = try await CoreWorker.connect(configuration)
             current.withLock { $0 = worker }
+            _ = installActorSystem(on: worker)
         } catch {
             FileHandle.standardError.write(Data("worker failed to start: \(error)\n".utf8))
             exit(1)
@@ -239,6 +248,15 @@ public final class Ray: Sendable {
             try? await Task.sleep(for: .milliseconds(500))
             if getppid() != parent { exit(0) }
         }
+    }
+
+    /// The actor system of this process: it hosts the actors pushed to a worker, and decodes actor
+    /// handles inside values (arguments, results) as proxies.
+    static func installActorSystem(on worker: CoreWorker) -> RayActorSystem {
+        let system = RayActorSystem(worker: worker)
+        worker.actorHost = system
+        BinaryDecoder.userInfo[.actorSystemKey] = system
+        return system
     }
 
     private static func currentExecutable() -> String {

@@ -58,6 +58,11 @@ public final class CoreWorker: Sendable {
     let functions: [String: TaskFunction]
     let submitter: TaskSubmitter
     let executor: TaskExecutor
+    let actorSubmitter = ActorSubmitter()
+    let actorReceiver = ActorTaskReceiver()
+    private let host = Mutex<(any ActorHost)?>(nil)
+    private let gcs = Mutex<RPCChannel?>(nil)
+    private let gcsAddress: String
     let channels: ChannelCache
     /// Objects up to this many bytes travel inline (`RAY_max_direct_call_object_size`, 100 KiB).
     let inlineThreshold = RayConfig()[RayConfig.maxDirectCallObjectSize]
@@ -76,6 +81,7 @@ public final class CoreWorker: Sendable {
         jobID = configuration.jobID
         workerID = configuration.workerID
         functions = configuration.functions
+        gcsAddress = configuration.gcsAddress
         let raylet: RPCChannel
         do {
             raylet = try RPCChannel(target: configuration.rayletAddress)
@@ -170,6 +176,25 @@ public final class CoreWorker: Sendable {
         _ = try? await raylet.unary(NodeManagerMethods.disconnectClient, request, options: CallOptions(timeout: .seconds(2)))
         await server.shutdown(grace: .milliseconds(200))
         box.set(nil)
+    }
+
+    // MARK: actors
+
+    /// What runs actors pushed to this process (set once by the `Ray` module's actor system).
+    public var actorHost: (any ActorHost)? {
+        get { host.withLock { $0 } }
+        set { host.withLock { $0 = newValue } }
+    }
+
+    /// A channel to the cluster's GCS.
+    public func gcsChannel() throws(RPCError) -> RPCChannel {
+        if let channel = gcs.withLock({ $0 }) { return channel }
+        let channel = try RPCChannel(target: gcsAddress)
+        return gcs.withLock { existing in
+            if let existing { return existing }
+            existing = channel
+            return channel
+        }
     }
 
     // MARK: references

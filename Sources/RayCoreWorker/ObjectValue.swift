@@ -40,7 +40,7 @@ public struct TaskFailure: Error, Sendable, Hashable, CustomStringConvertible {
         self.function = function
     }
 
-    init(_ error: Ray_Rpc_TaskError) {
+    public init(_ error: Ray_Rpc_TaskError) {
         self.init(kind: RayError.Kind(rawValue: error.kind), type: error.errorType, message: error.message,
                   function: error.functionName)
     }

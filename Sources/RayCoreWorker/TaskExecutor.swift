@@ -43,6 +43,16 @@ public enum EncodedResult: @unchecked Sendable {
 /// A function tasks can call by name: decodes its arguments, runs, encodes one result per return.
 public typealias TaskFunction = @Sendable (_ arguments: [ArgumentValue]) async throws -> [EncodedResult]
 
+/// What runs actors in a worker process (the `Ray` module's actor system): it creates an actor from
+/// its creation task and runs the method calls pushed to it.
+public protocol ActorHost: Sendable {
+    /// Runs the initializer of the actor type the spec names, with its encoded creation arguments.
+    func createActor(_ spec: Ray_Rpc_ActorCreationTaskSpec, arguments: [ArgumentValue]) async throws
+    /// Runs a method of a hosted actor and encodes its result.
+    func callActor(_ actorID: ActorID, method: String, genericSubstitutions: [String], arguments: [ArgumentValue])
+        async throws -> [EncodedResult]
+}
+
 /// Runs the tasks pushed to this process, one at a time in the order they came, and keeps the
 /// running one cancellable.
 final class TaskExecutor: Sendable {
@@ -102,11 +112,28 @@ final class TaskExecutor: Sendable {
         defer { executing.subtract(1, ordering: .relaxed) }
         // Immediate: a function that does not suspend runs and returns on this thread, with no hop.
         // (Until it suspends it cannot be cancelled; a cancel that comes then finds it finished.)
+        if spec.type != .normalTask {
+            // Actor work: ordered and limited by the actor's receiver, not cancellable one by one.
+            return await runActorTask(spec, on: worker, references: references)
+        }
         let task = Task.immediate { await Self.execute(spec, on: worker, references: references) }
         running.withLock { $0 = Running(taskID: taskID, task: task) }
         let result = await task.value
         running.withLock { $0 = nil }
         return result
+    }
+
+    private func runActorTask(_ spec: Ray_Rpc_TaskSpec, on worker: CoreWorker, references: ReferenceCollector) async
+        -> [Ray_Rpc_ReturnObject]
+    {
+        if spec.type == .actorCreationTask {
+            worker.actorReceiver.configure(maxConcurrency: Int(spec.actorCreationTaskSpec.maxConcurrency))
+            return await Self.execute(spec, on: worker, references: references)
+        }
+        let caller = spec.callerAddress.workerID
+        await worker.actorReceiver.admit(caller: caller, sequence: spec.actorTaskSpec.sequenceNumber)
+        defer { worker.actorReceiver.finish() }
+        return await Self.execute(spec, on: worker, references: references)
     }
 
     private func failure(_ spec: Ray_Rpc_TaskSpec, _ failure: TaskFailure) -> [Ray_Rpc_ReturnObject] {
@@ -121,11 +148,35 @@ final class TaskExecutor: Sendable {
         func fail(_ failure: TaskFailure) -> [Ray_Rpc_ReturnObject] {
             (0..<numReturns).map { _ in ObjectValue.error(failure).returnObject }
         }
-        guard let function = worker.functions[name] else {
-            let known = worker.functions.keys.sorted().prefix(20).joined(separator: ", ")
-            return fail(TaskFailure(
-                kind: .system, type: "", message: "no remote function named '\(name)' is registered in this executable (registered: \(known))",
-                function: name))
+        let function: TaskFunction
+        switch spec.type {
+        case .actorCreationTask, .actorTask:
+            guard let host = worker.actorHost else {
+                return fail(TaskFailure(kind: .system, type: "", message: "this process cannot host actors (no actor system)", function: name))
+            }
+            if spec.type == .actorCreationTask {
+                let creation = spec.actorCreationTaskSpec
+                function = { arguments in
+                    try await host.createActor(creation, arguments: arguments)
+                    return [.bytes([])]
+                }
+            } else {
+                let call = spec.actorTaskSpec
+                guard let actorID = try? ActorID(bytes: call.actorID) else {
+                    return fail(TaskFailure(kind: .system, type: "", message: "a call without a valid actor ID", function: name))
+                }
+                function = { arguments in
+                    try await host.callActor(actorID, method: call.method, genericSubstitutions: call.genericSubstitutions, arguments: arguments)
+                }
+            }
+        default:
+            guard let registered = worker.functions[name] else {
+                let known = worker.functions.keys.sorted().prefix(20).joined(separator: ", ")
+                return fail(TaskFailure(
+                    kind: .system, type: "", message: "no remote function named '\(name)' is registered in this executable (registered: \(known))",
+                    function: name))
+            }
+            function = registered
         }
         var arguments: [ArgumentValue] = []
         arguments.reserveCapacity(spec.args.count)
@@ -151,8 +202,8 @@ final class TaskExecutor: Sendable {
             return fail(failure)
         } catch is CancellationError {
             return fail(TaskFailure(kind: .taskCancelled, type: "", message: "the task was cancelled while it ran", function: name))
-        } catch let error as RayError where error.kind == .serialization {
-            return fail(TaskFailure(kind: .serialization, type: "", message: error.message, function: name))
+        } catch let error as RayError where error.kind == .serialization || error.kind == .system {
+            return fail(TaskFailure(kind: error.kind, type: "", message: error.message, function: name))
         } catch {
             return fail(TaskFailure(kind: .taskError, type: String(reflecting: type(of: error)), message: "\(error)", function: name))
         }
@@ -208,6 +259,18 @@ extension CoreWorker {
             guard let worker = await box.worker else { throw RPCError(code: .unavailable, message: "the worker has shut down") }
             var reply = Ray_Rpc_PushTasksReply()
             reply.results.reserveCapacity(request.tasks.count)
+            if request.tasks.count > 1, request.tasks[0].type == .actorTask {
+                // Each call waits for its turn in the actor's receiver (caller order, concurrency limit).
+                reply.results = await withTaskGroup(of: (Int, Ray_Rpc_TaskResult).self) { group in
+                    for (index, spec) in request.tasks.enumerated() {
+                        group.addTask { (index, await worker.executor.run(spec, on: worker)) }
+                    }
+                    var results = [Ray_Rpc_TaskResult](repeating: Ray_Rpc_TaskResult(), count: request.tasks.count)
+                    for await (index, result) in group { results[index] = result }
+                    return results
+                }
+                return reply
+            }
             for spec in request.tasks { reply.results.append(await worker.executor.run(spec, on: worker)) }
             return reply
         }

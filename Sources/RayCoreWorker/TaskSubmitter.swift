@@ -32,6 +32,12 @@ public struct TaskArgument: Sendable {
     public static func reference(_ id: ObjectID, owner: Ray_Rpc_Address? = nil) -> TaskArgument {
         TaskArgument(kind: .reference(id, owner: owner))
     }
+
+    /// The encoded bytes of a value argument (nil for a reference or a value that did not encode).
+    public var encodedValue: [UInt8]? {
+        if case .value(let bytes) = kind { return bytes }
+        return nil
+    }
 }
 
 /// How a task is run: what it needs from the node and how many objects it returns.
@@ -128,21 +134,39 @@ extension CoreWorker {
     /// caller adopts. The task runs when its object arguments exist and a worker is leased for it.
     public func submitTask(_ function: String, arguments: [TaskArgument], options: TaskOptions) -> [ObjectID] {
         let taskID = TaskID.random(job: jobID)
-        let returns = (0..<max(1, options.numReturns)).map { ObjectID(task: taskID, index: UInt32($0 + 1)) }
+        var spec = Ray_Rpc_TaskSpec()
+        spec.functionName = function
+        spec.requiredResources = options.resources
+        let (task, returns) = prepareTask(spec, taskID: taskID, arguments: arguments, numReturns: options.numReturns)
+        guard let task else { return returns }
+        if task.argumentRefs.isEmpty {
+            enqueue(task)
+        } else {
+            resolveThenEnqueue(task)
+        }
+        return returns
+    }
+
+    /// Fills in a task's spec (IDs, caller, arguments: large values promoted to the store) and takes
+    /// its references. Returns the results' IDs (owned, one local reference each) and the task, or
+    /// no task when an argument did not encode (its results then hold that error).
+    func prepareTask(_ spec: Ray_Rpc_TaskSpec, taskID: TaskID, arguments: [TaskArgument], numReturns: Int)
+        -> (TaskSubmitter.PendingTask?, [ObjectID])
+    {
+        let function = spec.functionName
+        let returns = (0..<max(1, numReturns)).map { ObjectID(task: taskID, index: UInt32($0 + 1)) }
         for id in returns { store.addOwned(id) }
         for argument in arguments {
             guard case .unencodable(let message) = argument.kind else { continue }
             let failure = TaskFailure(kind: .serialization, type: "", message: message, function: function)
             for id in returns { store.set(id, .error(failure)) }
-            return returns
+            return (nil, returns)
         }
-        var spec = Ray_Rpc_TaskSpec()
+        var spec = spec
         spec.taskID = Data(taskID.bytes)
         spec.jobID = Data(jobID.bytes)
-        spec.functionName = function
         spec.numReturns = Int32(returns.count)
         spec.callerAddress = address
-        spec.requiredResources = options.resources
         var refs: [ObjectID] = []
         var args: [Ray_Rpc_TaskArg] = []
         args.reserveCapacity(arguments.count)
@@ -188,12 +212,7 @@ extension CoreWorker {
         for id in promoted { store.removeLocalReference(id) }
         let task = TaskSubmitter.PendingTask(
             spec: spec, returns: returns, argumentRefs: refs, containedRefs: contained, taskID: taskID)
-        if refs.isEmpty {
-            enqueue(task)
-        } else {
-            resolveThenEnqueue(task)
-        }
-        return returns
+        return (task, returns)
     }
 
     /// Fills in object arguments whose values exist; waits for the others first.
@@ -217,7 +236,7 @@ extension CoreWorker {
 
     /// The task with its object arguments replaced by their values; nil if one is not there yet
     /// (unless `waiting`: then that is an error). An argument that failed fails the task.
-    private func resolveArguments(_ task: TaskSubmitter.PendingTask, waiting: Bool) throws -> TaskSubmitter.PendingTask? {
+    func resolveArguments(_ task: TaskSubmitter.PendingTask, waiting: Bool) throws -> TaskSubmitter.PendingTask? {
         var task = task
         for index in task.spec.args.indices where !task.spec.args[index].objectID.isEmpty && task.spec.args[index].value == nil {
             let id = try ObjectID(bytes: task.spec.args[index].objectID)
@@ -429,7 +448,7 @@ extension CoreWorker {
         _ = try? await raylet.unary(NodeManagerMethods.returnWorker, giveBack, options: CallOptions(timeout: .seconds(10)))
     }
 
-    private func complete(_ task: TaskSubmitter.PendingTask, _ result: Ray_Rpc_TaskResult, executedBy worker: Data) {
+    func complete(_ task: TaskSubmitter.PendingTask, _ result: Ray_Rpc_TaskResult, executedBy worker: Data) {
         submitter.state.withLock { s in
             s.inFlight[task.taskID] = nil
             s.cancelled.remove(task.taskID)

@@ -10,6 +10,7 @@ public final class GCSServer: Sendable {
     public var port: Int { server.port }
     private let server: RPCServer
     let state: GCSState
+    let actors: ActorManager
     private let healthChecks: Task<Void, Never>
 
     /// Starts serving on `host:port` (port 0 picks a free port) and health-checking registered raylets
@@ -19,7 +20,9 @@ public final class GCSServer: Sendable {
                 healthCheckPeriod: Duration? = nil, healthCheckFailureThreshold: Int? = nil) throws(RPCError) {
         let state = GCSState()
         self.state = state
-        self.server = try RPCServer(host: host, port: port, router: Self.router(state), configuration: configuration)
+        let actors = ActorManager(state: state)
+        self.actors = actors
+        self.server = try RPCServer(host: host, port: port, router: Self.router(state, actors), configuration: configuration)
         var settings = HealthChecker.Settings.fromConfig()
         if let healthCheckPeriod {
             settings.period = healthCheckPeriod
@@ -42,7 +45,7 @@ public final class GCSServer: Sendable {
     /// The longest a subscriber's poll is held open before it returns empty.
     static let maxPollWait: Duration = .seconds(30)
 
-    private static func router(_ state: GCSState) -> RPCRouter {
+    private static func router(_ state: GCSState, _ actors: ActorManager) -> RPCRouter {
         var router = RPCRouter()
         router.register(GCSMethods.registerNode) { request, _ in
             try await state.registerNode(request.nodeInfo)
@@ -73,6 +76,7 @@ public final class GCSServer: Sendable {
         }
         router.register(GCSMethods.markJobFinished) { request, _ in
             try await state.markJobFinished(request.jobID)
+            await actors.jobFinished(request.jobID)
             return Ray_Rpc_MarkJobFinishedReply()
         }
         router.register(GCSMethods.getAllJobInfo) { _, _ in
@@ -115,6 +119,7 @@ public final class GCSServer: Sendable {
         }
         router.register(GCSMethods.reportWorkerFailure) { request, _ in
             try await state.reportWorkerFailure(request.workerFailure)
+            await actors.workerDied(request.workerFailure)
             return Ray_Rpc_ReportWorkerFailureReply()
         }
         router.register(GCSMethods.getAllWorkerInfo) { request, _ in
@@ -133,6 +138,28 @@ public final class GCSServer: Sendable {
             var reply = Ray_Rpc_GetAllResourceUsageReply()
             reply.batch = await state.allResources()
             return reply
+        }
+        router.register(GCSMethods.createActor) { request, _ in
+            try await actors.create(request.taskSpec)
+        }
+        router.register(GCSMethods.getActorInfo) { request, _ in
+            var reply = Ray_Rpc_GetActorInfoReply()
+            reply.actorTableData = try await actors.actor(request.actorID)
+            return reply
+        }
+        router.register(GCSMethods.getNamedActorInfo) { request, _ in
+            var reply = Ray_Rpc_GetNamedActorInfoReply()
+            reply.actorTableData = try await actors.namedActor(request.name, namespace: request.rayNamespace)
+            return reply
+        }
+        router.register(GCSMethods.getAllActorInfo) { request, _ in
+            var reply = Ray_Rpc_GetAllActorInfoReply()
+            reply.actorTableData = try await actors.all(job: request.jobID)
+            return reply
+        }
+        router.register(GCSMethods.killActorViaGcs) { request, _ in
+            try await actors.kill(request.actorID)
+            return Ray_Rpc_KillActorViaGcsReply()
         }
         router.register(GCSMethods.subscriberPoll) { request, context in
             // Answer well before the caller's deadline (half of what is left, at most a second early), so an

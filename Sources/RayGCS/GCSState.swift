@@ -185,6 +185,12 @@ actor GCSState {
         (kv[namespace] ?? [:]).keys.filter { $0.starts(with: prefix) }.sorted { $0.lexicographicallyPrecedes($1) }
     }
 
+    // MARK: actors (the table lives in ActorManager; changes are published here, in order)
+
+    func publishActor(_ data: Ray_Rpc_ActorTableData) {
+        publish(.gcsActorChannel, key: data.actorID) { $0.actorMessage = data }
+    }
+
     // MARK: pub/sub
 
     private func publish(_ channel: ChannelType, key: Data, _ fill: (inout PubMessage) -> Void) {

@@ -3,7 +3,7 @@
 // `key=value` lines the tests check, and exits non-zero if anything it checks itself fails.
 @preconcurrency import Glibc
 import Foundation
-import Ray
+@_spi(RayTesting) import Ray
 
 struct Failed: Error, CustomStringConvertible {
     var description: String
@@ -121,7 +121,7 @@ struct IntegrationApp: RayApplication {
         square, add, increment, sumFloats, checksum, makeBytes, fail, workerPID, sleepThenPID, sleepMs, interval,
         fanOut, shout, brokenResult, takesUnencodable, sumRefs, divmod, stats, byteCount, dataCount, spin,
         stash, sumStashed, clearStash,
-    ]
+    ] + actorFunctions
 
     static var localClusterOptions: Ray.LocalClusterOptions {
         var options = Ray.LocalClusterOptions()
@@ -391,7 +391,7 @@ struct IntegrationApp: RayApplication {
             try await Task.sleep(for: .seconds(120))
 
         default:
-            throw Failed("unknown scenario \(scenario)")
+            guard try await ActorScenarios.run(scenario, arguments, ray: ray) else { throw Failed("unknown scenario \(scenario)") }
         }
         report("driver_pid", Int(getpid()))
         report("elapsed_ms", Int((ContinuousClock.now - start) / .milliseconds(1)))

@@ -57,6 +57,8 @@ actor NodeManager {
         var process: WorkerProcess
         var address: Ray_Rpc_Address?
         var state: WorkerState
+        /// Hosts a detached actor: outlives its job's driver.
+        var hostsDetachedActor = false
     }
 
     struct PendingLease {
@@ -65,6 +67,8 @@ actor NodeManager {
         var requestKey: String
         var jobID: JobID
         var resources: ResourceSet
+        /// For a detached actor: the worker granted outlives the job's driver.
+        var detachedActor = false
         var continuation: CheckedContinuation<Ray_Rpc_RequestWorkerLeaseReply, any Error>
     }
 
@@ -204,7 +208,7 @@ actor NodeManager {
     private func endJob(_ jobID: JobID, reason: String) {
         guard let job = jobs.removeValue(forKey: jobID) else { return }
         clientGone(job.driverWorkerID)
-        for (id, worker) in workers where worker.jobID == jobID {
+        for (id, worker) in workers where worker.jobID == jobID && !worker.hostsDetachedActor {
             workers[id]?.state = .exiting
             worker.process.signal(SIGKILL)
         }
@@ -250,7 +254,8 @@ actor NodeManager {
         defer { timer?.cancel() }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
-                pending.append(PendingLease(id: id, requestKey: requestKey, jobID: jobID, resources: resources, continuation: continuation))
+                pending.append(PendingLease(id: id, requestKey: requestKey, jobID: jobID, resources: resources,
+                                            detachedActor: request.isDetachedActor, continuation: continuation))
                 schedule()
             }
         } onCancel: {
@@ -316,6 +321,7 @@ actor NodeManager {
             idle[workerID] = nil
             available.subtract(lease.resources)
             workers[workerID]!.state = .leased(lease.resources, blocked: false)
+            workers[workerID]!.hostsDetachedActor = lease.detachedActor
             var reply = Ray_Rpc_RequestWorkerLeaseReply()
             reply.workerAddress = worker.address ?? Ray_Rpc_Address()
             reply.workerPid = worker.process.pid

@@ -49,6 +49,17 @@ public enum GCSMethods {
 
     public static let subscriberPoll: RPCMethod<Ray_Rpc_GcsSubscriberPollRequest, Ray_Rpc_GcsSubscriberPollReply> =
         method("InternalPubSubGcsService", "GcsSubscriberPoll")
+
+    public static let createActor: RPCMethod<Ray_Rpc_CreateActorRequest, Ray_Rpc_CreateActorReply> =
+        method("ActorInfoGcsService", "CreateActor")
+    public static let getActorInfo: RPCMethod<Ray_Rpc_GetActorInfoRequest, Ray_Rpc_GetActorInfoReply> =
+        method("ActorInfoGcsService", "GetActorInfo")
+    public static let getNamedActorInfo: RPCMethod<Ray_Rpc_GetNamedActorInfoRequest, Ray_Rpc_GetNamedActorInfoReply> =
+        method("ActorInfoGcsService", "GetNamedActorInfo")
+    public static let getAllActorInfo: RPCMethod<Ray_Rpc_GetAllActorInfoRequest, Ray_Rpc_GetAllActorInfoReply> =
+        method("ActorInfoGcsService", "GetAllActorInfo")
+    public static let killActorViaGcs: RPCMethod<Ray_Rpc_KillActorViaGcsRequest, Ray_Rpc_KillActorViaGcsReply> =
+        method("ActorInfoGcsService", "KillActorViaGcs")
 }
 
 /// gRPC's standard health check, served by raylets and called by the GCS.

@@ -3,11 +3,21 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import Synchronization
 
 /// Decodes values that ``BinaryEncoder`` encoded. Malformed or truncated input throws a
 /// ``SerializationError``; it never traps.
 public struct BinaryDecoder: Sendable {
     public init() {}
+
+    private static let sharedUserInfo = Mutex<[CodingUserInfoKey: any Sendable]>([:])
+
+    /// What every decoder's `userInfo` holds: process-wide context a type's `init(from:)` may need
+    /// (Ray puts its actor system there, so actor handles inside values decode).
+    public static var userInfo: [CodingUserInfoKey: any Sendable] {
+        get { sharedUserInfo.withLock { $0 } }
+        set { sharedUserInfo.withLock { $0 = newValue } }
+    }
 
     public func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws(SerializationError) -> T {
         let result = bytes.withUnsafeBytes { buffer in
@@ -143,7 +153,7 @@ final class ReaderBox {
 private struct _BinaryDecoder: Decoder {
     let reader: ReaderBox
     let codingPath: [any CodingKey]
-    var userInfo: [CodingUserInfoKey: Any] { [:] }
+    var userInfo: [CodingUserInfoKey: Any] { BinaryDecoder.userInfo }
 
     func container<Key: CodingKey>(keyedBy type: Key.Type) throws -> KeyedDecodingContainer<Key> {
         KeyedDecodingContainer(try KeyedContainer<Key>(reader: reader, codingPath: codingPath))

@@ -28,6 +28,48 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
+public nonisolated enum Ray_Rpc_TaskType: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case normalTask // = 0
+
+  /// Runs an actor type's initializer on a worker leased for the actor (sent by the GCS).
+  case actorCreationTask // = 1
+
+  /// A method call on an actor, sent by the caller straight to the actor's worker.
+  case actorTask // = 2
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .normalTask
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .normalTask
+    case 1: self = .actorCreationTask
+    case 2: self = .actorTask
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .normalTask: return 0
+    case .actorCreationTask: return 1
+    case .actorTask: return 2
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Ray_Rpc_TaskType] = [
+    .normalTask,
+    .actorCreationTask,
+    .actorTask,
+  ]
+
+}
+
 /// Where an object's bytes are: inline in the message, or in a node's shared-memory store.
 public nonisolated struct Ray_Rpc_ObjectLocation: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -107,37 +149,127 @@ public nonisolated struct Ray_Rpc_TaskArg: Sendable {
   public init() {}
 }
 
-public nonisolated struct Ray_Rpc_TaskSpec: Sendable {
+public nonisolated struct Ray_Rpc_ActorCreationTaskSpec: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var taskID: Data = Data()
+  public var actorID: Data = Data()
 
-  public var jobID: Data = Data()
+  /// The actor type's mangled Swift name, looked up in the worker's (the same) executable.
+  public var typeName: String = String()
 
-  public var functionName: String = String()
+  /// A readable type name for messages.
+  public var className: String = String()
 
-  public var args: [Ray_Rpc_TaskArg] = []
+  /// Calls that may run at once (1: one at a time, in each caller's order).
+  public var maxConcurrency: Int32 = 0
 
-  public var numReturns: Int32 = 0
+  public var name: String = String()
+
+  public var rayNamespace: String = String()
+
+  public var isDetached: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Ray_Rpc_ActorTaskSpec: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var actorID: Data = Data()
+
+  /// Per caller (caller_address.worker_id) and actor, from 0: the actor runs a caller's calls in
+  /// this order whatever order they arrive in.
+  public var sequenceNumber: Int64 = 0
+
+  /// The method's distributed-target identifier (its mangled thunk name) and readable name.
+  public var method: String = String()
+
+  public var genericSubstitutions: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Ray_Rpc_TaskSpec: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var taskID: Data {
+    get {_storage._taskID}
+    set {_uniqueStorage()._taskID = newValue}
+  }
+
+  public var jobID: Data {
+    get {_storage._jobID}
+    set {_uniqueStorage()._jobID = newValue}
+  }
+
+  /// Normal tasks: the remote function's name. Actor tasks: "Type.method" (for messages).
+  public var functionName: String {
+    get {_storage._functionName}
+    set {_uniqueStorage()._functionName = newValue}
+  }
+
+  public var args: [Ray_Rpc_TaskArg] {
+    get {_storage._args}
+    set {_uniqueStorage()._args = newValue}
+  }
+
+  public var numReturns: Int32 {
+    get {_storage._numReturns}
+    set {_uniqueStorage()._numReturns = newValue}
+  }
 
   public var callerAddress: Ray_Rpc_Address {
-    get {_callerAddress ?? Ray_Rpc_Address()}
-    set {_callerAddress = newValue}
+    get {_storage._callerAddress ?? Ray_Rpc_Address()}
+    set {_uniqueStorage()._callerAddress = newValue}
   }
   /// Returns true if `callerAddress` has been explicitly set.
-  public var hasCallerAddress: Bool {self._callerAddress != nil}
+  public var hasCallerAddress: Bool {_storage._callerAddress != nil}
   /// Clears the value of `callerAddress`. Subsequent reads from it will return its default value.
-  public mutating func clearCallerAddress() {self._callerAddress = nil}
+  public mutating func clearCallerAddress() {_uniqueStorage()._callerAddress = nil}
 
-  public var requiredResources: Dictionary<String,Double> = [:]
+  public var requiredResources: Dictionary<String,Double> {
+    get {_storage._requiredResources}
+    set {_uniqueStorage()._requiredResources = newValue}
+  }
+
+  public var type: Ray_Rpc_TaskType {
+    get {_storage._type}
+    set {_uniqueStorage()._type = newValue}
+  }
+
+  public var actorCreationTaskSpec: Ray_Rpc_ActorCreationTaskSpec {
+    get {_storage._actorCreationTaskSpec ?? Ray_Rpc_ActorCreationTaskSpec()}
+    set {_uniqueStorage()._actorCreationTaskSpec = newValue}
+  }
+  /// Returns true if `actorCreationTaskSpec` has been explicitly set.
+  public var hasActorCreationTaskSpec: Bool {_storage._actorCreationTaskSpec != nil}
+  /// Clears the value of `actorCreationTaskSpec`. Subsequent reads from it will return its default value.
+  public mutating func clearActorCreationTaskSpec() {_uniqueStorage()._actorCreationTaskSpec = nil}
+
+  public var actorTaskSpec: Ray_Rpc_ActorTaskSpec {
+    get {_storage._actorTaskSpec ?? Ray_Rpc_ActorTaskSpec()}
+    set {_uniqueStorage()._actorTaskSpec = newValue}
+  }
+  /// Returns true if `actorTaskSpec` has been explicitly set.
+  public var hasActorTaskSpec: Bool {_storage._actorTaskSpec != nil}
+  /// Clears the value of `actorTaskSpec`. Subsequent reads from it will return its default value.
+  public mutating func clearActorTaskSpec() {_uniqueStorage()._actorTaskSpec = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _callerAddress: Ray_Rpc_Address? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct Ray_Rpc_ReturnObject: Sendable {
@@ -441,6 +573,10 @@ public nonisolated struct Ray_Rpc_PublishLogsReply: Sendable {
 
 fileprivate nonisolated let _protobuf_package = "ray.rpc"
 
+nonisolated extension Ray_Rpc_TaskType: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0NORMAL_TASK\0\u{1}ACTOR_CREATION_TASK\0\u{1}ACTOR_TASK\0")
+}
+
 nonisolated extension Ray_Rpc_ObjectLocation: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ObjectLocation"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{1}offset\0\u{1}size\0")
@@ -593,9 +729,9 @@ nonisolated extension Ray_Rpc_TaskArg: SwiftProtobuf.Message, SwiftProtobuf._Mes
   }
 }
 
-nonisolated extension Ray_Rpc_TaskSpec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".TaskSpec"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{3}job_id\0\u{3}function_name\0\u{1}args\0\u{3}num_returns\0\u{3}caller_address\0\u{3}required_resources\0")
+nonisolated extension Ray_Rpc_ActorCreationTaskSpec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ActorCreationTaskSpec"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}actor_id\0\u{3}type_name\0\u{3}class_name\0\u{3}max_concurrency\0\u{1}name\0\u{3}ray_namespace\0\u{3}is_detached\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -603,55 +739,229 @@ nonisolated extension Ray_Rpc_TaskSpec: SwiftProtobuf.Message, SwiftProtobuf._Me
       // allocates stack space for every case branch when no optimizations are
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
-      case 1: try { try decoder.decodeSingularBytesField(value: &self.taskID) }()
-      case 2: try { try decoder.decodeSingularBytesField(value: &self.jobID) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self.functionName) }()
-      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.args) }()
-      case 5: try { try decoder.decodeSingularInt32Field(value: &self.numReturns) }()
-      case 6: try { try decoder.decodeSingularMessageField(value: &self._callerAddress) }()
-      case 7: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufDouble>.self, value: &self.requiredResources) }()
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.actorID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.typeName) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.className) }()
+      case 4: try { try decoder.decodeSingularInt32Field(value: &self.maxConcurrency) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.rayNamespace) }()
+      case 7: try { try decoder.decodeSingularBoolField(value: &self.isDetached) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if !self.taskID.isEmpty {
-      try visitor.visitSingularBytesField(value: self.taskID, fieldNumber: 1)
+    if !self.actorID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.actorID, fieldNumber: 1)
     }
-    if !self.jobID.isEmpty {
-      try visitor.visitSingularBytesField(value: self.jobID, fieldNumber: 2)
+    if !self.typeName.isEmpty {
+      try visitor.visitSingularStringField(value: self.typeName, fieldNumber: 2)
     }
-    if !self.functionName.isEmpty {
-      try visitor.visitSingularStringField(value: self.functionName, fieldNumber: 3)
+    if !self.className.isEmpty {
+      try visitor.visitSingularStringField(value: self.className, fieldNumber: 3)
     }
-    if !self.args.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.args, fieldNumber: 4)
+    if self.maxConcurrency != 0 {
+      try visitor.visitSingularInt32Field(value: self.maxConcurrency, fieldNumber: 4)
     }
-    if self.numReturns != 0 {
-      try visitor.visitSingularInt32Field(value: self.numReturns, fieldNumber: 5)
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 5)
     }
-    try { if let v = self._callerAddress {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
-    } }()
-    if !self.requiredResources.isEmpty {
-      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufDouble>.self, value: self.requiredResources, fieldNumber: 7)
+    if !self.rayNamespace.isEmpty {
+      try visitor.visitSingularStringField(value: self.rayNamespace, fieldNumber: 6)
+    }
+    if self.isDetached != false {
+      try visitor.visitSingularBoolField(value: self.isDetached, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_ActorCreationTaskSpec, rhs: Ray_Rpc_ActorCreationTaskSpec) -> Bool {
+    if lhs.actorID != rhs.actorID {return false}
+    if lhs.typeName != rhs.typeName {return false}
+    if lhs.className != rhs.className {return false}
+    if lhs.maxConcurrency != rhs.maxConcurrency {return false}
+    if lhs.name != rhs.name {return false}
+    if lhs.rayNamespace != rhs.rayNamespace {return false}
+    if lhs.isDetached != rhs.isDetached {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_ActorTaskSpec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ActorTaskSpec"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}actor_id\0\u{3}sequence_number\0\u{1}method\0\u{3}generic_substitutions\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.actorID) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.sequenceNumber) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.method) }()
+      case 4: try { try decoder.decodeRepeatedStringField(value: &self.genericSubstitutions) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.actorID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.actorID, fieldNumber: 1)
+    }
+    if self.sequenceNumber != 0 {
+      try visitor.visitSingularInt64Field(value: self.sequenceNumber, fieldNumber: 2)
+    }
+    if !self.method.isEmpty {
+      try visitor.visitSingularStringField(value: self.method, fieldNumber: 3)
+    }
+    if !self.genericSubstitutions.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.genericSubstitutions, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_ActorTaskSpec, rhs: Ray_Rpc_ActorTaskSpec) -> Bool {
+    if lhs.actorID != rhs.actorID {return false}
+    if lhs.sequenceNumber != rhs.sequenceNumber {return false}
+    if lhs.method != rhs.method {return false}
+    if lhs.genericSubstitutions != rhs.genericSubstitutions {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_TaskSpec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TaskSpec"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{3}job_id\0\u{3}function_name\0\u{1}args\0\u{3}num_returns\0\u{3}caller_address\0\u{3}required_resources\0\u{1}type\0\u{3}actor_creation_task_spec\0\u{3}actor_task_spec\0")
+
+  fileprivate class _StorageClass {
+    var _taskID: Data = Data()
+    var _jobID: Data = Data()
+    var _functionName: String = String()
+    var _args: [Ray_Rpc_TaskArg] = []
+    var _numReturns: Int32 = 0
+    var _callerAddress: Ray_Rpc_Address? = nil
+    var _requiredResources: Dictionary<String,Double> = [:]
+    var _type: Ray_Rpc_TaskType = .normalTask
+    var _actorCreationTaskSpec: Ray_Rpc_ActorCreationTaskSpec? = nil
+    var _actorTaskSpec: Ray_Rpc_ActorTaskSpec? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _taskID = source._taskID
+      _jobID = source._jobID
+      _functionName = source._functionName
+      _args = source._args
+      _numReturns = source._numReturns
+      _callerAddress = source._callerAddress
+      _requiredResources = source._requiredResources
+      _type = source._type
+      _actorCreationTaskSpec = source._actorCreationTaskSpec
+      _actorTaskSpec = source._actorTaskSpec
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularBytesField(value: &_storage._taskID) }()
+        case 2: try { try decoder.decodeSingularBytesField(value: &_storage._jobID) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._functionName) }()
+        case 4: try { try decoder.decodeRepeatedMessageField(value: &_storage._args) }()
+        case 5: try { try decoder.decodeSingularInt32Field(value: &_storage._numReturns) }()
+        case 6: try { try decoder.decodeSingularMessageField(value: &_storage._callerAddress) }()
+        case 7: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufDouble>.self, value: &_storage._requiredResources) }()
+        case 8: try { try decoder.decodeSingularEnumField(value: &_storage._type) }()
+        case 9: try { try decoder.decodeSingularMessageField(value: &_storage._actorCreationTaskSpec) }()
+        case 10: try { try decoder.decodeSingularMessageField(value: &_storage._actorTaskSpec) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._taskID.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._taskID, fieldNumber: 1)
+      }
+      if !_storage._jobID.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._jobID, fieldNumber: 2)
+      }
+      if !_storage._functionName.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._functionName, fieldNumber: 3)
+      }
+      if !_storage._args.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._args, fieldNumber: 4)
+      }
+      if _storage._numReturns != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._numReturns, fieldNumber: 5)
+      }
+      try { if let v = _storage._callerAddress {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+      } }()
+      if !_storage._requiredResources.isEmpty {
+        try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufDouble>.self, value: _storage._requiredResources, fieldNumber: 7)
+      }
+      if _storage._type != .normalTask {
+        try visitor.visitSingularEnumField(value: _storage._type, fieldNumber: 8)
+      }
+      try { if let v = _storage._actorCreationTaskSpec {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+      } }()
+      try { if let v = _storage._actorTaskSpec {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Ray_Rpc_TaskSpec, rhs: Ray_Rpc_TaskSpec) -> Bool {
-    if lhs.taskID != rhs.taskID {return false}
-    if lhs.jobID != rhs.jobID {return false}
-    if lhs.functionName != rhs.functionName {return false}
-    if lhs.args != rhs.args {return false}
-    if lhs.numReturns != rhs.numReturns {return false}
-    if lhs._callerAddress != rhs._callerAddress {return false}
-    if lhs.requiredResources != rhs.requiredResources {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._taskID != rhs_storage._taskID {return false}
+        if _storage._jobID != rhs_storage._jobID {return false}
+        if _storage._functionName != rhs_storage._functionName {return false}
+        if _storage._args != rhs_storage._args {return false}
+        if _storage._numReturns != rhs_storage._numReturns {return false}
+        if _storage._callerAddress != rhs_storage._callerAddress {return false}
+        if _storage._requiredResources != rhs_storage._requiredResources {return false}
+        if _storage._type != rhs_storage._type {return false}
+        if _storage._actorCreationTaskSpec != rhs_storage._actorCreationTaskSpec {return false}
+        if _storage._actorTaskSpec != rhs_storage._actorTaskSpec {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

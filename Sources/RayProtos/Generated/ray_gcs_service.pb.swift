@@ -32,6 +32,7 @@ public nonisolated enum Ray_Rpc_ChannelType: SwiftProtobuf.Enum, Swift.CaseItera
   public typealias RawValue = Int
   case gcsNodeInfoChannel // = 0
   case gcsJobChannel // = 1
+  case gcsActorChannel // = 2
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -42,6 +43,7 @@ public nonisolated enum Ray_Rpc_ChannelType: SwiftProtobuf.Enum, Swift.CaseItera
     switch rawValue {
     case 0: self = .gcsNodeInfoChannel
     case 1: self = .gcsJobChannel
+    case 2: self = .gcsActorChannel
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -50,6 +52,7 @@ public nonisolated enum Ray_Rpc_ChannelType: SwiftProtobuf.Enum, Swift.CaseItera
     switch self {
     case .gcsNodeInfoChannel: return 0
     case .gcsJobChannel: return 1
+    case .gcsActorChannel: return 2
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -58,6 +61,7 @@ public nonisolated enum Ray_Rpc_ChannelType: SwiftProtobuf.Enum, Swift.CaseItera
   public static let allCases: [Ray_Rpc_ChannelType] = [
     .gcsNodeInfoChannel,
     .gcsJobChannel,
+    .gcsActorChannel,
   ]
 
 }
@@ -625,6 +629,341 @@ public nonisolated struct Ray_Rpc_GetAllWorkerInfoReply: Sendable {
   public init() {}
 }
 
+public nonisolated struct Ray_Rpc_ActorTableData: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var actorID: Data {
+    get {_storage._actorID}
+    set {_uniqueStorage()._actorID = newValue}
+  }
+
+  public var jobID: Data {
+    get {_storage._jobID}
+    set {_uniqueStorage()._jobID = newValue}
+  }
+
+  public var state: Ray_Rpc_ActorTableData.ActorState {
+    get {_storage._state}
+    set {_uniqueStorage()._state = newValue}
+  }
+
+  public var name: String {
+    get {_storage._name}
+    set {_uniqueStorage()._name = newValue}
+  }
+
+  public var rayNamespace: String {
+    get {_storage._rayNamespace}
+    set {_uniqueStorage()._rayNamespace = newValue}
+  }
+
+  /// The worker running it (ALIVE).
+  public var address: Ray_Rpc_Address {
+    get {_storage._address ?? Ray_Rpc_Address()}
+    set {_uniqueStorage()._address = newValue}
+  }
+  /// Returns true if `address` has been explicitly set.
+  public var hasAddress: Bool {_storage._address != nil}
+  /// Clears the value of `address`. Subsequent reads from it will return its default value.
+  public mutating func clearAddress() {_uniqueStorage()._address = nil}
+
+  /// Who created it: a non-detached actor dies with it.
+  public var ownerAddress: Ray_Rpc_Address {
+    get {_storage._ownerAddress ?? Ray_Rpc_Address()}
+    set {_uniqueStorage()._ownerAddress = newValue}
+  }
+  /// Returns true if `ownerAddress` has been explicitly set.
+  public var hasOwnerAddress: Bool {_storage._ownerAddress != nil}
+  /// Clears the value of `ownerAddress`. Subsequent reads from it will return its default value.
+  public mutating func clearOwnerAddress() {_uniqueStorage()._ownerAddress = nil}
+
+  public var isDetached: Bool {
+    get {_storage._isDetached}
+    set {_uniqueStorage()._isDetached = newValue}
+  }
+
+  /// The actor type's readable name.
+  public var className: String {
+    get {_storage._className}
+    set {_uniqueStorage()._className = newValue}
+  }
+
+  /// Why it is DEAD, e.g. "killed by ray.kill", "its worker process died: killed by signal 9".
+  public var deathCause: String {
+    get {_storage._deathCause}
+    set {_uniqueStorage()._deathCause = newValue}
+  }
+
+  public var pid: Int32 {
+    get {_storage._pid}
+    set {_uniqueStorage()._pid = newValue}
+  }
+
+  public var requiredResources: Dictionary<String,Double> {
+    get {_storage._requiredResources}
+    set {_uniqueStorage()._requiredResources = newValue}
+  }
+
+  public var maxConcurrency: Int32 {
+    get {_storage._maxConcurrency}
+    set {_uniqueStorage()._maxConcurrency = newValue}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum ActorState: SwiftProtobuf.Enum, Swift.CaseIterable {
+    public typealias RawValue = Int
+    case dependenciesUnready // = 0
+
+    /// Registered; a worker is being leased and the initializer run.
+    case pendingCreation // = 1
+    case alive // = 2
+    case restarting // = 3
+    case dead // = 4
+    case UNRECOGNIZED(Int)
+
+    public init() {
+      self = .dependenciesUnready
+    }
+
+    public init?(rawValue: Int) {
+      switch rawValue {
+      case 0: self = .dependenciesUnready
+      case 1: self = .pendingCreation
+      case 2: self = .alive
+      case 3: self = .restarting
+      case 4: self = .dead
+      default: self = .UNRECOGNIZED(rawValue)
+      }
+    }
+
+    public var rawValue: Int {
+      switch self {
+      case .dependenciesUnready: return 0
+      case .pendingCreation: return 1
+      case .alive: return 2
+      case .restarting: return 3
+      case .dead: return 4
+      case .UNRECOGNIZED(let i): return i
+      }
+    }
+
+    // The compiler won't synthesize support with the UNRECOGNIZED case.
+    public static let allCases: [Ray_Rpc_ActorTableData.ActorState] = [
+      .dependenciesUnready,
+      .pendingCreation,
+      .alive,
+      .restarting,
+      .dead,
+    ]
+
+  }
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// Registers an actor and creates it (Ray splits this into RegisterActor and CreateActor): the GCS
+/// leases a worker for it on a node with its resources and runs its initializer there. The reply
+/// comes once the actor is ALIVE, or carries why it could not be (a name in use, an initializer that
+/// threw, no node that could ever host it).
+public nonisolated struct Ray_Rpc_CreateActorRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var taskSpec: Ray_Rpc_TaskSpec {
+    get {_taskSpec ?? Ray_Rpc_TaskSpec()}
+    set {_taskSpec = newValue}
+  }
+  /// Returns true if `taskSpec` has been explicitly set.
+  public var hasTaskSpec: Bool {self._taskSpec != nil}
+  /// Clears the value of `taskSpec`. Subsequent reads from it will return its default value.
+  public mutating func clearTaskSpec() {self._taskSpec = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _taskSpec: Ray_Rpc_TaskSpec? = nil
+}
+
+public nonisolated struct Ray_Rpc_CreateActorReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var actor: Ray_Rpc_ActorTableData {
+    get {_actor ?? Ray_Rpc_ActorTableData()}
+    set {_actor = newValue}
+  }
+  /// Returns true if `actor` has been explicitly set.
+  public var hasActor: Bool {self._actor != nil}
+  /// Clears the value of `actor`. Subsequent reads from it will return its default value.
+  public mutating func clearActor() {self._actor = nil}
+
+  /// Set when the actor could not be created (status.message says why).
+  public var status: Ray_Rpc_StatusDetail {
+    get {_status ?? Ray_Rpc_StatusDetail()}
+    set {_status = newValue}
+  }
+  /// Returns true if `status` has been explicitly set.
+  public var hasStatus: Bool {self._status != nil}
+  /// Clears the value of `status`. Subsequent reads from it will return its default value.
+  public mutating func clearStatus() {self._status = nil}
+
+  /// The initializer threw (or its arguments did not decode): the error, as a task's.
+  public var creationError: Ray_Rpc_TaskError {
+    get {_creationError ?? Ray_Rpc_TaskError()}
+    set {_creationError = newValue}
+  }
+  /// Returns true if `creationError` has been explicitly set.
+  public var hasCreationError: Bool {self._creationError != nil}
+  /// Clears the value of `creationError`. Subsequent reads from it will return its default value.
+  public mutating func clearCreationError() {self._creationError = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _actor: Ray_Rpc_ActorTableData? = nil
+  fileprivate var _status: Ray_Rpc_StatusDetail? = nil
+  fileprivate var _creationError: Ray_Rpc_TaskError? = nil
+}
+
+public nonisolated struct Ray_Rpc_GetActorInfoRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var actorID: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Ray_Rpc_GetActorInfoReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var actorTableData: Ray_Rpc_ActorTableData {
+    get {_actorTableData ?? Ray_Rpc_ActorTableData()}
+    set {_actorTableData = newValue}
+  }
+  /// Returns true if `actorTableData` has been explicitly set.
+  public var hasActorTableData: Bool {self._actorTableData != nil}
+  /// Clears the value of `actorTableData`. Subsequent reads from it will return its default value.
+  public mutating func clearActorTableData() {self._actorTableData = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _actorTableData: Ray_Rpc_ActorTableData? = nil
+}
+
+public nonisolated struct Ray_Rpc_GetNamedActorInfoRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  public var rayNamespace: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Ray_Rpc_GetNamedActorInfoReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var actorTableData: Ray_Rpc_ActorTableData {
+    get {_actorTableData ?? Ray_Rpc_ActorTableData()}
+    set {_actorTableData = newValue}
+  }
+  /// Returns true if `actorTableData` has been explicitly set.
+  public var hasActorTableData: Bool {self._actorTableData != nil}
+  /// Clears the value of `actorTableData`. Subsequent reads from it will return its default value.
+  public mutating func clearActorTableData() {self._actorTableData = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _actorTableData: Ray_Rpc_ActorTableData? = nil
+}
+
+public nonisolated struct Ray_Rpc_GetAllActorInfoRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Only actors of this job (empty: all).
+  public var jobID: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Ray_Rpc_GetAllActorInfoReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var actorTableData: [Ray_Rpc_ActorTableData] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Ray_Rpc_KillActorViaGcsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var actorID: Data = Data()
+
+  public var forceKill: Bool = false
+
+  public var noRestart: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Ray_Rpc_KillActorViaGcsReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var status: Ray_Rpc_StatusDetail {
+    get {_status ?? Ray_Rpc_StatusDetail()}
+    set {_status = newValue}
+  }
+  /// Returns true if `status` has been explicitly set.
+  public var hasStatus: Bool {self._status != nil}
+  /// Clears the value of `status`. Subsequent reads from it will return its default value.
+  public mutating func clearStatus() {self._status = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _status: Ray_Rpc_StatusDetail? = nil
+}
+
 /// What one node has, has free, and is asked for (its raylet reports it when it changes).
 public nonisolated struct Ray_Rpc_ResourcesData: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -731,11 +1070,20 @@ public nonisolated struct Ray_Rpc_PubMessage: Sendable {
     set {innerMessage = .jobMessage(newValue)}
   }
 
+  public var actorMessage: Ray_Rpc_ActorTableData {
+    get {
+      if case .actorMessage(let v)? = innerMessage {return v}
+      return Ray_Rpc_ActorTableData()
+    }
+    set {innerMessage = .actorMessage(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_InnerMessage: Equatable, Sendable {
     case nodeInfoMessage(Ray_Rpc_GcsNodeInfo)
     case jobMessage(Ray_Rpc_JobTableData)
+    case actorMessage(Ray_Rpc_ActorTableData)
 
   }
 
@@ -780,7 +1128,7 @@ public nonisolated struct Ray_Rpc_GcsSubscriberPollReply: Sendable {
 fileprivate nonisolated let _protobuf_package = "ray.rpc"
 
 nonisolated extension Ray_Rpc_ChannelType: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0GCS_NODE_INFO_CHANNEL\0\u{1}GCS_JOB_CHANNEL\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0GCS_NODE_INFO_CHANNEL\0\u{1}GCS_JOB_CHANNEL\0\u{1}GCS_ACTOR_CHANNEL\0")
 }
 
 nonisolated extension Ray_Rpc_GcsNodeInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -1937,6 +2285,509 @@ nonisolated extension Ray_Rpc_GetAllWorkerInfoReply: SwiftProtobuf.Message, Swif
   }
 }
 
+nonisolated extension Ray_Rpc_ActorTableData: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ActorTableData"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}actor_id\0\u{3}job_id\0\u{1}state\0\u{1}name\0\u{3}ray_namespace\0\u{1}address\0\u{3}owner_address\0\u{3}is_detached\0\u{3}class_name\0\u{3}death_cause\0\u{1}pid\0\u{3}required_resources\0\u{3}max_concurrency\0")
+
+  fileprivate class _StorageClass {
+    var _actorID: Data = Data()
+    var _jobID: Data = Data()
+    var _state: Ray_Rpc_ActorTableData.ActorState = .dependenciesUnready
+    var _name: String = String()
+    var _rayNamespace: String = String()
+    var _address: Ray_Rpc_Address? = nil
+    var _ownerAddress: Ray_Rpc_Address? = nil
+    var _isDetached: Bool = false
+    var _className: String = String()
+    var _deathCause: String = String()
+    var _pid: Int32 = 0
+    var _requiredResources: Dictionary<String,Double> = [:]
+    var _maxConcurrency: Int32 = 0
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _actorID = source._actorID
+      _jobID = source._jobID
+      _state = source._state
+      _name = source._name
+      _rayNamespace = source._rayNamespace
+      _address = source._address
+      _ownerAddress = source._ownerAddress
+      _isDetached = source._isDetached
+      _className = source._className
+      _deathCause = source._deathCause
+      _pid = source._pid
+      _requiredResources = source._requiredResources
+      _maxConcurrency = source._maxConcurrency
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularBytesField(value: &_storage._actorID) }()
+        case 2: try { try decoder.decodeSingularBytesField(value: &_storage._jobID) }()
+        case 3: try { try decoder.decodeSingularEnumField(value: &_storage._state) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._name) }()
+        case 5: try { try decoder.decodeSingularStringField(value: &_storage._rayNamespace) }()
+        case 6: try { try decoder.decodeSingularMessageField(value: &_storage._address) }()
+        case 7: try { try decoder.decodeSingularMessageField(value: &_storage._ownerAddress) }()
+        case 8: try { try decoder.decodeSingularBoolField(value: &_storage._isDetached) }()
+        case 9: try { try decoder.decodeSingularStringField(value: &_storage._className) }()
+        case 10: try { try decoder.decodeSingularStringField(value: &_storage._deathCause) }()
+        case 11: try { try decoder.decodeSingularInt32Field(value: &_storage._pid) }()
+        case 12: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufDouble>.self, value: &_storage._requiredResources) }()
+        case 13: try { try decoder.decodeSingularInt32Field(value: &_storage._maxConcurrency) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._actorID.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._actorID, fieldNumber: 1)
+      }
+      if !_storage._jobID.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._jobID, fieldNumber: 2)
+      }
+      if _storage._state != .dependenciesUnready {
+        try visitor.visitSingularEnumField(value: _storage._state, fieldNumber: 3)
+      }
+      if !_storage._name.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._name, fieldNumber: 4)
+      }
+      if !_storage._rayNamespace.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._rayNamespace, fieldNumber: 5)
+      }
+      try { if let v = _storage._address {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+      } }()
+      try { if let v = _storage._ownerAddress {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+      } }()
+      if _storage._isDetached != false {
+        try visitor.visitSingularBoolField(value: _storage._isDetached, fieldNumber: 8)
+      }
+      if !_storage._className.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._className, fieldNumber: 9)
+      }
+      if !_storage._deathCause.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._deathCause, fieldNumber: 10)
+      }
+      if _storage._pid != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._pid, fieldNumber: 11)
+      }
+      if !_storage._requiredResources.isEmpty {
+        try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufDouble>.self, value: _storage._requiredResources, fieldNumber: 12)
+      }
+      if _storage._maxConcurrency != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._maxConcurrency, fieldNumber: 13)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_ActorTableData, rhs: Ray_Rpc_ActorTableData) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._actorID != rhs_storage._actorID {return false}
+        if _storage._jobID != rhs_storage._jobID {return false}
+        if _storage._state != rhs_storage._state {return false}
+        if _storage._name != rhs_storage._name {return false}
+        if _storage._rayNamespace != rhs_storage._rayNamespace {return false}
+        if _storage._address != rhs_storage._address {return false}
+        if _storage._ownerAddress != rhs_storage._ownerAddress {return false}
+        if _storage._isDetached != rhs_storage._isDetached {return false}
+        if _storage._className != rhs_storage._className {return false}
+        if _storage._deathCause != rhs_storage._deathCause {return false}
+        if _storage._pid != rhs_storage._pid {return false}
+        if _storage._requiredResources != rhs_storage._requiredResources {return false}
+        if _storage._maxConcurrency != rhs_storage._maxConcurrency {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_ActorTableData.ActorState: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0DEPENDENCIES_UNREADY\0\u{1}PENDING_CREATION\0\u{1}ALIVE\0\u{1}RESTARTING\0\u{1}DEAD\0")
+}
+
+nonisolated extension Ray_Rpc_CreateActorRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CreateActorRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_spec\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._taskSpec) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._taskSpec {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_CreateActorRequest, rhs: Ray_Rpc_CreateActorRequest) -> Bool {
+    if lhs._taskSpec != rhs._taskSpec {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_CreateActorReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CreateActorReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}actor\0\u{1}status\0\u{3}creation_error\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._actor) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._status) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._creationError) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._actor {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._status {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._creationError {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_CreateActorReply, rhs: Ray_Rpc_CreateActorReply) -> Bool {
+    if lhs._actor != rhs._actor {return false}
+    if lhs._status != rhs._status {return false}
+    if lhs._creationError != rhs._creationError {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_GetActorInfoRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetActorInfoRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}actor_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.actorID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.actorID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.actorID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_GetActorInfoRequest, rhs: Ray_Rpc_GetActorInfoRequest) -> Bool {
+    if lhs.actorID != rhs.actorID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_GetActorInfoReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetActorInfoReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}actor_table_data\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._actorTableData) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._actorTableData {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_GetActorInfoReply, rhs: Ray_Rpc_GetActorInfoReply) -> Bool {
+    if lhs._actorTableData != rhs._actorTableData {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_GetNamedActorInfoRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetNamedActorInfoRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{3}ray_namespace\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.rayNamespace) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.rayNamespace.isEmpty {
+      try visitor.visitSingularStringField(value: self.rayNamespace, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_GetNamedActorInfoRequest, rhs: Ray_Rpc_GetNamedActorInfoRequest) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.rayNamespace != rhs.rayNamespace {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_GetNamedActorInfoReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetNamedActorInfoReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}actor_table_data\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._actorTableData) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._actorTableData {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_GetNamedActorInfoReply, rhs: Ray_Rpc_GetNamedActorInfoReply) -> Bool {
+    if lhs._actorTableData != rhs._actorTableData {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_GetAllActorInfoRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetAllActorInfoRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.jobID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.jobID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.jobID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_GetAllActorInfoRequest, rhs: Ray_Rpc_GetAllActorInfoRequest) -> Bool {
+    if lhs.jobID != rhs.jobID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_GetAllActorInfoReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetAllActorInfoReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}actor_table_data\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.actorTableData) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.actorTableData.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.actorTableData, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_GetAllActorInfoReply, rhs: Ray_Rpc_GetAllActorInfoReply) -> Bool {
+    if lhs.actorTableData != rhs.actorTableData {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_KillActorViaGcsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".KillActorViaGcsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}actor_id\0\u{3}force_kill\0\u{3}no_restart\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.actorID) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.forceKill) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.noRestart) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.actorID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.actorID, fieldNumber: 1)
+    }
+    if self.forceKill != false {
+      try visitor.visitSingularBoolField(value: self.forceKill, fieldNumber: 2)
+    }
+    if self.noRestart != false {
+      try visitor.visitSingularBoolField(value: self.noRestart, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_KillActorViaGcsRequest, rhs: Ray_Rpc_KillActorViaGcsRequest) -> Bool {
+    if lhs.actorID != rhs.actorID {return false}
+    if lhs.forceKill != rhs.forceKill {return false}
+    if lhs.noRestart != rhs.noRestart {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_KillActorViaGcsReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".KillActorViaGcsReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}status\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._status) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._status {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_KillActorViaGcsReply, rhs: Ray_Rpc_KillActorViaGcsReply) -> Bool {
+    if lhs._status != rhs._status {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Ray_Rpc_ResourcesData: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ResourcesData"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{3}resources_total\0\u{3}resources_available\0\u{3}resource_load\0\u{3}object_store_used_bytes\0\u{3}num_workers\0")
@@ -2096,7 +2947,7 @@ nonisolated extension Ray_Rpc_GetAllResourceUsageReply: SwiftProtobuf.Message, S
 
 nonisolated extension Ray_Rpc_PubMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PubMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}channel_type\0\u{3}key_id\0\u{3}sequence_id\0\u{3}node_info_message\0\u{3}job_message\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}channel_type\0\u{3}key_id\0\u{3}sequence_id\0\u{3}node_info_message\0\u{3}job_message\0\u{3}actor_message\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2133,6 +2984,19 @@ nonisolated extension Ray_Rpc_PubMessage: SwiftProtobuf.Message, SwiftProtobuf._
           self.innerMessage = .jobMessage(v)
         }
       }()
+      case 6: try {
+        var v: Ray_Rpc_ActorTableData?
+        var hadOneofValue = false
+        if let current = self.innerMessage {
+          hadOneofValue = true
+          if case .actorMessage(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.innerMessage = .actorMessage(v)
+        }
+      }()
       default: break
       }
     }
@@ -2160,6 +3024,10 @@ nonisolated extension Ray_Rpc_PubMessage: SwiftProtobuf.Message, SwiftProtobuf._
     case .jobMessage?: try {
       guard case .jobMessage(let v)? = self.innerMessage else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    }()
+    case .actorMessage?: try {
+      guard case .actorMessage(let v)? = self.innerMessage else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
     }()
     case nil: break
     }
