@@ -58,7 +58,7 @@ public final class Ray: Sendable {
                  embedded: (GCSServer, Raylet)?, logDirectory: String?) {
         self.logDirectory = logDirectory
         self.namespace = namespace
-        self.actorSystem = Self.installActorSystem(on: worker)
+        self.actorSystem = worker.actorHost as! RayActorSystem  // start() configured it with makeActorSystem
         self.jobID = jobID
         self.gcsAddress = gcsAddress
         self.worker = worker
@@ -132,6 +132,7 @@ public final class Ray: Sendable {
             configuration.arguments = Array(CommandLine.arguments.dropFirst())
             configuration.workingDirectory = FileManager.default.currentDirectoryPath
             configuration.functions = table
+            configuration.actorHost = makeActorSystem
             let worker = try await CoreWorker.connect(configuration)
             var job = Ray_Rpc_JobTableData()
             job.jobID = Data(jobID.bytes)
@@ -235,9 +236,9 @@ public final class Ray: Sendable {
             var table: [String: TaskFunction] = [:]
             for function in functions { table[function.name] = function._body }
             configuration.functions = table
+            configuration.actorHost = makeActorSystem
             let worker = try await CoreWorker.connect(configuration)
             current.withLock { $0 = worker }
-            _ = installActorSystem(on: worker)
         } catch {
             FileHandle.standardError.write(Data("worker failed to start: \(error)\n".utf8))
             exit(1)
@@ -252,9 +253,8 @@ public final class Ray: Sendable {
 
     /// The actor system of this process: it hosts the actors pushed to a worker, and decodes actor
     /// handles inside values (arguments, results) as proxies.
-    static func installActorSystem(on worker: CoreWorker) -> RayActorSystem {
+    @Sendable static func makeActorSystem(_ worker: CoreWorker) -> any ActorHost {
         let system = RayActorSystem(worker: worker)
-        worker.actorHost = system
         BinaryDecoder.userInfo[.actorSystemKey] = system
         return system
     }

@@ -29,6 +29,8 @@ public final class CoreWorker: Sendable {
         public var environment: [String: String] = [:]
         /// The functions this process can run when tasks are pushed to it.
         public var functions: [String: TaskFunction] = [:]
+        /// Makes what hosts actors pushed to this process; set before any task can arrive.
+        public var actorHost: (@Sendable (CoreWorker) -> any ActorHost)?
         /// Where worker output forwarded to a driver goes (default: this process's stdout and stderr).
         public var logSink: (@Sendable (_ pid: Int32, _ isError: Bool, _ lines: [String]) -> Void)?
         /// How long to wait for the raylet to answer the registration.
@@ -163,6 +165,7 @@ public final class CoreWorker: Sendable {
             throw error
         }
         self.box = box
+        if let makeHost = configuration.actorHost { host.withLock { $0 = makeHost(self) } }
         box.set(self)
     }
 
@@ -180,11 +183,8 @@ public final class CoreWorker: Sendable {
 
     // MARK: actors
 
-    /// What runs actors pushed to this process (set once by the `Ray` module's actor system).
-    public var actorHost: (any ActorHost)? {
-        get { host.withLock { $0 } }
-        set { host.withLock { $0 = newValue } }
-    }
+    /// What runs actors pushed to this process (`Configuration.actorHost`).
+    public var actorHost: (any ActorHost)? { host.withLock { $0 } }
 
     /// A channel to the cluster's GCS.
     public func gcsChannel() throws(RPCError) -> RPCChannel {

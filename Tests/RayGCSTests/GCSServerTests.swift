@@ -265,3 +265,67 @@ private func code(_ body: () async throws -> Void) async -> RPCError.Code? {
         }
     }
 }
+
+/// The actor service's answers to bad input: clear codes, nothing registered.
+@Suite struct ActorServiceInputTests {
+    private func creation(actorID: Data = Data(ActorID.random(job: JobID(number: 1)).bytes), typeName: String = "5Hello7CounterC")
+        -> Ray_Rpc_CreateActorRequest
+    {
+        var request = Ray_Rpc_CreateActorRequest()
+        request.taskSpec.type = .actorCreationTask
+        request.taskSpec.jobID = Data(JobID(number: 1).bytes)
+        request.taskSpec.actorCreationTaskSpec.actorID = actorID
+        request.taskSpec.actorCreationTaskSpec.typeName = typeName
+        request.taskSpec.actorCreationTaskSpec.className = "Counter"
+        return request
+    }
+
+    @Test func malformedCreationsAreInvalidArgument() async throws {
+        try await withGCS { _, channel in
+            var notACreation = creation()
+            notACreation.taskSpec.type = .actorTask
+            #expect(await code { _ = try await channel.unary(GCSMethods.createActor, notACreation) } == .invalidArgument)
+            #expect(await code { _ = try await channel.unary(GCSMethods.createActor, creation(actorID: Data([1, 2, 3]))) } == .invalidArgument)
+            #expect(await code { _ = try await channel.unary(GCSMethods.createActor, creation(typeName: "")) } == .invalidArgument)
+            let all = try await channel.unary(GCSMethods.getAllActorInfo, Ray_Rpc_GetAllActorInfoRequest())
+            #expect(all.actorTableData.isEmpty, "a refused creation registers nothing")
+        }
+    }
+
+    @Test func anActorNoNodeCanHostIsDeadWithTheReason() async throws {
+        try await withGCS { _, channel in
+            var request = creation()
+            request.taskSpec.requiredResources = ["CPU": 1]
+            let reply = try await channel.unary(GCSMethods.createActor, request)
+            #expect(reply.status.code != 0)
+            #expect(reply.status.message.contains("no node"), "\(reply.status.message)")
+            #expect(reply.actor.state == .dead)
+            let info = try await channel.unary(GCSMethods.getActorInfo, {
+                var get = Ray_Rpc_GetActorInfoRequest()
+                get.actorID = request.taskSpec.actorCreationTaskSpec.actorID
+                return get
+            }())
+            #expect(info.actorTableData.deathCause.contains("no node"))
+        }
+    }
+
+    @Test func unknownAndMalformedIDs() async throws {
+        try await withGCS { _, channel in
+            var get = Ray_Rpc_GetActorInfoRequest()
+            get.actorID = Data(ActorID.random(job: JobID(number: 1)).bytes)
+            #expect(await code { _ = try await channel.unary(GCSMethods.getActorInfo, get) } == .notFound)
+            get.actorID = Data([9])
+            #expect(await code { _ = try await channel.unary(GCSMethods.getActorInfo, get) } == .invalidArgument)
+            var kill = Ray_Rpc_KillActorViaGcsRequest()
+            kill.actorID = Data(ActorID.random(job: JobID(number: 1)).bytes)
+            #expect(await code { _ = try await channel.unary(GCSMethods.killActorViaGcs, kill) } == .notFound)
+            var named = Ray_Rpc_GetNamedActorInfoRequest()
+            #expect(await code { _ = try await channel.unary(GCSMethods.getNamedActorInfo, named) } == .invalidArgument)
+            named.name = "nobody"
+            #expect(await code { _ = try await channel.unary(GCSMethods.getNamedActorInfo, named) } == .notFound)
+            var all = Ray_Rpc_GetAllActorInfoRequest()
+            all.jobID = Data([1])
+            #expect(await code { _ = try await channel.unary(GCSMethods.getAllActorInfo, all) } == .invalidArgument)
+        }
+    }
+}
