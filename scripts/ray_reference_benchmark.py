@@ -35,6 +35,62 @@ class Client:
         ray.get([small_value.remote() for _ in range(n)])
 
 
+# The actor figures, as ray_perf.py (ray microbenchmark) defines them.
+@ray.remote(num_cpus=0)
+class Actor:
+    def small_value(self):
+        return b"ok"
+
+
+@ray.remote
+class AsyncActor:
+    async def small_value(self):
+        return b"ok"
+
+
+@ray.remote(num_cpus=0)
+class ActorClient:
+    def __init__(self, servers):
+        self.servers = servers
+
+    def small_value_batch(self, n):
+        results = []
+        for s in self.servers:
+            results.extend([s.small_value.remote() for _ in range(n)])
+        ray.get(results)
+
+
+@ray.remote
+def actor_work(actors, n):
+    ray.get([actors[i % len(actors)].small_value.remote() for i in range(n)])
+
+
+def actor_figures(record):
+    n_cpu = max(1, os.cpu_count() // 2)
+    a = Actor.remote()
+    record("1_1_actor_calls_sync", timeit("1:1 actor calls sync", lambda: ray.get(a.small_value.remote())))
+    a = Actor.remote()
+    record("1_1_actor_calls_async", timeit(
+        "1:1 actor calls async", lambda: ray.get([a.small_value.remote() for _ in range(1000)]), 1000))
+    a = Actor.options(max_concurrency=16).remote()
+    record("1_1_actor_calls_concurrent", timeit(
+        "1:1 actor calls concurrent", lambda: ray.get([a.small_value.remote() for _ in range(1000)]), 1000))
+    n = 5000
+    servers = [Actor.remote() for _ in range(n_cpu)]
+    client = ActorClient.remote(servers)
+    record("1_n_actor_calls_async", timeit(
+        "1:n actor calls async", lambda: ray.get(client.small_value_batch.remote(n)), n * len(servers)))
+    m = 4
+    actors = [Actor.remote() for _ in range(n_cpu)]
+    record("n_n_actor_calls_async", timeit(
+        "n:n actor calls async", lambda: ray.get([actor_work.remote(actors, n) for _ in range(m)]), m * n))
+    a = AsyncActor.remote()
+    record("1_1_async_actor_calls_sync", timeit("1:1 async-actor calls sync", lambda: ray.get(a.small_value.remote())))
+    a = AsyncActor.remote()
+    record("1_1_async_actor_calls_async", timeit(
+        "1:1 async-actor calls async", lambda: ray.get([a.small_value.remote() for _ in range(1000)]), 1000))
+
+
 def task_and_object_figures():
     ray.init()
     figures = {}
@@ -68,6 +124,7 @@ def task_and_object_figures():
     record("multi_client_tasks_async", timeit(
         "multi client tasks async", lambda: ray.get([c.small_value_batch.remote(n) for c in clients]), n * m,
         warmup_time_sec=2))
+    actor_figures(record)
     ray.shutdown()
     return figures
 
@@ -148,7 +205,19 @@ def idle_cluster_pss_mib():
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--json")
+    parser.add_argument("--only-actors", action="store_true", help="only the actor figures")
     args = parser.parse_args()
+    if args.only_actors:
+        ray.init()
+        figures = {}
+        actor_figures(lambda name, results: figures.__setitem__(name, results[0][1]))
+        ray.shutdown()
+        for name, value in figures.items():
+            print(f"{name}: {value:.2f}")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(figures, f, indent=2, sort_keys=True)
+        return
     figures = task_and_object_figures()
     figures["cold_start_ms"] = cold_start_ms()
     figures["idle_cluster_pss_mib"] = idle_cluster_pss_mib()

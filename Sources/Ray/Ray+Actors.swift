@@ -149,6 +149,12 @@ extension Ray {
     /// `let ref = try await ray.submit { try await counter.add(1) }`. The closure must make exactly
     /// one call on an actor.
     public func submit<R: Codable & Sendable>(_ call: () async throws -> R) async throws -> ObjectRef<R> {
+        try await Self.submit(call)
+    }
+
+    /// ``submit(_:)`` where no `Ray` value is at hand (in a task or an actor's method).
+    public static func submit<R: Codable & Sendable>(_ call: () async throws -> R) async throws -> ObjectRef<R> {
+        let worker = requireWorker()
         let capture = SubmissionCapture()
         let value: R
         do {
@@ -158,7 +164,7 @@ extension Ray {
             return ObjectRef(adopting: id, worker: worker)
         }
         // The actor lives in this process: the call ran here; its value becomes an object.
-        return try await put(value)
+        return ObjectRef(adopting: try await worker.put(value), worker: worker)
     }
 }
 

@@ -1,6 +1,7 @@
 // `ray-microbenchmark`: Ray's `ray microbenchmark` figures, measured the same way, on an embedded
 // local cluster (plus a `ray start` cluster for the idle-memory figure). Build in release
 // (`make bench`); prints `name: N per second` lines and, with `--json FILE`, one JSON object.
+import Distributed
 @preconcurrency import Glibc
 import Foundation
 import Ray
@@ -15,9 +16,45 @@ let smallValueBatch = RemoteFunction("smallValueBatch") { (n: Int) async throws 
     return n
 }
 
+/// Ray's benchmark actor (`Actor` in ray_perf.py): returns b"ok".
+distributed actor BenchActor: RayActor {
+    init(actorSystem: RayActorSystem, args: Int) { self.actorSystem = actorSystem }
+    distributed func smallValue() -> [UInt8] { [UInt8]("ok".utf8) }
+}
+
+/// Ray's `Client` actor: submits `n` calls to each of its servers, then gets them all.
+distributed actor BenchClient: RayActor {
+    let servers: [BenchActor]
+    init(actorSystem: RayActorSystem, args servers: [BenchActor]) {
+        self.actorSystem = actorSystem
+        self.servers = servers
+    }
+    distributed func smallValueBatch(_ n: Int) async throws -> Int {
+        var refs: [ObjectRef<[UInt8]>] = []
+        refs.reserveCapacity(n * servers.count)
+        for server in servers {
+            for _ in 0..<n { refs.append(try await Ray.submit { try await server.smallValue() }) }
+        }
+        for ref in refs { _ = try await ref.get() }
+        return refs.count
+    }
+}
+
+/// Ray's n:n `work` task: `n` calls spread over the actors, then their results.
+let actorWork = RemoteFunction("actorWork") { (actors: [BenchActor], n: Int) async throws -> Int in
+    var refs: [ObjectRef<[UInt8]>] = []
+    refs.reserveCapacity(n)
+    for i in 0..<n {
+        let actor = actors[i % actors.count]
+        refs.append(try await Ray.submit { try await actor.smallValue() })
+    }
+    for ref in refs { _ = try await ref.get() }
+    return n
+}
+
 @main
 struct Microbenchmark: RayApplication {
-    static let remoteFunctions: [any AnyRemoteFunction] = [smallValue, workerPID, smallValueBatch]
+    static let remoteFunctions: [any AnyRemoteFunction] = [smallValue, workerPID, smallValueBatch, actorWork]
 
     static var localClusterOptions: Ray.LocalClusterOptions {
         var options = Ray.LocalClusterOptions()
@@ -107,6 +144,7 @@ struct Microbenchmark: RayApplication {
                 while !notReady.isEmpty { notReady = await ray.wait(notReady, numReturns: 1).notReady }
             })
         }
+        try await actorFigures(ray, wanted: wanted, record: { record($0, $1) })
         if wanted("cold_start_ms") {
             record("cold_start_ms", try await coldStartMilliseconds(), unit: "ms")
         }
@@ -117,6 +155,56 @@ struct Microbenchmark: RayApplication {
             let object = Dictionary(results, uniquingKeysWith: { _, last in last })
             let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
             try data.write(to: URL(fileURLWithPath: jsonPath))
+        }
+    }
+
+    /// Ray's actor figures (ray_perf.py): one actor per figure, `n_cpu` = half the cores (at least 1).
+    static func actorFigures(_ ray: Ray, wanted: (String) -> Bool, record: (String, Double) -> Void) async throws {
+        func calls(_ actor: BenchActor, _ count: Int) async throws {
+            var refs: [ObjectRef<[UInt8]>] = []
+            refs.reserveCapacity(count)
+            for _ in 0..<count { refs.append(try await ray.submit { try await actor.smallValue() }) }
+            _ = try await ray.get(refs)
+        }
+        let nCPU = max(1, ProcessInfo.processInfo.activeProcessorCount / 2)
+        if wanted("1_1_actor_calls_sync") {
+            let actor = try await ray.actor(BenchActor.self, args: 0)
+            record("1_1_actor_calls_sync", try await timeit { _ = try await actor.smallValue() })
+        }
+        if wanted("1_1_actor_calls_async") {
+            let actor = try await ray.actor(BenchActor.self, args: 0)
+            record("1_1_actor_calls_async", try await timeit(multiplier: 1000) { try await calls(actor, 1000) })
+        }
+        if wanted("1_1_actor_calls_concurrent") {
+            let actor = try await ray.actor(BenchActor.self, args: 0, options: ActorOptions(maxConcurrency: 16))
+            record("1_1_actor_calls_concurrent", try await timeit(multiplier: 1000) { try await calls(actor, 1000) })
+        }
+        if wanted("1_n_actor_calls_async") {
+            let n = 5000
+            var servers: [BenchActor] = []
+            for _ in 0..<nCPU { servers.append(try await ray.actor(BenchActor.self, args: 0)) }
+            let client = try await ray.actor(BenchClient.self, args: servers)
+            record("1_n_actor_calls_async", try await timeit(multiplier: Double(n * servers.count)) {
+                _ = try await client.smallValueBatch(n)
+            })
+        }
+        if wanted("n_n_actor_calls_async") {
+            let n = 5000
+            let m = 4
+            var actors: [BenchActor] = []
+            for _ in 0..<nCPU { actors.append(try await ray.actor(BenchActor.self, args: 0)) }
+            record("n_n_actor_calls_async", try await timeit(multiplier: Double(n * m)) {
+                _ = try await ray.get((0..<m).map { _ in actorWork.remote(actors, n) })
+            })
+        }
+        // Ray's async actors (async def methods) run up to 1,000 calls at once by default.
+        if wanted("1_1_async_actor_calls_sync") {
+            let actor = try await ray.actor(BenchActor.self, args: 0, options: ActorOptions(maxConcurrency: 1000))
+            record("1_1_async_actor_calls_sync", try await timeit { _ = try await actor.smallValue() })
+        }
+        if wanted("1_1_async_actor_calls_async") {
+            let actor = try await ray.actor(BenchActor.self, args: 0, options: ActorOptions(maxConcurrency: 1000))
+            record("1_1_async_actor_calls_async", try await timeit(multiplier: 1000) { try await calls(actor, 1000) })
         }
     }
 
