@@ -133,6 +133,7 @@ public final class Ray: Sendable {
             configuration.workingDirectory = FileManager.default.currentDirectoryPath
             configuration.functions = table
             configuration.actorHost = makeActorSystem
+            configuration.willServe = { worker in current.withLock { $0 = worker } }
             let worker = try await CoreWorker.connect(configuration)
             var job = Ray_Rpc_JobTableData()
             job.jobID = Data(jobID.bytes)
@@ -160,6 +161,9 @@ public final class Ray: Sendable {
         try? await gcs.markJobFinished(jobID)
         await worker.shutdown()
         Self.current.withLock { if $0 === worker { $0 = nil } }
+        if (BinaryDecoder.userInfo[.actorSystemKey] as? RayActorSystem) === actorSystem {
+            BinaryDecoder.userInfo[.actorSystemKey] = nil
+        }
         if let (gcsServer, raylet) = embedded {
             await raylet.shutdown()
             await gcsServer.shutdown(grace: .zero)
@@ -237,8 +241,9 @@ public final class Ray: Sendable {
             for function in functions { table[function.name] = function._body }
             configuration.functions = table
             configuration.actorHost = makeActorSystem
-            let worker = try await CoreWorker.connect(configuration)
-            current.withLock { $0 = worker }
+            // Tasks that submit tasks need `current` from their first moment.
+            configuration.willServe = { worker in current.withLock { $0 = worker } }
+            _ = try await CoreWorker.connect(configuration)
         } catch {
             FileHandle.standardError.write(Data("worker failed to start: \(error)\n".utf8))
             exit(1)

@@ -24,6 +24,8 @@ final class ActorSubmitter: Sendable {
 
     struct ActorQueue {
         var address: Ray_Rpc_Address
+        /// The channel to the actor's worker, looked up once.
+        var channel: RPCChannel?
         var className: String
         var nextSequence: Int64 = 0
         var queue: [Entry] = []
@@ -108,7 +110,7 @@ extension CoreWorker {
     /// the actor's limit of pushes are out; continues from each reply's callback.
     private func pumpActor(_ actorID: ActorID) {
         while true {
-            let next = actorSubmitter.state.withLock { actors -> (batch: [TaskSubmitter.PendingTask], failed: [(TaskSubmitter.PendingTask, TaskFailure)], address: Ray_Rpc_Address)? in
+            let next = actorSubmitter.state.withLock { actors -> (batch: [TaskSubmitter.PendingTask], failed: [(TaskSubmitter.PendingTask, TaskFailure)], address: Ray_Rpc_Address, channel: RPCChannel?)? in
                 guard var a = actors[actorID], a.dead == nil, a.pushes < a.maxPushes else { return nil }
                 var batch: [TaskSubmitter.PendingTask] = []
                 var failed: [(TaskSubmitter.PendingTask, TaskFailure)] = []
@@ -131,22 +133,28 @@ extension CoreWorker {
                 if !batch.isEmpty { a.pushes += 1 }
                 actors[actorID] = a
                 if batch.isEmpty && failed.isEmpty { return nil }
-                return (batch, failed, a.address)
+                return (batch, failed, a.address, a.channel)
             }
-            guard let (batch, failed, address) = next else { return }
+            guard let (batch, failed, address, channel) = next else { return }
             for (task, failure) in failed { finish(task, with: failure) }
             guard !batch.isEmpty else { continue }
-            pushActorBatch(actorID, batch: batch, address: address)
+            pushActorBatch(actorID, batch: batch, address: address, channel: channel)
         }
     }
 
-    private func pushActorBatch(_ actorID: ActorID, batch: [TaskSubmitter.PendingTask], address: Ray_Rpc_Address) {
+    private func pushActorBatch(_ actorID: ActorID, batch: [TaskSubmitter.PendingTask], address: Ray_Rpc_Address,
+                                channel cached: RPCChannel?) {
         let channel: RPCChannel
-        do {
-            channel = try channels.channel(for: address)
-        } catch {
-            actorPushFailed(actorID, batch: batch, address: address, error: error)
-            return
+        if let cached {
+            channel = cached
+        } else {
+            do {
+                channel = try channels.channel(for: address)
+            } catch {
+                actorPushFailed(actorID, batch: batch, address: address, error: error)
+                return
+            }
+            actorSubmitter.state.withLock { $0[actorID]?.channel = channel }
         }
         var request = Ray_Rpc_PushTasksRequest()
         request.tasks = batch.map(\.spec)

@@ -31,6 +31,9 @@ public final class CoreWorker: Sendable {
         public var functions: [String: TaskFunction] = [:]
         /// Makes what hosts actors pushed to this process; set before any task can arrive.
         public var actorHost: (@Sendable (CoreWorker) -> any ActorHost)?
+        /// Called once the worker is complete, before it serves any call (a task may arrive the moment
+        /// the raylet hears of it, before `connect` returns).
+        public var willServe: (@Sendable (CoreWorker) -> Void)?
         /// Where worker output forwarded to a driver goes (default: this process's stdout and stderr).
         public var logSink: (@Sendable (_ pid: Int32, _ isError: Bool, _ lines: [String]) -> Void)?
         /// How long to wait for the raylet to answer the registration.
@@ -166,6 +169,7 @@ public final class CoreWorker: Sendable {
         }
         self.box = box
         if let makeHost = configuration.actorHost { host.withLock { $0 = makeHost(self) } }
+        configuration.willServe?(self)
         box.set(self)
     }
 
@@ -179,6 +183,7 @@ public final class CoreWorker: Sendable {
         _ = try? await raylet.unary(NodeManagerMethods.disconnectClient, request, options: CallOptions(timeout: .seconds(2)))
         await server.shutdown(grace: .milliseconds(200))
         box.set(nil)
+        host.withLock { $0 = nil }  // the actor system holds this worker: break the cycle
     }
 
     // MARK: actors
