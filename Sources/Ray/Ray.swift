@@ -142,7 +142,6 @@ public final class Ray: Sendable {
             job.entrypoint = CommandLine.arguments.joined(separator: " ")
             job.startTimeMs = UInt64(Date().timeIntervalSince1970 * 1000)
             try? await gcs.addJob(job)
-            current.withLock { $0 = worker }
             let namespace = namespace ?? ProcessInfo.processInfo.environment["RAY_NAMESPACE"] ?? UUID().uuidString.lowercased()
             return Ray(jobID: jobID, gcsAddress: gcsAddress, namespace: namespace, worker: worker, gcs: gcs,
                        embedded: embedded, logDirectory: logDirectory)
