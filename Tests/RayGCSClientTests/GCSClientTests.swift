@@ -6,9 +6,13 @@ import RayProtos
 import Testing
 
 @Suite(.timeLimit(.minutes(1))) struct GCSClientTests {
+    /// The clients' deadline guards against hangs only: under AddressSanitizer the suite's CPU-bound
+    /// tests have held both of Swift's pool threads (which the GCS's handlers need) for 5 s and more.
+    static let deadline: Duration = .seconds(30)
+
     @Test func kvNodesAndJobs() async throws {
         let gcs = try GCSServer()
-        let client = try GCSClient(address: "127.0.0.1:\(gcs.port)", timeout: .seconds(5))
+        let client = try GCSClient(address: "127.0.0.1:\(gcs.port)", timeout: Self.deadline)
         let kv = client.kv(namespace: "serve")
         #expect(try await kv.put("app", Data("v1".utf8)))
         #expect(try await !kv.put("app", Data("v2".utf8), overwrite: false))
@@ -36,7 +40,7 @@ import Testing
 
     @Test func subscriptionSeesChangesFromNowInOrder() async throws {
         let gcs = try GCSServer(healthCheckPeriod: .seconds(60))
-        let client = try GCSClient(address: "127.0.0.1:\(gcs.port)", timeout: .seconds(5))
+        let client = try GCSClient(address: "127.0.0.1:\(gcs.port)", timeout: Self.deadline)
         // Published before subscribing: not delivered.
         var early = Ray_Rpc_GcsNodeInfo()
         early.nodeID = Data(NodeID.random().bytes)
@@ -44,7 +48,7 @@ import Testing
         early.nodeManagerPort = 1
         try await client.register(node: early)
 
-        let stream = try await client.subscribe([.gcsNodeInfoChannel], pollTimeout: .seconds(5))
+        let stream = try await client.subscribe([.gcsNodeInfoChannel], pollTimeout: Self.deadline)
         var iterator = stream.makeAsyncIterator()
         var ids: [NodeID] = []
         for _ in 0..<3 {
