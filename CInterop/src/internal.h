@@ -48,8 +48,6 @@ struct QueueThreadState {
 };
 QueueThreadState &queue_thread_state();
 constexpr int kEventsBeforePoll = 16;
-// The longest a completion-queue thread sleeps in one poll (see drain_queue).
-constexpr std::chrono::milliseconds kMaxBlockedPoll{20};
 
 int poll_spin_microseconds();
 
@@ -143,19 +141,9 @@ void drain_queue(grpc::CompletionQueue *cq, Handle handle) {
                 continue;
             }
         }
-        // Sleep until an event, but never longer than kMaxBlockedPoll: under the poll engine a thread
-        // blocked in poll() only watches the sockets it started with, so one added meanwhile (a
-        // new connection) could wait for a timer. Seen once in CI: every call of a test process
-        // stalled ~5 s until a deadline fired.
-        auto status = cq->AsyncNext(&tag, &ok, std::chrono::system_clock::now() + kMaxBlockedPoll);
-        if (status == grpc::CompletionQueue::SHUTDOWN) {
+        if (!cq->Next(&tag, &ok)) {
             run_deferred();
             return;
-        }
-        if (status == grpc::CompletionQueue::TIMEOUT) {
-            state.events_since_poll = 0;
-            run_deferred();
-            continue;
         }
         state.events_since_poll++;
         handle(tag, ok);
