@@ -199,7 +199,11 @@ public final class RayActorSystem: DistributedActorSystem, ActorHost, Sendable {
         var decoder = RayInvocationDecoder(arguments: arguments, substitutions: genericSubstitutions, method: method)
         let handler = RayResultHandler()
         do {
-            try await executeDistributedTarget(on: actor, target: RemoteCallTarget(method), invocationDecoder: &decoder, handler: handler)
+            if genericSubstitutions.isEmpty, let signature = DistributedTargets.signature(of: method) {
+                try await DistributedTargets.execute(on: actor, method: method, signature: signature, decoder: &decoder, handler: handler)
+            } else {
+                try await executeDistributedTarget(on: actor, target: RemoteCallTarget(method), invocationDecoder: &decoder, handler: handler)
+            }
             return try handler.take()
         } catch let error as ExecuteDistributedTargetError {
             // (The runtime reports a missing accessor through the handler's onThrow.)
@@ -289,3 +293,95 @@ final class SubmissionCapture: @unchecked Sendable {
     func record(_ id: ObjectID) { lock.withLock { $0 = id } }
     var id: ObjectID? { lock.withLock { $0 } }
 }
+
+// MARK: executing a target with its signature looked up once
+
+/// `executeDistributedTarget` demangles the target's parameter and return types on every call (a
+/// third of an actor call's time on the worker); for a non-generic target we read them once and call
+/// the same runtime entry points the standard library's implementation calls.
+enum DistributedTargets {
+    /// Kept for the life of the process (one per method called), so a call passes them as they are.
+    struct Signature: @unchecked Sendable {
+        var name: UnsafeMutableBufferPointer<UInt8>
+        var parameterTypes: UnsafeMutableBufferPointer<Any.Type>
+        var returnType: Any.Type
+    }
+
+    private static let signatures = Mutex<[String: Signature]>([:])
+
+    /// The target's parameter and return types; nil for a generic target or an unknown one (the
+    /// standard path then reports it).
+    static func signature(of method: String) -> Signature? {
+        if let known = signatures.withLock({ $0[method] }) { return known }
+        let name = Array(method.utf8)
+        let signature: Signature? = name.withUnsafeBufferPointer { name -> Signature? in
+            guard let base = name.baseAddress, !name.isEmpty else { return nil }
+            let length = UInt(name.count)
+            guard _rayTargetGenericEnvironment(base, length) == nil else { return nil }
+            let count = _rayTargetParameterCount(base, length)
+            guard count >= 0 else { return nil }
+            var types = [Any.Type](repeating: Void.self, count: Int(count))
+            let decoded = types.withUnsafeMutableBufferPointer { buffer in
+                _rayTargetParameterTypes(base, length, nil, nil, UnsafeMutableRawPointer(buffer.baseAddress!), Int(count))
+            }
+            guard decoded == count, let returnType = _rayTargetReturnType(base, length, nil, nil) else { return nil }
+            let nameCopy = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: name.count)
+            _ = nameCopy.initialize(from: name)
+            let typesCopy = UnsafeMutableBufferPointer<Any.Type>.allocate(capacity: max(1, types.count))
+            _ = typesCopy.initialize(from: types)
+            return Signature(name: nameCopy, parameterTypes: typesCopy, returnType: returnType)
+        }
+        if let signature { signatures.withLock { $0[method] = signature } }
+        return signature
+    }
+
+    static func execute(on actor: any DistributedActor, method: String, signature: Signature,
+                        decoder: inout RayInvocationDecoder, handler: RayResultHandler) async throws {
+        func layout<T>(_: T.Type) -> (size: Int, alignment: Int) { (MemoryLayout<T>.size, MemoryLayout<T>.alignment) }
+        let (size, alignment) = layout(signature.returnType)
+        let result = UnsafeMutableRawPointer.allocate(byteCount: max(1, size), alignment: max(1, alignment))
+        defer { result.deallocate() }
+        do {
+            try await _rayExecuteTarget(
+                on: actor, signature.name.baseAddress!, UInt(signature.name.count), argumentDecoder: &decoder,
+                argumentTypes: UnsafeMutableRawPointer(signature.parameterTypes.baseAddress!),
+                resultBuffer: result, substitutions: nil, witnessTables: nil, numWitnessTables: 0)
+        } catch {
+            try await handler.onThrow(error: error)
+            return
+        }
+        if signature.returnType == Void.self {
+            try await handler.onReturnVoid()
+            return
+        }
+        guard let codable = signature.returnType as? any Codable.Type else {
+            throw RayError(.serialization, "the result type \(signature.returnType) of \(method) is not Codable")
+        }
+        func deliver<R: Codable>(_: R.Type) async throws {
+            try await handler.onReturn(value: result.assumingMemoryBound(to: R.self).move())
+        }
+        try await deliver(codable)
+    }
+}
+
+@_silgen_name("swift_distributed_getGenericEnvironment")
+private func _rayTargetGenericEnvironment(_ name: UnsafePointer<UInt8>, _ length: UInt) -> UnsafeRawPointer?
+
+@_silgen_name("swift_func_getParameterCount")
+private func _rayTargetParameterCount(_ name: UnsafePointer<UInt8>, _ length: UInt) -> Int32
+
+@_silgen_name("swift_func_getParameterTypeInfo")
+private func _rayTargetParameterTypes(
+    _ name: UnsafePointer<UInt8>, _ length: UInt, _ genericEnvironment: UnsafeRawPointer?,
+    _ genericArguments: UnsafeRawPointer?, _ types: UnsafeMutableRawPointer, _ typesLength: Int) -> Int32
+
+@_silgen_name("swift_func_getReturnTypeInfo")
+private func _rayTargetReturnType(
+    _ name: UnsafePointer<UInt8>, _ length: UInt, _ genericEnvironment: UnsafeRawPointer?,
+    _ genericArguments: UnsafeRawPointer?) -> Any.Type?
+
+@_silgen_name("swift_distributed_execute_target")
+private func _rayExecuteTarget<D: DistributedTargetInvocationDecoder>(
+    on actor: AnyObject, _ name: UnsafePointer<UInt8>, _ length: UInt, argumentDecoder: inout D,
+    argumentTypes: UnsafeMutableRawPointer, resultBuffer: UnsafeMutableRawPointer,
+    substitutions: UnsafeRawPointer?, witnessTables: UnsafeRawPointer?, numWitnessTables: UInt) async throws
