@@ -27,6 +27,9 @@ final class ActorTaskReceiver: Sendable {
         state.withLock { $0.maxConcurrency = max(1, maxConcurrency) }
     }
 
+    /// One call at a time: a caller's batch can simply run in its order.
+    var isSequential: Bool { state.withLock { $0.maxConcurrency == 1 } }
+
     /// Returns when the call may start: after the caller's earlier calls started, with a slot taken.
     /// Pair with ``finish()``.
     func admit(caller: Data, sequence: Int64) async {

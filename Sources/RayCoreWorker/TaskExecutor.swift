@@ -259,8 +259,10 @@ extension CoreWorker {
             guard let worker = await box.worker else { throw RPCError(code: .unavailable, message: "the worker has shut down") }
             var reply = Ray_Rpc_PushTasksReply()
             reply.results.reserveCapacity(request.tasks.count)
-            if request.tasks.count > 1, request.tasks[0].type == .actorTask {
-                // Each call waits for its turn in the actor's receiver (caller order, concurrency limit).
+            if request.tasks.count > 1, request.tasks[0].type == .actorTask, !worker.actorReceiver.isSequential {
+                // A batch for an actor that runs calls concurrently: each call waits for its turn in
+                // the receiver (caller order, concurrency limit). A sequential actor's batch runs in
+                // order below.
                 reply.results = await withTaskGroup(of: (Int, Ray_Rpc_TaskResult).self) { group in
                     for (index, spec) in request.tasks.enumerated() {
                         group.addTask { (index, await worker.executor.run(spec, on: worker)) }
