@@ -66,8 +66,8 @@ void initialize_once() {
         // gRPC's poll() engine instead of epoll1 (gRPC reads this when it first initializes, after
         // this). With epoll1 one thread at a time polls every socket of the process and hands each
         // event to the queue it belongs to; with poll each queue's thread reads its own sockets. On 2
-        // cores, alternating A/B runs of a task round trip between two processes: 4.3k-4.9k sync
-        // tasks/s against 2.7k-3.6k with epoll1. Streams need queue_needs_poll under this engine.
+        // cores, alternating A/B runs of a task round trip between two processes (docs/benchmarks.md):
+        // 3.6k-4.5k sync tasks/s against 3.0k-3.1k with epoll1. Streams need queue_needs_poll here.
         // The user's setting wins.
         setenv("GRPC_POLL_STRATEGY", "poll", /*overwrite=*/0);
     });

@@ -134,8 +134,6 @@ extension Ray {
     public func kill<A: RayActor>(_ actor: A) async throws {
         var request = Ray_Rpc_KillActorViaGcsRequest()
         request.actorID = Data(actor.id.actorID.bytes)
-        request.forceKill = true
-        request.noRestart = true
         do {
             _ = try await worker.gcsChannel().unary(GCSMethods.killActorViaGcs, request, options: CallOptions(timeout: .seconds(10)))
         } catch {

@@ -287,7 +287,7 @@ public final class RayResultHandler: DistributedTargetInvocationResultHandler, @
 }
 
 /// Where ``Ray/submit(_:)`` gets the ID of the call it captured.
-final class SubmissionCapture: @unchecked Sendable {
+final class SubmissionCapture: Sendable {
     struct Captured: Error {}
     private let lock = Mutex<ObjectID?>(nil)
     func record(_ id: ObjectID) { lock.withLock { $0 = id } }

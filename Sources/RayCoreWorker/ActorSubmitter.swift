@@ -84,16 +84,11 @@ extension CoreWorker {
     /// Waits for a queued call's object arguments, then lets the queue move past it.
     private func resolveActorArguments(_ actorID: ActorID, task: TaskSubmitter.PendingTask, index: Int) {
         Task {
-            fetchBorrowed(task.argumentRefs.filter { store.value($0) == nil })
-            _ = await store.wait(task.argumentRefs, count: task.argumentRefs.count, timeout: nil)
             var resolved = task
             var failure: TaskFailure?
-            do {
-                resolved = try resolveArguments(task, waiting: true)!
-            } catch let error as TaskFailure {
-                failure = error
-            } catch {
-                failure = TaskFailure(kind: .system, type: "", message: "\(error)", function: task.spec.functionName)
+            switch await awaitArguments(task) {
+            case .success(let ready): resolved = ready
+            case .failure(let error): failure = error
             }
             actorSubmitter.state.withLock { actors in
                 guard actors[actorID] != nil, index < actors[actorID]!.queue.count,

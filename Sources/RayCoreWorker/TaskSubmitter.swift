@@ -222,15 +222,24 @@ extension CoreWorker {
             return
         }
         Task {
-            fetchBorrowed(task.argumentRefs.filter { store.value($0) == nil })
-            _ = await store.wait(task.argumentRefs, count: task.argumentRefs.count, timeout: nil)
-            do {
-                enqueue(try resolveArguments(task, waiting: true)!)
-            } catch let failure as TaskFailure {
-                finish(task, with: failure)
-            } catch {
-                finish(task, with: TaskFailure(kind: .system, type: "", message: "\(error)", function: task.spec.functionName))
+            switch await awaitArguments(task) {
+            case .success(let resolved): enqueue(resolved)
+            case .failure(let failure): finish(task, with: failure)
             }
+        }
+    }
+
+    /// Waits until every object argument of `task` exists (fetching borrowed ones from their owners),
+    /// then returns the task with their values, or why an argument failed.
+    func awaitArguments(_ task: TaskSubmitter.PendingTask) async -> Result<TaskSubmitter.PendingTask, TaskFailure> {
+        fetchBorrowed(task.argumentRefs.filter { store.value($0) == nil })
+        _ = await store.wait(task.argumentRefs, count: task.argumentRefs.count, timeout: nil)
+        do {
+            return .success(try resolveArguments(task, waiting: true)!)
+        } catch let failure as TaskFailure {
+            return .failure(failure)
+        } catch {
+            return .failure(TaskFailure(kind: .system, type: "", message: "\(error)", function: task.spec.functionName))
         }
     }
 

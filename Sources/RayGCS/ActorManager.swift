@@ -88,7 +88,6 @@ actor ActorManager {
         lease.requiredResources = spec.requiredResources
         lease.ownerAddress.workerID = Data(leaseOwner.bytes)
         lease.schedulingClassName = "actor \(creation.className)"
-        lease.actorID = creation.actorID
         lease.isDetachedActor = creation.isDetached
         var granted: Ray_Rpc_RequestWorkerLeaseReply?
         while granted == nil {

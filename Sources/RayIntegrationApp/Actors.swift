@@ -24,9 +24,7 @@ distributed actor Counter: RayActor {
     }
     /// Sleeps (the actor runs nothing else meanwhile) and reports when it ran.
     distributed func nap(_ milliseconds: Int) async throws -> [UInt64] {
-        let start = DispatchTime.now().uptimeNanoseconds
-        try await Task.sleep(for: .milliseconds(milliseconds))
-        return [start, DispatchTime.now().uptimeNanoseconds]
+        try await timedSleep(milliseconds)
     }
 }
 
@@ -34,9 +32,7 @@ distributed actor Counter: RayActor {
 distributed actor Sleeper: RayActor {
     init(actorSystem: RayActorSystem, args: Int) { self.actorSystem = actorSystem }
     distributed func nap(_ milliseconds: Int) async throws -> [UInt64] {
-        let start = DispatchTime.now().uptimeNanoseconds
-        try await Task.sleep(for: .milliseconds(milliseconds))
-        return [start, DispatchTime.now().uptimeNanoseconds]
+        try await timedSleep(milliseconds)
     }
 }
 

@@ -51,12 +51,13 @@ let sleepMs = RemoteFunction("sleepMs") { (milliseconds: Int) -> Int in
     try await Task.sleep(for: .milliseconds(milliseconds))
     return milliseconds
 }
-/// Records when it ran (wall clock, ns), for checks of which tasks overlapped.
-let interval = RemoteFunction("interval") { (milliseconds: Int) -> [UInt64] in
+/// Sleeps and returns when it ran ([start, end], ns), for checks of which tasks or calls overlapped.
+func timedSleep(_ milliseconds: Int) async throws -> [UInt64] {
     let start = DispatchTime.now().uptimeNanoseconds
     try await Task.sleep(for: .milliseconds(milliseconds))
     return [start, DispatchTime.now().uptimeNanoseconds]
 }
+let interval = RemoteFunction("interval") { (milliseconds: Int) -> [UInt64] in try await timedSleep(milliseconds) }
 let fanOut = RemoteFunction("fanOut") { (n: Int) async throws -> Int in
     // A task that submits tasks and waits for them (its CPU is lent out while it waits).
     let refs = (0..<n).map { square.remote($0) }

@@ -927,16 +927,13 @@ public nonisolated struct Ray_Rpc_GetAllActorInfoReply: Sendable {
   public init() {}
 }
 
+/// Kills the actor's worker at once (Ray's force_kill; there are no restarts yet).
 public nonisolated struct Ray_Rpc_KillActorViaGcsRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var actorID: Data = Data()
-
-  public var forceKill: Bool = false
-
-  public var noRestart: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -948,20 +945,9 @@ public nonisolated struct Ray_Rpc_KillActorViaGcsReply: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var status: Ray_Rpc_StatusDetail {
-    get {_status ?? Ray_Rpc_StatusDetail()}
-    set {_status = newValue}
-  }
-  /// Returns true if `status` has been explicitly set.
-  public var hasStatus: Bool {self._status != nil}
-  /// Clears the value of `status`. Subsequent reads from it will return its default value.
-  public mutating func clearStatus() {self._status = nil}
-
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
-
-  fileprivate var _status: Ray_Rpc_StatusDetail? = nil
 }
 
 /// What one node has, has free, and is asked for (its raylet reports it when it changes).
@@ -2716,7 +2702,7 @@ nonisolated extension Ray_Rpc_GetAllActorInfoReply: SwiftProtobuf.Message, Swift
 
 nonisolated extension Ray_Rpc_KillActorViaGcsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".KillActorViaGcsRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}actor_id\0\u{3}force_kill\0\u{3}no_restart\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}actor_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2725,8 +2711,6 @@ nonisolated extension Ray_Rpc_KillActorViaGcsRequest: SwiftProtobuf.Message, Swi
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularBytesField(value: &self.actorID) }()
-      case 2: try { try decoder.decodeSingularBoolField(value: &self.forceKill) }()
-      case 3: try { try decoder.decodeSingularBoolField(value: &self.noRestart) }()
       default: break
       }
     }
@@ -2736,19 +2720,11 @@ nonisolated extension Ray_Rpc_KillActorViaGcsRequest: SwiftProtobuf.Message, Swi
     if !self.actorID.isEmpty {
       try visitor.visitSingularBytesField(value: self.actorID, fieldNumber: 1)
     }
-    if self.forceKill != false {
-      try visitor.visitSingularBoolField(value: self.forceKill, fieldNumber: 2)
-    }
-    if self.noRestart != false {
-      try visitor.visitSingularBoolField(value: self.noRestart, fieldNumber: 3)
-    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Ray_Rpc_KillActorViaGcsRequest, rhs: Ray_Rpc_KillActorViaGcsRequest) -> Bool {
     if lhs.actorID != rhs.actorID {return false}
-    if lhs.forceKill != rhs.forceKill {return false}
-    if lhs.noRestart != rhs.noRestart {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2756,33 +2732,18 @@ nonisolated extension Ray_Rpc_KillActorViaGcsRequest: SwiftProtobuf.Message, Swi
 
 nonisolated extension Ray_Rpc_KillActorViaGcsReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".KillActorViaGcsReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}status\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularMessageField(value: &self._status) }()
-      default: break
-      }
-    }
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    try { if let v = self._status {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
-    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Ray_Rpc_KillActorViaGcsReply, rhs: Ray_Rpc_KillActorViaGcsReply) -> Bool {
-    if lhs._status != rhs._status {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

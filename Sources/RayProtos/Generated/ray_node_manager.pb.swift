@@ -173,10 +173,8 @@ public nonisolated struct Ray_Rpc_RequestWorkerLeaseRequest: Sendable {
   /// Unique per request of this owner: CancelWorkerLease names it.
   public var requestID: String = String()
 
-  /// A lease for an actor (the GCS asks): the worker hosts it until it dies. A detached actor's worker
-  /// outlives its job's driver; any other worker of a job stops when the driver does.
-  public var actorID: Data = Data()
-
+  /// A lease for a detached actor (the GCS asks): its worker outlives its job's driver; any other
+  /// worker of a job stops when the driver does.
   public var isDetachedActor: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -587,7 +585,7 @@ nonisolated extension Ray_Rpc_DisconnectClientReply: SwiftProtobuf.Message, Swif
 
 nonisolated extension Ray_Rpc_RequestWorkerLeaseRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RequestWorkerLeaseRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{3}required_resources\0\u{3}owner_address\0\u{3}scheduling_class_name\0\u{3}request_id\0\u{3}actor_id\0\u{3}is_detached_actor\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{3}required_resources\0\u{3}owner_address\0\u{3}scheduling_class_name\0\u{3}request_id\0\u{4}\u{2}is_detached_actor\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -600,7 +598,6 @@ nonisolated extension Ray_Rpc_RequestWorkerLeaseRequest: SwiftProtobuf.Message, 
       case 3: try { try decoder.decodeSingularMessageField(value: &self._ownerAddress) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.schedulingClassName) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.requestID) }()
-      case 6: try { try decoder.decodeSingularBytesField(value: &self.actorID) }()
       case 7: try { try decoder.decodeSingularBoolField(value: &self.isDetachedActor) }()
       default: break
       }
@@ -627,9 +624,6 @@ nonisolated extension Ray_Rpc_RequestWorkerLeaseRequest: SwiftProtobuf.Message, 
     if !self.requestID.isEmpty {
       try visitor.visitSingularStringField(value: self.requestID, fieldNumber: 5)
     }
-    if !self.actorID.isEmpty {
-      try visitor.visitSingularBytesField(value: self.actorID, fieldNumber: 6)
-    }
     if self.isDetachedActor != false {
       try visitor.visitSingularBoolField(value: self.isDetachedActor, fieldNumber: 7)
     }
@@ -642,7 +636,6 @@ nonisolated extension Ray_Rpc_RequestWorkerLeaseRequest: SwiftProtobuf.Message, 
     if lhs._ownerAddress != rhs._ownerAddress {return false}
     if lhs.schedulingClassName != rhs.schedulingClassName {return false}
     if lhs.requestID != rhs.requestID {return false}
-    if lhs.actorID != rhs.actorID {return false}
     if lhs.isDetachedActor != rhs.isDetachedActor {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
