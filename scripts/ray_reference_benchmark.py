@@ -65,30 +65,37 @@ def actor_work(actors, n):
     ray.get([actors[i % len(actors)].small_value.remote() for i in range(n)])
 
 
-def actor_figures(record):
+def actor_figures(record, wanted=lambda name: True):
     n_cpu = max(1, os.cpu_count() // 2)
-    a = Actor.remote()
-    record("1_1_actor_calls_sync", timeit("1:1 actor calls sync", lambda: ray.get(a.small_value.remote())))
-    a = Actor.remote()
-    record("1_1_actor_calls_async", timeit(
-        "1:1 actor calls async", lambda: ray.get([a.small_value.remote() for _ in range(1000)]), 1000))
-    a = Actor.options(max_concurrency=16).remote()
-    record("1_1_actor_calls_concurrent", timeit(
-        "1:1 actor calls concurrent", lambda: ray.get([a.small_value.remote() for _ in range(1000)]), 1000))
+    if wanted("1_1_actor_calls_sync"):
+        a = Actor.remote()
+        record("1_1_actor_calls_sync", timeit("1:1 actor calls sync", lambda: ray.get(a.small_value.remote())))
+    if wanted("1_1_actor_calls_async"):
+        a = Actor.remote()
+        record("1_1_actor_calls_async", timeit(
+            "1:1 actor calls async", lambda: ray.get([a.small_value.remote() for _ in range(1000)]), 1000))
+    if wanted("1_1_actor_calls_concurrent"):
+        a = Actor.options(max_concurrency=16).remote()
+        record("1_1_actor_calls_concurrent", timeit(
+            "1:1 actor calls concurrent", lambda: ray.get([a.small_value.remote() for _ in range(1000)]), 1000))
     n = 5000
-    servers = [Actor.remote() for _ in range(n_cpu)]
-    client = ActorClient.remote(servers)
-    record("1_n_actor_calls_async", timeit(
-        "1:n actor calls async", lambda: ray.get(client.small_value_batch.remote(n)), n * len(servers)))
+    if wanted("1_n_actor_calls_async"):
+        servers = [Actor.remote() for _ in range(n_cpu)]
+        client = ActorClient.remote(servers)
+        record("1_n_actor_calls_async", timeit(
+            "1:n actor calls async", lambda: ray.get(client.small_value_batch.remote(n)), n * len(servers)))
     m = 4
-    actors = [Actor.remote() for _ in range(n_cpu)]
-    record("n_n_actor_calls_async", timeit(
-        "n:n actor calls async", lambda: ray.get([actor_work.remote(actors, n) for _ in range(m)]), m * n))
-    a = AsyncActor.remote()
-    record("1_1_async_actor_calls_sync", timeit("1:1 async-actor calls sync", lambda: ray.get(a.small_value.remote())))
-    a = AsyncActor.remote()
-    record("1_1_async_actor_calls_async", timeit(
-        "1:1 async-actor calls async", lambda: ray.get([a.small_value.remote() for _ in range(1000)]), 1000))
+    if wanted("n_n_actor_calls_async"):
+        actors = [Actor.remote() for _ in range(n_cpu)]
+        record("n_n_actor_calls_async", timeit(
+            "n:n actor calls async", lambda: ray.get([actor_work.remote(actors, n) for _ in range(m)]), m * n))
+    if wanted("1_1_async_actor_calls_sync"):
+        a = AsyncActor.remote()
+        record("1_1_async_actor_calls_sync", timeit("1:1 async-actor calls sync", lambda: ray.get(a.small_value.remote())))
+    if wanted("1_1_async_actor_calls_async"):
+        a = AsyncActor.remote()
+        record("1_1_async_actor_calls_async", timeit(
+            "1:1 async-actor calls async", lambda: ray.get([a.small_value.remote() for _ in range(1000)]), 1000))
 
 
 def task_and_object_figures():
@@ -206,11 +213,13 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--json")
     parser.add_argument("--only-actors", action="store_true", help="only the actor figures")
+    parser.add_argument("--only", help="with --only-actors: only the actor figures whose names contain this")
     args = parser.parse_args()
     if args.only_actors:
         ray.init()
         figures = {}
-        actor_figures(lambda name, results: figures.__setitem__(name, results[0][1]))
+        actor_figures(lambda name, results: figures.__setitem__(name, results[0][1]),
+                      lambda name: args.only is None or args.only in name)
         ray.shutdown()
         for name, value in figures.items():
             print(f"{name}: {value:.2f}")

@@ -13,6 +13,7 @@
 // read flow is over (a read returned no message, or Swift released the call), so no message is
 // dropped before Swift asked for it.
 #include <atomic>
+#include <pthread.h>
 #include <chrono>
 #include <deque>
 #include <memory>
@@ -56,6 +57,7 @@ ClientQueues &client_queues() {
             auto *cq = new grpc::CompletionQueue();
             q->queues.push_back(cq);
             std::thread([cq] {
+                pthread_setname_np(pthread_self(), "rpc-client-cq");
                 cinterop::drain_queue(cq, [](void *tag, bool ok) { static_cast<ClientTag *>(tag)->complete(ok); });
             }).detach();
         }

@@ -7,6 +7,7 @@
 // CompletionQueue::Shutdown. The mutex is never held while the Swift callback runs.
 #include <algorithm>
 #include <atomic>
+#include <pthread.h>
 #include <chrono>
 #include <deque>
 #include <memory>
@@ -296,6 +297,7 @@ void handle(Tag *tag, bool ok) {
 }
 
 void run_queue(grpcshim_server *s, size_t index) {
+    pthread_setname_np(pthread_self(), "rpc-server-cq");
     cinterop::drain_queue(s->queues[index].get(), [](void *tag, bool ok) { handle(static_cast<Tag *>(tag), ok); });
 }
 

@@ -255,7 +255,11 @@ extension CoreWorker {
         on router: inout RPCRouter, worker box: WorkerBox,
         logSink: @escaping @Sendable (Int32, Bool, [String]) -> Void
     ) {
-        router.register(CoreWorkerMethods.pushTasks) { request, _ in
+        // On the completion queue: a sequential actor's call then runs on the thread that received it,
+        // through the hop into the actor (which would otherwise go through Swift's pool, a thread
+        // wake-up on every call's path) to the reply. Task functions run in tasks of their own, and a
+        // concurrent actor's calls on the pool, as before.
+        router.register(CoreWorkerMethods.pushTasks, onCompletionQueue: true) { request, _ in
             guard let worker = await box.worker else { throw RPCError(code: .unavailable, message: "the worker has shut down") }
             var reply = Ray_Rpc_PushTasksReply()
             reply.results.reserveCapacity(request.tasks.count)
@@ -263,13 +267,15 @@ extension CoreWorker {
                 // A batch for an actor that runs calls concurrently: each call waits for its turn in
                 // the receiver (caller order, concurrency limit). A sequential actor's batch runs in
                 // order below.
-                reply.results = await withTaskGroup(of: (Int, Ray_Rpc_TaskResult).self) { group in
-                    for (index, spec) in request.tasks.enumerated() {
-                        group.addTask { (index, await worker.executor.run(spec, on: worker)) }
+                reply.results = await withTaskExecutorPreference(globalConcurrentExecutor) {
+                    await withTaskGroup(of: (Int, Ray_Rpc_TaskResult).self) { group in
+                        for (index, spec) in request.tasks.enumerated() {
+                            group.addTask { (index, await worker.executor.run(spec, on: worker)) }
+                        }
+                        var results = [Ray_Rpc_TaskResult](repeating: Ray_Rpc_TaskResult(), count: request.tasks.count)
+                        for await (index, result) in group { results[index] = result }
+                        return results
                     }
-                    var results = [Ray_Rpc_TaskResult](repeating: Ray_Rpc_TaskResult(), count: request.tasks.count)
-                    for await (index, result) in group { results[index] = result }
-                    return results
                 }
                 return reply
             }

@@ -102,10 +102,12 @@ final class ClientStreamCall: StreamSink {
 
 private let streamEventCallback: grpcshim_call_event_cb = { context, event in
     let event = event!.pointee
-    if Int(event.kind) == Int(CINTEROP_EVENT_DONE.rawValue) {
-        Unmanaged<ClientStreamCall>.fromOpaque(context!).takeRetainedValue().handle(event)
-    } else {
-        Unmanaged<ClientStreamCall>.fromOpaque(context!).takeUnretainedValue().handle(event)
+    withEventScope {
+        if Int(event.kind) == Int(CINTEROP_EVENT_DONE.rawValue) {
+            Unmanaged<ClientStreamCall>.fromOpaque(context!).takeRetainedValue().handle(event)
+        } else {
+            Unmanaged<ClientStreamCall>.fromOpaque(context!).takeUnretainedValue().handle(event)
+        }
     }
 }
 

@@ -3,8 +3,9 @@ import SwiftProtobuf
 /// The handlers a server serves, by method path. Built before the server starts and fixed afterwards.
 public struct RPCRouter: Sendable {
     enum Handler: Sendable {
-        /// One request message in, one reply out.
-        case unary(@Sendable ([UInt8], ServerContext) async throws -> [UInt8])
+        /// One request message in, one reply out; `onCompletionQueue`: the handler prefers
+        /// ``CompletionQueueExecutor``.
+        case unary(@Sendable ([UInt8], ServerContext) async throws -> [UInt8], onCompletionQueue: Bool)
         /// Any streaming shape: the call owns its inbound messages and its writer.
         case stream(@Sendable (ServerStreamCall, ServerContext) async throws -> Void)
     }
@@ -16,14 +17,18 @@ public struct RPCRouter: Sendable {
     /// The method paths registered.
     public var methods: [String] { handlers.keys.sorted() }
 
-    /// Serves a unary method.
+    /// Serves a unary method. Every handler starts on the completion-queue thread that received the
+    /// request and runs there until it first suspends. With `onCompletionQueue` it keeps running on
+    /// the completion-queue threads that resume it (``CompletionQueueExecutor``), hops to idle actors
+    /// included, and replies from there: for short handlers on a latency-critical path.
     public mutating func register<Request, Response>(
         _ method: RPCMethod<Request, Response>,
+        onCompletionQueue: Bool = false,
         _ body: @escaping @Sendable (Request, ServerContext) async throws -> Response
     ) {
-        handlers[method.path] = .unary { bytes, context in
+        handlers[method.path] = .unary({ bytes, context in
             try await body(Request._decode(bytes), context)._encode()
-        }
+        }, onCompletionQueue: onCompletionQueue)
     }
 
     /// Serves a method with one request and a stream of responses.
@@ -64,6 +69,6 @@ public struct RPCRouter: Sendable {
     public mutating func registerRaw(
         path: String, _ body: @escaping @Sendable ([UInt8], ServerContext) async throws -> [UInt8]
     ) {
-        handlers[path] = .unary(body)
+        handlers[path] = .unary(body, onCompletionQueue: false)
     }
 }

@@ -126,5 +126,5 @@ public final class RPCServer: Sendable {
 /// The C callback: every server event of every call.
 private let serverEventCallback: grpcshim_server_event_cb = { context, server, callID, event in
     let core = Unmanaged<ServerCore>.fromOpaque(context!).takeUnretainedValue()
-    core.handle(server: OpaquePointerBox(pointer: server!), callID: callID, event: event!.pointee)
+    withEventScope { core.handle(server: OpaquePointerBox(pointer: server!), callID: callID, event: event!.pointee) }
 }

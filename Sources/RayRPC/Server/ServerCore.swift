@@ -91,14 +91,14 @@ final class ServerCore: Sendable {
         let context = ServerContext(
             method: method, requestMetadata: Metadata(event.metadata, count: event.metadata_count), deadline: deadline)
         switch handler {
-        case .unary(let body):
+        case .unary(let body, let onCompletionQueue):
             guard event.has_message != 0 else {
                 finish(server, callID, RPCError(code: .invalidArgument, message: "\(method) needs a request message"),
                        trailing: [:])
                 return
             }
             let request = event.messageBytes
-            let task = Task.immediate {
+            let run: @Sendable () async -> Void = {
                 do {
                     let reply = try await body(request, context)
                     self.reply(server, callID, reply, trailing: context.trailingMetadata)
@@ -106,6 +106,9 @@ final class ServerCore: Sendable {
                     self.finish(server, callID, Self.status(for: error), trailing: context.trailingMetadata)
                 }
             }
+            let task = onCompletionQueue
+                ? Task.immediate(executorPreference: CompletionQueueExecutor.shared, operation: run)
+                : Task.immediate(operation: run)
             calls.withLock { $0[callID] = .unary(task) }
         case .stream(let body):
             let call = ServerStreamCall(server: server, callID: callID, configuration: configuration)

@@ -1,0 +1,81 @@
+import Dispatch
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A task executor that runs a job on the completion-queue thread that made it runnable, right after
+/// the event that did, instead of handing it to Swift's thread pool (a dispatch enqueue and usually a
+/// thread wake-up on the way to every reply).
+///
+/// A handler running with this preference (`withTaskExecutorPreference(CompletionQueueExecutor.shared)`)
+/// stays on the thread that received its request through hops to idle actors, and sends its reply
+/// from there. A job made runnable on any other thread (a continuation resumed by a pool thread, a
+/// timer) runs on a dispatch thread, so nothing waits for a completion-queue thread that is not there.
+///
+/// While a job runs, its completion-queue thread reads no sockets: use it for work that is short
+/// or suspends soon. (The shim gives a queue thread stuck in one callback for long a stand-in.)
+public final class CompletionQueueExecutor: TaskExecutor {
+    public static let shared = CompletionQueueExecutor()
+
+    private init() {}
+
+    public func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        if let scope = EventScope.current, scope.depth > 0 {
+            scope.jobs.append(job)
+            return
+        }
+        let executor = asUnownedTaskExecutor()
+        DispatchQueue.global().async { job.runSynchronously(on: executor) }
+    }
+}
+
+/// The jobs a completion-queue thread's current callback made runnable for ``CompletionQueueExecutor``.
+/// One per thread, used only by its thread.
+final class EventScope {
+    var depth = 0
+    var jobs: [UnownedJob] = []
+
+    private static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        let rc = pthread_key_create(&key) { pointer in
+            if let pointer { Unmanaged<EventScope>.fromOpaque(pointer).release() }
+        }
+        precondition(rc == 0, "pthread_key_create failed: \(rc)")
+        return key
+    }()
+
+    static var current: EventScope? {
+        guard let pointer = pthread_getspecific(key) else { return nil }
+        return Unmanaged<EventScope>.fromOpaque(pointer).takeUnretainedValue()
+    }
+
+    static var forThisThread: EventScope {
+        if let scope = current { return scope }
+        let scope = EventScope()
+        pthread_setspecific(key, Unmanaged.passRetained(scope).toOpaque())
+        return scope
+    }
+}
+
+/// Runs one shim callback; the jobs it made runnable for ``CompletionQueueExecutor`` run on this thread
+/// when it returns, in order, with the jobs those make runnable.
+@inline(__always)
+func withEventScope(_ body: () -> Void) {
+    let scope = EventScope.forThisThread
+    scope.depth += 1
+    body()
+    if scope.depth == 1 && !scope.jobs.isEmpty {
+        let executor = CompletionQueueExecutor.shared.asUnownedTaskExecutor()
+        var index = 0
+        while index < scope.jobs.count {
+            let job = scope.jobs[index]
+            index += 1
+            job.runSynchronously(on: executor)
+        }
+        scope.jobs.removeAll(keepingCapacity: true)
+    }
+    scope.depth -= 1
+}
