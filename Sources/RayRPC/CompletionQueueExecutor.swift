@@ -5,17 +5,17 @@ import Glibc
 import Darwin
 #endif
 
-/// A task executor that runs a job on the completion-queue thread that made it runnable, right after
-/// the event that did, instead of handing it to Swift's thread pool (a dispatch enqueue and usually a
-/// thread wake-up on the way to every reply).
+/// A task executor for server handlers on a latency-critical path: a job made runnable while a server
+/// completion-queue thread handles an event (the handler starting, a hop into an idle actor) runs on
+/// that thread as soon as the event's callback returns, instead of going through Swift's thread pool
+/// (a dispatch enqueue and usually a thread wake-up on the way to every reply). A job made runnable
+/// anywhere else (a continuation resumed by a pool thread, a client's reply, a timer) runs on a
+/// dispatch thread, so nothing waits for a particular thread and a completion-queue thread runs only
+/// what its own events made runnable.
 ///
-/// A handler running with this preference (`withTaskExecutorPreference(CompletionQueueExecutor.shared)`)
-/// stays on the thread that received its request through hops to idle actors, and sends its reply
-/// from there. A job made runnable on any other thread (a continuation resumed by a pool thread, a
-/// timer) runs on a dispatch thread, so nothing waits for a completion-queue thread that is not there.
-///
-/// While a job runs, its completion-queue thread reads no sockets: use it for work that is short
-/// or suspends soon. (The shim gives a queue thread stuck in one callback for long a stand-in.)
+/// What runs on a completion-queue thread delays that server's other calls until it suspends, as a
+/// handler's first synchronous part always does (`Task.immediate`): use it for handlers whose work
+/// is short or suspends soon.
 public final class CompletionQueueExecutor: TaskExecutor {
     public static let shared = CompletionQueueExecutor()
 
@@ -60,8 +60,8 @@ final class EventScope {
     }
 }
 
-/// Runs one shim callback; the jobs it made runnable for ``CompletionQueueExecutor`` run on this thread
-/// when it returns, in order, with the jobs those make runnable.
+/// Runs one server event's callback; the jobs it made runnable for ``CompletionQueueExecutor`` run on
+/// this thread when it returns, in order, with the jobs those make runnable.
 @inline(__always)
 func withEventScope(_ body: () -> Void) {
     let scope = EventScope.forThisThread

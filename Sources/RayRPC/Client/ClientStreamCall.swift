@@ -102,12 +102,10 @@ final class ClientStreamCall: StreamSink {
 
 private let streamEventCallback: grpcshim_call_event_cb = { context, event in
     let event = event!.pointee
-    withEventScope {
-        if Int(event.kind) == Int(CINTEROP_EVENT_DONE.rawValue) {
-            Unmanaged<ClientStreamCall>.fromOpaque(context!).takeRetainedValue().handle(event)
-        } else {
-            Unmanaged<ClientStreamCall>.fromOpaque(context!).takeUnretainedValue().handle(event)
-        }
+    if Int(event.kind) == Int(CINTEROP_EVENT_DONE.rawValue) {
+        Unmanaged<ClientStreamCall>.fromOpaque(context!).takeRetainedValue().handle(event)
+    } else {
+        Unmanaged<ClientStreamCall>.fromOpaque(context!).takeUnretainedValue().handle(event)
     }
 }
 

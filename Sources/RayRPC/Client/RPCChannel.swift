@@ -189,10 +189,6 @@ private final class UnaryCallBox: @unchecked Sendable {
 }
 
 private let unaryEventCallback: grpcshim_call_event_cb = { context, event in
-    withEventScope { unaryEvent(context, event) }
-}
-
-private func unaryEvent(_ context: UnsafeMutableRawPointer?, _ event: UnsafePointer<cinterop_event>?) {
     let box = Unmanaged<UnaryCallBox>.fromOpaque(context!).takeRetainedValue()
     let event = event!.pointee
     let trailing = Metadata(event.metadata, count: event.metadata_count)

@@ -67,8 +67,9 @@ public struct RPCRouter: Sendable {
 
     /// Serves a unary method on raw bytes (no protobuf).
     public mutating func registerRaw(
-        path: String, _ body: @escaping @Sendable ([UInt8], ServerContext) async throws -> [UInt8]
+        path: String, onCompletionQueue: Bool = false,
+        _ body: @escaping @Sendable ([UInt8], ServerContext) async throws -> [UInt8]
     ) {
-        handlers[path] = .unary(body, onCompletionQueue: false)
+        handlers[path] = .unary(body, onCompletionQueue: onCompletionQueue)
     }
 }

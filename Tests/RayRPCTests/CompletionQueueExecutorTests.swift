@@ -1,0 +1,85 @@
+import Foundation
+import RayRPC
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where a piece of a handler ran: its thread and that thread's name.
+private struct Place: Codable, Equatable {
+    var thread: UInt
+    var name: String
+
+    static var here: Place {
+        let name = (try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8)) ?? "?"
+        return Place(thread: UInt(pthread_self()), name: name.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+}
+
+private actor Counter {
+    var value = 0
+    func bump() -> Place {
+        value += 1
+        return .here
+    }
+}
+
+/// The places a handler ran: at its start, inside an actor, when it replied.
+private struct Trip: Codable {
+    var start: Place
+    var inActor: Place
+    var end: Place
+}
+
+@Suite(.timeLimit(.minutes(1))) struct CompletionQueueExecutorTests {
+    private static func server(sleepFirst: Bool) throws -> (RPCServer, RPCChannel) {
+        let counter = Counter()
+        var router = RPCRouter()
+        let handler: @Sendable ([UInt8], ServerContext) async throws -> [UInt8] = { _, _ in
+            let start = Place.here
+            if sleepFirst { try await Task.sleep(for: .milliseconds(5)) }
+            let inActor = await counter.bump()
+            return try [UInt8](JSONEncoder().encode(Trip(start: start, inActor: inActor, end: .here)))
+        }
+        router.registerRaw(path: "/t.T/OnQueue", onCompletionQueue: true, handler)
+        router.registerRaw(path: "/t.T/Default", handler)
+        let server = try RPCServer(router: router)
+        return (server, try RPCChannel(host: "127.0.0.1", port: server.port))
+    }
+
+    private static func trip(_ channel: RPCChannel, _ path: String) async throws -> Trip {
+        try JSONDecoder().decode(Trip.self, from: Data(try await channel.rawUnary(path: path, []).message))
+    }
+
+    @Test func aHandlerOnTheQueueStaysOnTheThreadThatReceivedItThroughAnActorHop() async throws {
+        let (server, channel) = try Self.server(sleepFirst: false)
+        defer { Task { await server.shutdown(grace: .zero) } }
+        for _ in 0..<20 {
+            let trip = try await Self.trip(channel, "/t.T/OnQueue")
+            #expect(trip.start.name == "rpc-server-cq")
+            #expect(trip.inActor == trip.start)
+            #expect(trip.end == trip.start)
+        }
+        // Without the preference the hop into the actor leaves the completion-queue thread.
+        let trip = try await Self.trip(channel, "/t.T/Default")
+        #expect(trip.start.name == "rpc-server-cq")
+        #expect(trip.inActor.name != "rpc-server-cq")
+    }
+
+    @Test func aHandlerResumedElsewhereFinishesOffTheQueue() async throws {
+        let (server, channel) = try Self.server(sleepFirst: true)
+        defer { Task { await server.shutdown(grace: .zero) } }
+        // Resumed by a timer, not by a queue event: the rest runs on a dispatch thread, and many
+        // such handlers at once all finish.
+        let trips = try await withThrowingTaskGroup(of: Trip.self) { group in
+            for _ in 0..<64 { group.addTask { try await Self.trip(channel, "/t.T/OnQueue") } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(trips.count == 64)
+        for trip in trips {
+            #expect(trip.start.name == "rpc-server-cq")
+            #expect(trip.inActor.name != "rpc-server-cq")
+            #expect(trip.end.name != "rpc-server-cq")
+        }
+    }
+}
