@@ -1,5 +1,12 @@
 // The generic gRPC server: grpc::AsyncGenericService on completion queues, each polled by one thread,
-// so every event of a call is delivered in order on one thread.
+// so every event of a call is delivered in order, one at a time.
+//
+// Stand-in pollers: the Swift callback may keep a queue thread for long (a handler's first synchronous
+// part runs on it, and with CompletionQueueExecutor a whole actor method may). The queue's other calls
+// would wait meanwhile: a borrower registering, an object's status, a cancel. A watchdog gives a queue
+// whose every poller has been inside one event for kStuckAfter a stand-in thread that polls the same
+// queue until one of them is free again. An event of a call that a poller is in the middle of handling
+// goes to that poller, which handles it next: a call's events are still handled one at a time.
 //
 // A call is addressed from Swift by a 64-bit id held in a map, never by pointer. Every operation start
 // (from a completion-queue thread or a Swift thread) happens under the server mutex after checking the
@@ -9,9 +16,11 @@
 #include <atomic>
 #include <pthread.h>
 #include <chrono>
+#include <condition_variable>
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <unordered_map>
 
@@ -74,6 +83,33 @@ struct ServerCall {
     ~ServerCall();
 };
 
+constexpr int64_t kStuckAfterNs = 50'000'000;
+constexpr auto kWatchTick = std::chrono::milliseconds(20);
+
+int64_t now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+// One thread polling a queue.
+struct Poller {
+    std::atomic<int64_t> busy_since_ns{0};  // while it handles an event: when it started; else 0
+};
+
+// A call whose event a poller is handling, and the events of that call other pollers took meanwhile.
+struct Claim {
+    ServerCall *call;
+    std::vector<std::pair<Tag *, bool>> deferred;
+};
+
+struct QueuePollers {
+    std::mutex mu;
+    std::vector<Poller *> pollers;
+    std::vector<Claim> claims;
+    int stand_ins = 0;  // live stand-in threads
+    std::condition_variable stand_ins_done;
+};
+
 }  // namespace
 
 struct grpcshim_server {
@@ -91,6 +127,13 @@ struct grpcshim_server {
     uint64_t next_id = 1;
     grpcshim_server_event_cb callback = nullptr;
     void *ctx = nullptr;
+
+    std::vector<std::unique_ptr<QueuePollers>> pollers;  // one per queue
+    std::thread watchdog;
+    std::mutex watch_mu;
+    std::condition_variable watch_cv;
+    bool watch_stop = false;
+    std::atomic<bool> watch_idle{false};  // the watchdog sleeps until a poller takes an event
 
     std::atomic<int64_t> live_calls{0};  // registered calls not yet deleted
 
@@ -296,9 +339,145 @@ void handle(Tag *tag, bool ok) {
     }
 }
 
+// Handles one event taken from queue `index` by `me`, unless a poller is inside an event of the same
+// call: then that poller handles it after its own. Handles the events others left for it meanwhile.
+void process(grpcshim_server *s, size_t index, Poller *me, Tag *tag, bool ok) {
+    QueuePollers &q = *s->pollers[index];
+    ServerCall *c = tag->call;  // only compared: it may be freed by the event, never before
+    {
+        std::lock_guard<std::mutex> lock(q.mu);
+        for (auto &claim : q.claims) {
+            if (claim.call == c) {
+                claim.deferred.emplace_back(tag, ok);
+                return;
+            }
+        }
+        q.claims.push_back(Claim{c, {}});
+    }
+    me->busy_since_ns.store(now_ns());
+    if (s->watch_idle.load() && s->watch_idle.exchange(false)) {
+        std::lock_guard<std::mutex> lock(s->watch_mu);
+        s->watch_cv.notify_one();
+    }
+    while (true) {
+        handle(tag, ok);
+        std::lock_guard<std::mutex> lock(q.mu);
+        auto it = std::find_if(q.claims.begin(), q.claims.end(), [c](const Claim &claim) { return claim.call == c; });
+        if (it->deferred.empty()) {
+            if (it != q.claims.end() - 1) *it = std::move(q.claims.back());
+            q.claims.pop_back();
+            break;
+        }
+        tag = it->deferred.front().first;
+        ok = it->deferred.front().second;
+        it->deferred.erase(it->deferred.begin());
+    }
+    me->busy_since_ns.store(0);
+}
+
+// Requires q.mu. True when one of the first `count` pollers is free or has been busy for less than
+// kStuckAfter.
+bool poller_free(QueuePollers &q, size_t count, int64_t now) {
+    for (size_t i = 0; i < count && i < q.pollers.size(); i++) {
+        int64_t since = q.pollers[i]->busy_since_ns.load();
+        if (since == 0 || now - since < kStuckAfterNs) return true;
+    }
+    return false;
+}
+
+// Polls queue `index` while every poller that came before it (the queue's thread first) is stuck in an
+// event, then leaves; `me` was registered by the watchdog and is freed here.
+void stand_in(grpcshim_server *s, size_t index, Poller *me) {
+    pthread_setname_np(pthread_self(), "rpc-server-aux");
+    QueuePollers &q = *s->pollers[index];
+    grpc::CompletionQueue *cq = s->queues[index].get();
+    cinterop::QueueThreadState &state = cinterop::queue_thread_state();
+    auto run_deferred = [&state] {
+        std::vector<std::function<void()>> work;
+        work.swap(state.deferred);
+        for (auto &item : work) item();
+    };
+    while (true) {
+        void *tag = nullptr;
+        bool ok = false;
+        auto status = cq->AsyncNext(&tag, &ok, std::chrono::system_clock::now() + kWatchTick);
+        if (status == grpc::CompletionQueue::SHUTDOWN) break;
+        if (status == grpc::CompletionQueue::GOT_EVENT) {
+            state.events_since_poll++;
+            process(s, index, me, static_cast<Tag *>(tag), ok);
+        } else {
+            state.events_since_poll = 0;
+            run_deferred();
+        }
+        std::lock_guard<std::mutex> lock(q.mu);
+        size_t mine = std::find(q.pollers.begin(), q.pollers.end(), me) - q.pollers.begin();
+        if (poller_free(q, mine, now_ns())) break;
+    }
+    run_deferred();
+    std::lock_guard<std::mutex> lock(q.mu);
+    q.pollers.erase(std::find(q.pollers.begin(), q.pollers.end(), me));
+    delete me;
+    q.stand_ins--;
+    q.stand_ins_done.notify_all();
+}
+
+// Every kWatchTick while events are being handled (asleep otherwise): a queue whose every poller has
+// been inside one event for kStuckAfter gets a stand-in.
+void watch(grpcshim_server *s) {
+    pthread_setname_np(pthread_self(), "rpc-server-watch");
+    auto any_busy = [s] {
+        for (auto &q : s->pollers) {
+            std::lock_guard<std::mutex> lock(q->mu);
+            for (const Poller *p : q->pollers) {
+                if (p->busy_since_ns.load() != 0) return true;
+            }
+        }
+        return false;
+    };
+    std::unique_lock<std::mutex> lock(s->watch_mu);
+    while (!s->watch_stop) {
+        s->watch_cv.wait_for(lock, kWatchTick, [s] { return s->watch_stop; });
+        if (s->watch_stop) break;
+        int64_t now = now_ns();
+        for (size_t i = 0; i < s->pollers.size(); i++) {
+            QueuePollers &q = *s->pollers[i];
+            std::lock_guard<std::mutex> queue_lock(q.mu);
+            if (q.pollers.empty() || poller_free(q, q.pollers.size(), now)) continue;
+            auto *poller = new Poller();
+            q.pollers.push_back(poller);
+            q.stand_ins++;
+            try {
+                std::thread(stand_in, s, i, poller).detach();
+            } catch (const std::system_error &) {  // no thread to be had: try again next tick
+                q.pollers.pop_back();
+                delete poller;
+                q.stand_ins--;
+            }
+        }
+        if (any_busy()) continue;
+        // Sleep until a poller takes an event. One that took it after the check above either sees
+        // watch_idle and wakes this thread, or is seen busy by the second check.
+        s->watch_idle.store(true);
+        if (any_busy()) {
+            s->watch_idle.store(false);
+            continue;
+        }
+        s->watch_cv.wait(lock, [s] { return s->watch_stop || !s->watch_idle.load(); });
+    }
+}
+
 void run_queue(grpcshim_server *s, size_t index) {
     pthread_setname_np(pthread_self(), "rpc-server-cq");
-    cinterop::drain_queue(s->queues[index].get(), [](void *tag, bool ok) { handle(static_cast<Tag *>(tag), ok); });
+    Poller me;
+    QueuePollers &q = *s->pollers[index];
+    {
+        std::lock_guard<std::mutex> lock(q.mu);
+        q.pollers.push_back(&me);
+    }
+    cinterop::drain_queue(s->queues[index].get(),
+                          [s, index, &me](void *tag, bool ok) { process(s, index, &me, static_cast<Tag *>(tag), ok); });
+    std::lock_guard<std::mutex> lock(q.mu);
+    q.pollers.erase(std::find(q.pollers.begin(), q.pollers.end(), &me));
 }
 
 // Requires s->mu. The live call with this id, or nullptr.
@@ -394,7 +573,9 @@ grpcshim_server *grpcshim_server_start(const grpcshim_server_options *options, g
             for (int i = 0; i < kRequestsPerQueue; i++) post_request(s, q);
         }
     }
+    for (size_t q = 0; q < s->queues.size(); q++) s->pollers.push_back(std::make_unique<QueuePollers>());
     for (size_t q = 0; q < s->queues.size(); q++) s->threads.emplace_back(run_queue, s, q);
+    s->watchdog = std::thread(watch, s);
     if (out_port != nullptr) *out_port = port;
     return s;
 }
@@ -499,9 +680,19 @@ void grpcshim_server_shutdown(grpcshim_server *s, int grace_ms) {
         std::lock_guard<std::mutex> lock(s->mu);
         s->queues_shut = true;
     }
+    {
+        std::lock_guard<std::mutex> lock(s->watch_mu);
+        s->watch_stop = true;
+        s->watch_cv.notify_one();
+    }
+    if (s->watchdog.joinable()) s->watchdog.join();
     for (auto &q : s->queues) q->Shutdown();
     for (auto &t : s->threads) t.join();
     s->threads.clear();
+    for (auto &q : s->pollers) {  // stand-ins leave when their queue reports shutdown
+        std::unique_lock<std::mutex> lock(q->mu);
+        q->stand_ins_done.wait(lock, [&q] { return q->stand_ins == 0; });
+    }
     s->shut_complete = true;
 }
 
