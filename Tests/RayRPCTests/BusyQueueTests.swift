@@ -36,59 +36,41 @@ import Glibc
         return (server, try RPCChannel(host: "127.0.0.1", port: server.port))
     }
 
-    private static func waitUntil(_ condition: () -> Bool) async throws {
-        let deadline = ContinuousClock.now + .seconds(10)
-        while !condition() {
-            guard ContinuousClock.now < deadline else { throw RPCError(code: .deadlineExceeded, message: "waited 10 s") }
-            try await Task.sleep(for: .milliseconds(5))
-        }
-    }
-
-    @Test func aBlockedQueueThreadDoesNotHoldUpOtherCalls() async throws {
+    /// Runs `body` while a call's handler holds the server's only queue thread; checks that the
+    /// handler still held it when `body` was done, then releases it.
+    private static func withBlockedQueue(_ body: (RPCChannel) async throws -> Void) async throws {
         let block = Block()
         let (server, channel) = try Self.server(block)
         defer { Task { await server.shutdown(grace: .seconds(5)) } }
         defer { block.release() }  // runs first, also when the test fails early
         let blocked = Task { try await channel.rawUnary(path: "/t.T/Block", []) }
-        try await Self.waitUntil { block.hasStarted }
-        // Without a stand-in these would wait for the release, which comes only after them: each has
-        // a deadline instead (far above the ~50 ms a stand-in takes to start, for ASan on busy cores).
-        for i in 0..<20 {
-            let reply = try await channel.unary(TestService.echo, echoRequest("e\(i)"), options: CallOptions(timeout: .seconds(20)))
-            #expect(reply.text == "e\(i)")
-        }
-        // All answered while the blocking handler still holds the queue's thread.
+        try await eventually("the blocking handler started") { block.hasStarted }
+        try await body(channel)
         #expect(!block.hasFinished)
         block.release()
         _ = try await blocked.value
         #expect(block.hasFinished)
-        // And the queue's own thread serves again afterwards.
+        // The queue's own thread serves again afterwards.
         #expect(try await channel.unary(TestService.echo, echoRequest("after")).text == "after")
     }
 
-    @Test func aStreamServedMeanwhileKeepsItsOrder() async throws {
-        let block = Block()
-        let (server, channel) = try Self.server(block)
-        defer { Task { await server.shutdown(grace: .seconds(5)) } }
-        defer { block.release() }  // runs first, also when the test fails early
-        let blocked = Task { try await channel.rawUnary(path: "/t.T/Block", []) }
-        try await Self.waitUntil { block.hasStarted }
-        let texts = try await channel.bidirectional(TestService.bidi, options: CallOptions(timeout: .seconds(20))) { writer, replies in
-            var texts: [String] = []
-            var iterator = replies.makeAsyncIterator()
-            for i in 0..<300 {
-                try await writer.write(echoRequest("m\(i)"))
-                let reply = try #require(try await iterator.next())
-                #expect(reply.sequence == Int64(i))
-                texts.append(reply.text)
+    // Without a stand-in these calls would wait for the release, which comes only after them: each
+    // has a deadline instead (far above the ~50 ms a stand-in takes to start, for ASan on busy cores).
+
+    @Test func aBlockedQueueThreadDoesNotHoldUpOtherCalls() async throws {
+        try await Self.withBlockedQueue { channel in
+            for i in 0..<20 {
+                let reply = try await channel.unary(
+                    TestService.echo, echoRequest("e\(i)"), options: CallOptions(timeout: .seconds(20)))
+                #expect(reply.text == "e\(i)")
             }
-            writer.finish()
-            #expect(try await iterator.next() == nil)
-            return texts
         }
-        #expect(texts == (0..<300).map { "m\($0)" })
-        #expect(!block.hasFinished)
-        block.release()
-        _ = try await blocked.value
+    }
+
+    @Test func aStreamServedMeanwhileKeepsItsOrder() async throws {
+        try await Self.withBlockedQueue { channel in
+            let texts = try await bidiPingPong(channel, count: 300, options: CallOptions(timeout: .seconds(20)))
+            #expect(texts == (0..<300).map { "m\($0)" })
+        }
     }
 }

@@ -35,20 +35,7 @@ import Testing
 
     @Test func bidirectionalAnswersEachMessageInOrder() async throws {
         try await withTestServer { _, channel in
-            let texts = try await channel.bidirectional(TestService.bidi) { writer, replies in
-                var texts: [String] = []
-                var iterator = replies.makeAsyncIterator()
-                for i in 0..<1000 {
-                    try await writer.write(echoRequest("m\(i)"))
-                    // Ping-pong: the reply to each message arrives before the next is sent.
-                    let reply = try #require(try await iterator.next())
-                    #expect(reply.sequence == Int64(i))
-                    texts.append(reply.text)
-                }
-                writer.finish()
-                #expect(try await iterator.next() == nil)
-                return texts
-            }
+            let texts = try await bidiPingPong(channel, count: 1000)
             #expect(texts == (0..<1000).map { "m\($0)" })
         }
     }

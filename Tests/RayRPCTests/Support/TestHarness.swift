@@ -61,3 +61,21 @@ func echoRequest(_ text: String = "", payload: Data = Data(), delayMs: Int32 = 0
     request.delayMs = delayMs
     return request
 }
+
+/// A ping-pong on the test service's Bidi method: sends `count` messages, each after the reply to the
+/// one before arrived, checks each reply's number, and returns the texts echoed.
+func bidiPingPong(_ channel: RPCChannel, count: Int, options: CallOptions = CallOptions()) async throws -> [String] {
+    try await channel.bidirectional(TestService.bidi, options: options) { writer, replies in
+        var texts: [String] = []
+        var iterator = replies.makeAsyncIterator()
+        for i in 0..<count {
+            try await writer.write(echoRequest("m\(i)"))
+            let reply = try #require(try await iterator.next())
+            #expect(reply.sequence == Int64(i))
+            texts.append(reply.text)
+        }
+        writer.finish()
+        #expect(try await iterator.next() == nil)
+        return texts
+    }
+}
