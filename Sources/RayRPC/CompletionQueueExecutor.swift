@@ -13,9 +13,9 @@ import Darwin
 /// dispatch thread, so nothing waits for a particular thread and a completion-queue thread runs only
 /// what its own events made runnable.
 ///
-/// What runs on a completion-queue thread delays that server's other calls until it suspends, as a
-/// handler's first synchronous part always does (`Task.immediate`): use it for handlers whose work
-/// is short or suspends soon.
+/// What runs on a completion-queue thread holds up that queue's other events until it suspends, as a
+/// handler's first synchronous part always does (`Task.immediate`), for 50 ms at most: then the shim
+/// has a stand-in thread poll the queue. Use it for handlers whose work is short or suspends soon.
 public final class CompletionQueueExecutor: TaskExecutor {
     public static let shared = CompletionQueueExecutor()
 
