@@ -9,6 +9,7 @@ import RayCoreWorker
 import RayProtos
 import RayRPC
 import RayServices
+import Synchronization
 
 /// How an actor is created (Ray's `.options(...)` of an actor class).
 public struct ActorOptions: Sendable {
@@ -44,12 +45,86 @@ public struct ActorOptions: Sendable {
     }
 }
 
+/// What creating, finding and killing actors needs: this process's core worker and actor system, the
+/// job, and the job's namespace.
+struct ActorContext {
+    let worker: CoreWorker
+    let actorSystem: RayActorSystem
+    let jobID: JobID
+    let namespace: @Sendable () async throws -> String
+}
+
 extension Ray {
+    var actorContext: ActorContext {
+        ActorContext(worker: worker, actorSystem: actorSystem, jobID: jobID, namespace: { [namespace] in namespace })
+    }
+
     /// Creates an actor of type `A` on a worker of the cluster (a worker leased for it by the GCS on
     /// a node with the resources asked for), runs its `init(actorSystem:args:)` there, and returns its
     /// handle once it is alive. Throws the initializer's error as a `RayTaskError`; a name already
     /// in use, or resources no node has, as a `RayError`.
     public func actor<A: RayActor>(_ type: A.Type, args: A.CreationArguments, options: ActorOptions = ActorOptions()) async throws -> A {
+        try await Self.createActor(type, args: args, options: options, in: actorContext)
+    }
+
+    /// The live actor named `name` in `namespace` (default: this driver's), created by any driver or
+    /// worker of the cluster. Throws if there is none.
+    public func getActor<A: RayActor>(_ type: A.Type, named name: String, namespace: String? = nil) async throws -> A {
+        try await Self.findActor(type, named: name, namespace: namespace, in: actorContext)
+    }
+
+    /// Ends an actor at once (Ray's `ray.kill`): its worker process is killed, calls in flight and
+    /// later fail with `ActorDiedError`, and its name is free again.
+    public func kill<A: RayActor>(_ actor: A) async throws {
+        try await Self.killActor(actor, in: actorContext)
+    }
+
+    /// ``actor(_:args:options:)`` where no `Ray` value is at hand: in a task or an actor's method. The
+    /// new actor belongs to this worker (unless detached it ends when the worker does) and its name
+    /// lives in the job's namespace unless `options` says otherwise.
+    public static func actor<A: RayActor>(_ type: A.Type, args: A.CreationArguments, options: ActorOptions = ActorOptions()) async throws -> A {
+        try await createActor(type, args: args, options: options, in: try currentActorContext())
+    }
+
+    /// ``getActor(_:named:namespace:)`` in a task or an actor's method (default namespace: the job's).
+    public static func getActor<A: RayActor>(_ type: A.Type, named name: String, namespace: String? = nil) async throws -> A {
+        try await findActor(type, named: name, namespace: namespace, in: try currentActorContext())
+    }
+
+    /// ``kill(_:)`` in a task or an actor's method.
+    public static func kill<A: RayActor>(_ actor: A) async throws {
+        try await killActor(actor, in: try currentActorContext())
+    }
+
+    private static let jobNamespace = Mutex<String?>(nil)
+
+    /// Records the driver's namespace, which static calls in the driver then use.
+    static func setJobNamespace(_ namespace: String) { jobNamespace.withLock { $0 = namespace } }
+
+    private static func currentActorContext() throws -> ActorContext {
+        guard let worker = currentWorker, let system = worker.actorHost as? RayActorSystem else {
+            throw RayError(.system, "Ray is not running in this process: start it with Ray.start() or a RayApplication")
+        }
+        return ActorContext(worker: worker, actorSystem: system, jobID: worker.jobID) {
+            if let known = jobNamespace.withLock({ $0 }) { return known }
+            // A worker: the job's namespace is in the GCS's job table, as its driver registered it.
+            let jobs: [Ray_Rpc_JobTableData]
+            do {
+                jobs = try await worker.gcsChannel().unary(
+                    GCSMethods.getAllJobInfo, Ray_Rpc_GetAllJobInfoRequest(), options: CallOptions(timeout: .seconds(10))).jobInfoList
+            } catch {
+                throw RayError(.connection, "the GCS did not say the namespace of job \(worker.jobID)", cause: "\(error)")
+            }
+            guard let namespace = jobs.first(where: { $0.jobID == Data(worker.jobID.bytes) })?.namespace, !namespace.isEmpty else {
+                throw RayError(.system, "job \(worker.jobID) has no namespace in the GCS's job table")
+            }
+            jobNamespace.withLock { $0 = namespace }
+            return namespace
+        }
+    }
+
+    private static func createActor<A: RayActor>(_ type: A.Type, args: A.CreationArguments, options: ActorOptions, in context: ActorContext) async throws -> A {
+        let worker = context.worker
         let className = String(describing: A.self)
         guard let typeName = _mangledTypeName(A.self), !typeName.contains("$"), _typeByName(typeName) != nil else {
             throw RayError(.system, "\(className) cannot be created on another process: it is declared inside a function (or is otherwise not reachable by name); declare Ray actor types at file scope")
@@ -65,11 +140,13 @@ extension Ray {
         guard let bytes = argument.encodedValue else {
             throw RayError(.serialization, "the arguments of \(className).init (\(A.CreationArguments.self)) do not encode")
         }
-        let actorID = RayCommon.ActorID.random(job: jobID)
+        let namespace: String
+        if let given = options.namespace { namespace = given } else { namespace = try await context.namespace() }
+        let actorID = RayCommon.ActorID.random(job: context.jobID)
         var spec = Ray_Rpc_TaskSpec()
         spec.type = .actorCreationTask
         spec.taskID = Data(TaskID.random(actor: actorID).bytes)
-        spec.jobID = Data(jobID.bytes)
+        spec.jobID = Data(context.jobID.bytes)
         spec.functionName = "\(className).init"
         var arg = Ray_Rpc_TaskArg()
         arg.inlineData = Data(bytes)
@@ -82,7 +159,7 @@ extension Ray {
         spec.actorCreationTaskSpec.className = className
         spec.actorCreationTaskSpec.maxConcurrency = Int32(options.maxConcurrency)
         spec.actorCreationTaskSpec.name = options.name ?? ""
-        spec.actorCreationTaskSpec.rayNamespace = options.namespace ?? namespace
+        spec.actorCreationTaskSpec.rayNamespace = namespace
         spec.actorCreationTaskSpec.isDetached = options.lifetime == .detached
         var request = Ray_Rpc_CreateActorRequest()
         request.taskSpec = spec
@@ -100,15 +177,14 @@ extension Ray {
         }
         let id = RayActorID(actorID: actorID, address: reply.actor.address, className: className,
                             maxConcurrency: options.maxConcurrency)
-        return try A.resolve(id: id, using: actorSystem)
+        return try A.resolve(id: id, using: context.actorSystem)
     }
 
-    /// The live actor named `name` in `namespace` (default: this driver's), created by any driver or
-    /// worker of the cluster. Throws if there is none.
-    public func getActor<A: RayActor>(_ type: A.Type, named name: String, namespace: String? = nil) async throws -> A {
+    private static func findActor<A: RayActor>(_ type: A.Type, named name: String, namespace: String?, in context: ActorContext) async throws -> A {
+        let worker = context.worker
         var request = Ray_Rpc_GetNamedActorInfoRequest()
         request.name = name
-        request.rayNamespace = namespace ?? self.namespace
+        if let namespace { request.rayNamespace = namespace } else { request.rayNamespace = try await context.namespace() }
         let data: Ray_Rpc_ActorTableData
         do {
             data = try await worker.gcsChannel().unary(GCSMethods.getNamedActorInfo, request, options: CallOptions(timeout: .seconds(10))).actorTableData
@@ -126,12 +202,11 @@ extension Ray {
         }
         let id = RayActorID(actorID: try RayCommon.ActorID(bytes: data.actorID), address: data.address,
                             className: data.className, maxConcurrency: Int(data.maxConcurrency))
-        return try A.resolve(id: id, using: actorSystem)
+        return try A.resolve(id: id, using: context.actorSystem)
     }
 
-    /// Ends an actor at once (Ray's `ray.kill`): its worker process is killed, calls in flight and
-    /// later fail with `ActorDiedError`, and its name is free again.
-    public func kill<A: RayActor>(_ actor: A) async throws {
+    private static func killActor<A: RayActor>(_ actor: A, in context: ActorContext) async throws {
+        let worker = context.worker
         var request = Ray_Rpc_KillActorViaGcsRequest()
         request.actorID = Data(actor.id.actorID.bytes)
         do {
@@ -142,6 +217,9 @@ extension Ray {
         worker.actorKilled(actor.id.actorID, className: actor.id.className, cause: "it was killed by ray.kill")
     }
 
+}
+
+extension Ray {
     /// Submits one actor call without waiting for it and returns a reference to its result (Ray's
     /// `actor.method.remote(...)`), so calls pipeline and results pass to tasks without a fetch:
     /// `let ref = try await ray.submit { try await counter.add(1) }`. The closure must make exactly

@@ -141,8 +141,10 @@ public final class Ray: Sendable {
             job.driverPid = getpid()
             job.entrypoint = CommandLine.arguments.joined(separator: " ")
             job.startTimeMs = UInt64(Date().timeIntervalSince1970 * 1000)
-            try? await gcs.addJob(job)
             let namespace = namespace ?? ProcessInfo.processInfo.environment["RAY_NAMESPACE"] ?? UUID().uuidString.lowercased()
+            job.namespace = namespace  // the job's workers look it up for their default namespace
+            Self.setJobNamespace(namespace)
+            try? await gcs.addJob(job)
             return Ray(jobID: jobID, gcsAddress: gcsAddress, namespace: namespace, worker: worker, gcs: gcs,
                        embedded: embedded, logDirectory: logDirectory)
         } catch {

@@ -64,7 +64,33 @@ let addThroughHandle = RemoteFunction("addThroughHandle") { (counter: Counter, n
     try await counter.add(n)
 }
 
-let actorFunctions: [any AnyRemoteFunction] = [logFromTask, addThroughHandle]
+/// A task that creates an actor (owned by its worker), calls it, and returns its handle.
+let makeCounterInTask = RemoteFunction("makeCounterInTask") { (start: Int) async throws -> Counter in
+    let counter = try await Ray.actor(Counter.self, args: start)
+    _ = try await counter.add(1)
+    return counter
+}
+
+/// A task that finds an actor by name in the job's namespace and calls it.
+let addToNamed = RemoteFunction("addToNamed") { (name: String, n: Int) async throws -> Int in
+    try await Ray.getActor(Counter.self, named: name).add(n)
+}
+
+/// A task that kills the actor it received.
+let killInTask = RemoteFunction("killInTask") { (counter: Counter) async throws -> Int in
+    try await Ray.kill(counter)
+    return 1
+}
+
+let actorFunctions: [any AnyRemoteFunction] = [logFromTask, addThroughHandle, makeCounterInTask, addToNamed, killInTask]
+
+/// An actor whose method creates another actor.
+distributed actor Spawner: RayActor {
+    init(actorSystem: RayActorSystem, args: Int) { self.actorSystem = actorSystem }
+    distributed func spawn(_ start: Int) async throws -> Counter {
+        try await Ray.actor(Counter.self, args: start)
+    }
+}
 
 enum ActorScenarios {
     static func report(_ key: String, _ value: some CustomStringConvertible) { IntegrationApp.report(key, value) }
@@ -78,9 +104,35 @@ enum ActorScenarios {
         case "actor-sigkill": try await sigkill(ray)
         case "actor-owner": try await owner(ray)
         case "actor-visitor": try await visitor(ray)
+        case "actor-in-task": try await createdInTasks(ray)
         default: return false
         }
         return true
+    }
+
+    /// Actors created, found and killed inside tasks and actor methods (no `Ray` value there).
+    static func createdInTasks(_ ray: Ray) async throws {
+        let made = try await makeCounterInTask.remote(40).get(timeout: .seconds(30))
+        report("made_in_task", try await made.add(1))
+        _ = try await ray.actor(Counter.self, args: 7, options: ActorOptions(name: "shared"))
+        report("named_from_task", try await addToNamed.remote("shared", 3).get(timeout: .seconds(30)))
+        do {
+            _ = try await addToNamed.remote("nobody", 1).get(timeout: .seconds(30))
+            throw Failed("a task found an actor no one created")
+        } catch let error as RayTaskError {
+            report("missing_from_task", error.message)
+        }
+        let spawner = try await ray.actor(Spawner.self, args: 0)
+        let child = try await spawner.spawn(100)
+        report("made_in_actor", try await child.add(5))
+        report("child_pid_differs", try await child.pid() != (try await made.pid()) ? 1 : 0)
+        report("killed_in_task", try await killInTask.remote(made).get(timeout: .seconds(30)))
+        do {
+            _ = try await made.add(1)
+            throw Failed("an actor killed by a task answered")
+        } catch let error as RayTaskError {
+            report("after_task_kill", error.message)
+        }
     }
 
     /// Creation, calls, a pipelined call, errors that leave the actor alive, named lookup, kill.

@@ -30,6 +30,18 @@ import Testing
         #expect(run.int("name_reused") == 1, "a killed actor's name is free")
     }
 
+    @Test func tasksAndActorsCreateFindAndKillActors() async throws {
+        let run = try await IntegrationApp.run(["actor-in-task"])
+        #expect(run.status == 0, "\(run.output)")
+        #expect(run.int("made_in_task") == 42, "a task created Counter(40), added 1 and returned the handle")
+        #expect(run.int("named_from_task") == 10, "a task found the driver's named actor in the job's namespace")
+        #expect(run.values["missing_from_task"]?.contains("no live actor named 'nobody'") == true, "\(run.output)")
+        #expect(run.int("made_in_actor") == 105, "an actor's method created an actor")
+        #expect(run.int("child_pid_differs") == 1)
+        #expect(run.int("killed_in_task") == 1)
+        #expect(run.values["after_task_kill"]?.contains("killed by ray.kill") == true, "\(run.output)")
+    }
+
     @Test func callsRunInEachCallersOrder() async throws {
         let run = try await IntegrationApp.run(["actor-ordering"])
         #expect(run.status == 0, "\(run.output)")
