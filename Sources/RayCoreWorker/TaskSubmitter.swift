@@ -68,8 +68,8 @@ final class TaskSubmitter: Sendable {
         var pid: Int32
         /// The worker's channel, looked up once per lease rather than per push.
         var channel: RPCChannel
-        /// Counts the times it was parked idle: a return timer only acts on the parking that set it.
-        var parking: UInt64 = 0
+        /// When it was last parked idle.
+        var idleSince = ContinuousClock.now
     }
 
     struct ClassState {
@@ -107,6 +107,8 @@ final class TaskSubmitter: Sendable {
         var inFlight: [TaskID: Ray_Rpc_Address] = [:]
         var cancelled: Set<TaskID> = []
         var shutDown = false
+        /// An idle-lease sweep is scheduled (one at a time, while leases idle).
+        var sweeping = false
     }
 
     let state = Mutex(State())
@@ -370,25 +372,26 @@ extension CoreWorker {
     /// callback (on the RPC thread, so a reply and the next push cost no hop). With nothing queued
     /// the lease idles for `idleLeaseHold`, then goes back to the raylet.
     private func pump(key: String, lease: TaskSubmitter.Lease) {
-        var parked = lease
-        let batch = submitter.state.withLock { s -> [TaskSubmitter.PendingTask] in
-            guard s.classes[key] != nil else { return [] }
+        let (batch, startSweep) = submitter.state.withLock { s -> ([TaskSubmitter.PendingTask], Bool) in
+            guard s.classes[key] != nil else { return ([], false) }
             let shutDown = s.shutDown
-            let batch = s.withClass(key) { c, parkings -> [TaskSubmitter.PendingTask] in
+            let batch = s.withClass(key) { c, _ -> [TaskSubmitter.PendingTask] in
                 let share = (c.queued + c.activeLeases + c.requests.count - 1) / max(1, c.activeLeases + c.requests.count)
                 let batch = c.take(max(1, min(TaskSubmitter.maxBatch, share)))
                 if batch.isEmpty, !shutDown {
-                    parkings += 1
-                    parked.parking = parkings
+                    var parked = lease
+                    parked.idleSince = .now
                     c.idle.append(parked)
                 }
                 return batch
             }
             for task in batch { s.inFlight[task.taskID] = lease.worker }
-            return batch
+            let startSweep = batch.isEmpty && !shutDown && !s.sweeping
+            if startSweep { s.sweeping = true }
+            return (batch, startSweep)
         }
         if batch.isEmpty {
-            scheduleIdleReturn(key: key, lease: parked)
+            if startSweep { sweepIdleLeases() }
             return
         }
         var request = Ray_Rpc_PushTasksRequest()
@@ -421,18 +424,39 @@ extension CoreWorker {
         Task { await self.endLease(key: key, lease: lease, workerDied: true) }
     }
 
-    /// Returns an idle lease to the raylet unless a task took it meanwhile.
-    private func scheduleIdleReturn(key: String, lease: TaskSubmitter.Lease) {
+    /// Returns the leases that idled for `idleLeaseHold` (all of them once shut down), then sleeps
+    /// until the next one would, while any idle: one timer for all leases rather than one per
+    /// parking, which on sync tasks is one per task.
+    private func sweepIdleLeases() {
         Task {
-            let shuttingDown = submitter.state.withLock { $0.shutDown }
-            if !shuttingDown { try? await Task.sleep(for: TaskSubmitter.idleLeaseHold) }
-            let stillIdle = submitter.state.withLock { s -> Bool in
-                guard let index = s.classes[key]?.idle.firstIndex(where: { $0.id == lease.id && $0.parking == lease.parking })
-                else { return false }
-                s.classes[key]!.idle.remove(at: index)
-                return true
+            var wait = TaskSubmitter.idleLeaseHold
+            while true {
+                try? await Task.sleep(for: wait)
+                let now = ContinuousClock.now
+                let (expired, next) = submitter.state.withLock { s -> ([(String, TaskSubmitter.Lease)], Duration?) in
+                    let shutDown = s.shutDown
+                    var expired: [(String, TaskSubmitter.Lease)] = []
+                    var earliest: ContinuousClock.Instant?
+                    for key in Array(s.classes.keys) {
+                        s.classes[key]!.idle.removeAll { lease in
+                            if shutDown || now - lease.idleSince >= TaskSubmitter.idleLeaseHold {
+                                expired.append((key, lease))
+                                return true
+                            }
+                            earliest = min(earliest ?? lease.idleSince, lease.idleSince)
+                            return false
+                        }
+                    }
+                    guard let earliest else {
+                        s.sweeping = false
+                        return (expired, nil)
+                    }
+                    return (expired, earliest + TaskSubmitter.idleLeaseHold - now)
+                }
+                for (key, lease) in expired { await endLease(key: key, lease: lease, workerDied: false) }
+                guard let next else { return }
+                wait = next
             }
-            if stillIdle { await endLease(key: key, lease: lease, workerDied: false) }
         }
     }
 

@@ -381,6 +381,15 @@ struct IntegrationApp: RayApplication {
             }
             report("workers_after_idle", usage.workers)
             report("pool_still_works", try await square.remote(6).get(timeout: .seconds(20)))
+            // Tasks one at a time keep their lease in between (held idle briefly), then give it back.
+            for _ in 0..<200 { _ = try await workerPID.remote().get(timeout: .seconds(20)) }
+            let returnDeadline = ContinuousClock.now + .seconds(10)
+            var available = try await ray.nodeStats().available["CPU"] ?? 0
+            while available < 2 && ContinuousClock.now < returnDeadline {
+                try await Task.sleep(for: .milliseconds(10))
+                available = try await ray.nodeStats().available["CPU"] ?? 0
+            }
+            report("cpus_available_after_sync_tasks", Int(available))
 
         case "hold":
             // Start workers, say who they are, and stay (for `ray stop` tests).

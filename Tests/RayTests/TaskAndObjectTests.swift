@@ -147,6 +147,7 @@ import Testing
         #expect(run.int("peak_workers_above_cpus") == 1, "blocked nested tasks needed more workers")
         #expect(run.int("workers_after_idle") == 2, "extra workers reaped after the idle timeout")
         #expect(run.int("pool_still_works") == 36)
+        #expect(run.int("cpus_available_after_sync_tasks") == 2, "the idle lease went back to the raylet")
     }
 
     @Test func aPutThatCannotFitIsObjectStoreFullAndLosesNothing() async throws {
