@@ -14,8 +14,9 @@
  *  - Handles (grpcshim_server, grpcshim_channel, grpcshim_call) are owned by the caller until the
  *    matching destroy / release function is called.
  *
- * THREADS: callbacks run on gRPC's threads (server completion-queue threads; client callback threads).
- * They must not block. They may call back into the shim (read, write, reply, finish, cancel).
+ * THREADS: callbacks run on gRPC's threads (server completion-queue threads and their stand-ins; client
+ * callback threads). They should not block. They may call back into the shim (read, write, reply,
+ * finish, cancel).
  */
 #ifndef CINTEROP_H
 #define CINTEROP_H
@@ -79,9 +80,11 @@ typedef struct cinterop_event {
 
 typedef struct grpcshim_server grpcshim_server;
 
-/* Every event of a call arrives with its call id, in order, on one completion-queue thread. After a
-   DONE event the id is dead: operations on it return -1. `server` is the handle grpcshim_server_start
-   returns (the first events may arrive before it returned). */
+/* Every event of a call arrives with its call id, in order and one at a time, on a thread polling the
+   call's completion queue: the queue's own thread, or a stand-in the shim starts while every poller of
+   the queue has been inside one callback for 50 ms (so a callback that holds its thread does not stop
+   the server's other calls). After a DONE event the id is dead: operations on it return -1. `server` is
+   the handle grpcshim_server_start returns (the first events may arrive before it returned). */
 typedef void (*grpcshim_server_event_cb)(void *ctx, grpcshim_server *server, uint64_t call_id,
                                          const cinterop_event *event);
 
