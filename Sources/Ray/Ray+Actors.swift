@@ -216,7 +216,6 @@ extension Ray {
         }
         worker.actorKilled(actor.id.actorID, className: actor.id.className, cause: "it was killed by ray.kill")
     }
-
 }
 
 extension Ray {
