@@ -11,7 +11,8 @@ import Darwin
 /// (a dispatch enqueue and usually a thread wake-up on the way to every reply). A job made runnable
 /// anywhere else (a continuation resumed by a pool thread, a client's reply, a timer) runs on a
 /// dispatch thread, so nothing waits for a particular thread and a completion-queue thread runs only
-/// what its own events made runnable.
+/// what its own events made runnable. (A wait whose resumption comes before the handler has suspended,
+/// such as a short sleep on busy cores, does not suspend at all: the handler goes on where it was.)
 ///
 /// What runs on a completion-queue thread holds up that queue's other events until it suspends, as a
 /// handler's first synchronous part always does (`Task.immediate`), for 50 ms at most: then the shim

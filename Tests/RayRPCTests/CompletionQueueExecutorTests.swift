@@ -34,12 +34,19 @@ private struct Trip: Codable {
 }
 
 @Suite(.timeLimit(.minutes(1))) struct CompletionQueueExecutorTests {
-    private static func server(sleepFirst: Bool) throws -> (RPCServer, RPCChannel) {
+    private static func server(waitElsewhereFirst: Bool) throws -> (RPCServer, RPCChannel) {
         let counter = Counter()
         var router = RPCRouter()
         let handler: @Sendable ([UInt8], ServerContext) async throws -> [UInt8] = { _, _ in
             let start = Place.here
-            if sleepFirst { try await Task.sleep(for: .milliseconds(5)) }
+            if waitElsewhereFirst {
+                // Resumed by a dispatch thread, always. (Not `Task.sleep`: a sleep whose deadline
+                // passed before it was scheduled, as under ASan on busy cores, resumes at once, on
+                // the queue thread: made runnable by the event, it rightly runs there.)
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(5)) { continuation.resume() }
+                }
+            }
             let inActor = await counter.bump()
             return try [UInt8](JSONEncoder().encode(Trip(start: start, inActor: inActor, end: .here)))
         }
@@ -54,7 +61,7 @@ private struct Trip: Codable {
     }
 
     @Test func aHandlerOnTheQueueStaysOnTheThreadThatReceivedItThroughAnActorHop() async throws {
-        let (server, channel) = try Self.server(sleepFirst: false)
+        let (server, channel) = try Self.server(waitElsewhereFirst: false)
         defer { Task { await server.shutdown(grace: .zero) } }
         for _ in 0..<20 {
             let trip = try await Self.trip(channel, "/t.T/OnQueue")
@@ -68,22 +75,32 @@ private struct Trip: Codable {
         #expect(trip.inActor.thread != trip.start.thread)
     }
 
-    @Test func aHandlerResumedElsewhereFinishesOffTheQueue() async throws {
-        let (server, channel) = try Self.server(sleepFirst: true)
+    @Test func handlersThatWaitElsewhereAllFinish() async throws {
+        let (server, channel) = try Self.server(waitElsewhereFirst: true)
         defer { Task { await server.shutdown(grace: .zero) } }
-        // Resumed by a timer, not by a queue event: the rest runs on a dispatch thread, and many
-        // such handlers at once all finish. (Threads are told apart by ID: a thread inherits its
-        // creator's name, so a dispatch thread started from the queue thread has its name.)
+        // Each is resumed by a dispatch thread: many at once, all finish. (Where the rest runs depends
+        // on timing: a resume that beats the handler's suspension continues it on the queue thread.)
         let trips = try await withThrowingTaskGroup(of: Trip.self) { group in
             for _ in 0..<64 { group.addTask { try await Self.trip(channel, "/t.T/OnQueue") } }
             return try await group.reduce(into: []) { $0.append($1) }
         }
         #expect(trips.count == 64)
-        let queueThreads = Set(trips.map(\.start.thread))
-        for trip in trips {
-            #expect(trip.start.isQueueThread)
-            #expect(!queueThreads.contains(trip.inActor.thread))
-            #expect(!queueThreads.contains(trip.end.thread))
+        for trip in trips { #expect(trip.start.isQueueThread) }
+    }
+
+    @Test func aJobMadeRunnableOutsideAQueueEventRunsOffTheQueue() async throws {
+        let (server, channel) = try Self.server(waitElsewhereFirst: false)
+        defer { Task { await server.shutdown(grace: .zero) } }
+        let queueThread = try await Self.trip(channel, "/t.T/OnQueue").start.thread
+        // Tasks preferring the executor, started here (no queue event): they run on dispatch threads.
+        // (Told apart by thread ID: a dispatch thread started from the queue thread inherits its name.)
+        let places = await withTaskGroup(of: Place.self) { group in
+            for _ in 0..<20 {
+                group.addTask { await Task(executorPreference: CompletionQueueExecutor.shared) { Place.here }.value }
+            }
+            return await group.reduce(into: []) { $0.append($1) }
         }
+        #expect(places.count == 20)
+        for place in places { #expect(place.thread != queueThread) }
     }
 }
