@@ -151,22 +151,12 @@ extension CoreWorker {
             }
             actorSubmitter.state.withLock { $0[actorID]?.channel = channel }
         }
-        var request = Ray_Rpc_PushTasksRequest()
-        request.tasks = batch.map(\.spec)
-        channel.unary(CoreWorkerMethods.pushTasks, request, options: CallOptions(timeout: .seconds(24 * 3600))) { result in
-            switch result {
-            case .success(let reply):
-                for (index, task) in batch.enumerated() {
-                    guard index < reply.results.count else {
-                        self.finish(task, with: TaskFailure(kind: .system, type: "", message: "the actor's worker returned \(reply.results.count) results for \(batch.count) calls", function: task.spec.functionName))
-                        continue
-                    }
-                    self.complete(task, reply.results[index], executedBy: address.workerID)
-                }
+        push(batch, over: channel, to: address.workerID) { error in
+            if let error {
+                self.actorPushFailed(actorID, batch: batch, address: address, error: error)
+            } else {
                 self.actorSubmitter.state.withLock { $0[actorID]?.pushes -= 1 }
                 self.pumpActor(actorID)
-            case .failure(let error):
-                self.actorPushFailed(actorID, batch: batch, address: address, error: error)
             }
         }
     }

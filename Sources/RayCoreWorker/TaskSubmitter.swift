@@ -394,9 +394,23 @@ extension CoreWorker {
             if startSweep { sweepIdleLeases() }
             return
         }
+        push(batch, over: lease.channel, to: lease.worker.workerID) { error in
+            if let error {
+                self.pushFailed(key: key, lease: lease, batch: batch, error: error)
+            } else {
+                self.pump(key: key, lease: lease)
+            }
+        }
+    }
+
+    /// Pushes a batch of tasks or actor calls to a worker and completes each from the reply, on the
+    /// RPC thread; then `after` runs there with nil, or with the error that failed the push (the
+    /// batch's tasks are then left to the caller).
+    func push(_ batch: [TaskSubmitter.PendingTask], over channel: RPCChannel, to worker: Data,
+              after: @escaping @Sendable (RPCError?) -> Void) {
         var request = Ray_Rpc_PushTasksRequest()
         request.tasks = batch.map(\.spec)
-        lease.channel.unary(CoreWorkerMethods.pushTasks, request, options: CallOptions(timeout: .seconds(24 * 3600))) { result in
+        channel.unary(CoreWorkerMethods.pushTasks, request, options: CallOptions(timeout: .seconds(24 * 3600))) { result in
             switch result {
             case .success(let reply):
                 for (index, task) in batch.enumerated() {
@@ -404,11 +418,11 @@ extension CoreWorker {
                         self.finish(task, with: TaskFailure(kind: .system, type: "", message: "the worker returned \(reply.results.count) results for \(batch.count) tasks", function: task.spec.functionName))
                         continue
                     }
-                    self.complete(task, reply.results[index], executedBy: lease.worker.workerID)
+                    self.complete(task, reply.results[index], executedBy: worker)
                 }
-                self.pump(key: key, lease: lease)
+                after(nil)
             case .failure(let error):
-                self.pushFailed(key: key, lease: lease, batch: batch, error: error)
+                after(error)
             }
         }
     }
