@@ -6,6 +6,7 @@ let package = Package(
     name: "swift-ray",
     platforms: [.macOS(.v15)],
     products: [
+        .library(name: "RayConcurrency", targets: ["RayConcurrency"]),
         .library(name: "RayRPC", targets: ["RayRPC"]),
         .library(name: "RayYAML", targets: ["RayYAML"]),
         .library(name: "RayProtos", targets: ["RayProtos"]),
@@ -47,36 +48,39 @@ let package = Package(
             dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
             path: "Sources/RayProtos"
         ),
+        // Executors on threads of their own (with timers): where the control plane runs, so it never
+        // waits for a thread of Swift's global pool.
+        .target(name: "RayConcurrency"),
         // async/await gRPC over the shim: the only module that calls the gRPC part of CInterop.
         .target(
             name: "RayRPC",
-            dependencies: ["CInterop", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
+            dependencies: ["CInterop", "RayConcurrency", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
         // IDs, configuration, errors and the binary serialization every process shares.
         .target(name: "RayCommon"),
         // Method descriptors of the control-plane services, shared by servers and clients.
         .target(name: "RayServices", dependencies: ["RayCommon", "RayRPC", "RayProtos"]),
         // The Global Control Service (one per cluster).
-        .target(name: "RayGCS", dependencies: ["RayCommon", "RayRPC", "RayProtos", "RayServices"]),
+        .target(name: "RayGCS", dependencies: ["RayCommon", "RayConcurrency", "RayRPC", "RayProtos", "RayServices"]),
         // The node's shared-memory object store (the raylet runs it; workers map it).
         .target(name: "RayObjectStore", dependencies: ["RayCommon"]),
         // A typed client of the GCS for drivers, workers, raylets and tools.
-        .target(name: "RayGCSClient", dependencies: ["RayCommon", "RayRPC", "RayProtos", "RayServices"]),
+        .target(name: "RayGCSClient", dependencies: ["RayCommon", "RayConcurrency", "RayRPC", "RayProtos", "RayServices"]),
         // The per-node daemon.
         .target(
             name: "RayRaylet",
-            dependencies: ["RayCommon", "RayGCSClient", "RayObjectStore", "RayRPC", "RayProtos", "RayServices"]),
+            dependencies: ["RayCommon", "RayConcurrency", "RayGCSClient", "RayObjectStore", "RayRPC", "RayProtos", "RayServices"]),
         // The library in every driver and worker: submits and executes tasks, owns objects.
         .target(
             name: "RayCoreWorker",
-            dependencies: ["RayCommon", "RayObjectStore", "RayRPC", "RayProtos", "RayServices"]),
+            dependencies: ["RayCommon", "RayConcurrency", "RayObjectStore", "RayRPC", "RayProtos", "RayServices"]),
         // The public API: remote functions, ObjectRef, put/get/wait/cancel, RayApplication, and an
         // embedded local cluster (so it links the daemons; they never depend on it).
         .target(
             name: "Ray",
-            dependencies: ["RayCommon", "RayCoreWorker", "RayGCS", "RayGCSClient", "RayRaylet", "RayProtos", "RayRPC", "RayServices"]),
+            dependencies: ["RayCommon", "RayConcurrency", "RayCoreWorker", "RayGCS", "RayGCSClient", "RayRaylet", "RayProtos", "RayRPC", "RayServices"]),
         // A Ray program the multi-process tests drive (driver and, re-launched, its workers).
-        .executableTarget(name: "RayIntegrationApp", dependencies: ["Ray"]),
+        .executableTarget(name: "RayIntegrationApp", dependencies: ["Ray", "RayConcurrency"]),
         // Ray's `ray microbenchmark` figures (release build, `make bench`).
         .executableTarget(name: "RayMicrobenchmark", dependencies: ["Ray"]),
         // `make demo`: tasks, objects, refs as arguments and a parallel speed-up on an embedded cluster.
@@ -91,10 +95,11 @@ let package = Package(
         // YAML to JSON over the shim's yaml-cpp part.
         .target(name: "RayYAML", dependencies: ["CInterop"]),
         // The test service (Protos/ray/testing.proto) served and called by RPC tests, demo and benchmark.
-        .target(name: "RPCTestService", dependencies: ["RayRPC", "RayProtos"]),
+        .target(name: "RPCTestService", dependencies: ["RayConcurrency", "RayRPC", "RayProtos"]),
         .executableTarget(name: "RPCBenchmark", dependencies: ["RayRPC", "RPCTestService"]),
         .executableTarget(name: "RPCDemo", dependencies: ["RayRPC", "RPCTestService"]),
-        .testTarget(name: "RayRPCTests", dependencies: ["RayRPC", "RPCTestService"]),
+        .testTarget(name: "RayConcurrencyTests", dependencies: ["RayConcurrency"]),
+        .testTarget(name: "RayRPCTests", dependencies: ["RayRPC", "RayConcurrency", "RPCTestService"]),
         .testTarget(name: "RayYAMLTests", dependencies: ["RayYAML"]),
         .testTarget(name: "RayCommonTests", dependencies: ["RayCommon"]),
         .testTarget(name: "RayGCSClientTests", dependencies: ["RayGCSClient", "RayGCS", "RayCommon", "RayProtos"]),
@@ -105,7 +110,7 @@ let package = Package(
         .testTarget(name: "RayCLITests", dependencies: ["RayRPC", "RayProtos", "RayServices"]),
         .testTarget(name: "RayCoreWorkerTests", dependencies: ["RayCoreWorker", "RayCommon", "RayProtos"]),
         // Multi-process tests of the public API: they drive the built ray-integration-app.
-        .testTarget(name: "RayTests"),
+        .testTarget(name: "RayTests", dependencies: ["RayRPC", "RayProtos", "RayServices"]),
         .testTarget(name: "RayGCSTests", dependencies: ["RayGCS", "RayServices", "RayRPC", "RayProtos", "RayCommon"]),
     ],
     swiftLanguageModes: [.v6],

@@ -10,6 +10,8 @@ then the mean of 4 runs of 2 s) on the same workloads as `ray microbenchmark`; g
 800 MB array that put_gigabytes puts. cold_start_ms is a fresh Python process from start to its first
 task result (ray.init() included), median of 3. idle_cluster_pss_mib is the PSS of every process of a
 `ray start --head --num-cpus 2` cluster, idle, after a driver ran tasks on its 2 workers (the driver
+excluded). idle_cluster_cpu_percent is the CPU time (user + system) the same cluster's processes use
+over 60 s while a driver stays connected with its 2 workers idle, as a share of one core (the driver
 excluded).
 """
 import argparse
@@ -209,11 +211,47 @@ def idle_cluster_pss_mib():
         subprocess.run([ray_cli, "stop", "--force"], capture_output=True)
 
 
+def cpu_ticks(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def idle_cluster_cpu_percent(seconds=60):
+    ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
+    before = set(cluster_processes(exclude=set()))
+    subprocess.run([ray_cli, "start", "--head", "--num-cpus", "2", "--port", "6391"], check=True, capture_output=True)
+    try:
+        ray.init(address="127.0.0.1:6391")
+
+        @ray.remote
+        def pid():
+            return os.getpid()
+
+        workers = set()
+        deadline = time.time() + 30
+        while len(workers) < 2 and time.time() < deadline:
+            workers |= set(ray.get([pid.remote() for _ in range(50)]))
+        time.sleep(2)
+        processes = [p for p in cluster_processes(exclude={os.getpid()}) if p not in before]
+        start = {p: cpu_ticks(p) for p in processes}
+        time.sleep(seconds)
+        used = sum(max(0, cpu_ticks(p) - start[p]) for p in processes)
+        ray.shutdown()
+        return used / (os.sysconf("SC_CLK_TCK") * seconds) * 100
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], capture_output=True)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--json")
     parser.add_argument("--only-actors", action="store_true", help="only the actor figures")
     parser.add_argument("--only", help="with --only-actors: only the actor figures whose names contain this")
+    parser.add_argument("--only-idle-cpu", action="store_true", help="only idle_cluster_cpu_percent")
     args = parser.parse_args()
     if args.only_actors:
         ray.init()
@@ -227,9 +265,13 @@ def main():
             with open(args.json, "w") as f:
                 json.dump(figures, f, indent=2, sort_keys=True)
         return
+    if args.only_idle_cpu:
+        print(f"idle_cluster_cpu_percent: {idle_cluster_cpu_percent():.2f}")
+        return
     figures = task_and_object_figures()
     figures["cold_start_ms"] = cold_start_ms()
     figures["idle_cluster_pss_mib"] = idle_cluster_pss_mib()
+    figures["idle_cluster_cpu_percent"] = idle_cluster_cpu_percent()
     for name, value in figures.items():
         print(f"{name}: {value:.2f}")
     if args.json:

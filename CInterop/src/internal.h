@@ -25,9 +25,10 @@ namespace cinterop {
 void initialize_once();
 
 // Drains a completion queue until it is shut down, handing every tag to `handle`. After each event it
-// keeps polling without blocking for a short while (RAY_RPC_POLL_SPIN_US, default below) before it
-// blocks in Next: on a virtual machine, waking a thread whose vCPU went idle costs more than a whole
-// RPC's work, and replies usually come within that window.
+// keeps polling without blocking for a short while (RAY_RPC_POLL_SPIN_US, default 1 ms) before it
+// blocks in Next, if no other queue thread of the process is doing so: on a virtual machine, waking a
+// thread whose vCPU went idle costs more than a whole RPC's work, and replies usually come within
+// that window.
 template <typename Handle>
 void drain_queue(grpc::CompletionQueue *cq, Handle handle);
 
@@ -50,6 +51,12 @@ QueueThreadState &queue_thread_state();
 constexpr int kEventsBeforePoll = 16;
 
 int poll_spin_microseconds();
+
+// At most one completion-queue thread per process spins (polls without blocking after an event, see
+// drain_queue) at a time: a process with many queues (an embedded cluster, a test process) would
+// otherwise spin on several cores at once. The others block in Next right after their event.
+bool try_acquire_spin_token();
+void release_spin_token();
 
 // Live-object counters behind cinterop_live_object_counts.
 struct LiveCounters {
@@ -116,16 +123,27 @@ void drain_queue(grpc::CompletionQueue *cq, Handle handle) {
     void *tag = nullptr;
     bool ok = false;
     auto last_event = std::chrono::steady_clock::now();
+    bool spinning = false;  // this thread holds the process's spin token
+    auto stop_spinning = [&spinning] {
+        if (spinning) release_spin_token();
+        spinning = false;
+    };
     while (true) {
-        if (spin.count() > 0 || !state.deferred.empty()) {
+        // Spin after an event only with the token: one queue thread per process at a time.
+        if (!spinning && spin.count() > 0 && std::chrono::steady_clock::now() - last_event < spin) {
+            spinning = try_acquire_spin_token();
+        }
+        if (spinning || !state.deferred.empty()) {
             auto status = cq->AsyncNext(&tag, &ok, gpr_time_0(GPR_CLOCK_MONOTONIC));
             if (status == grpc::CompletionQueue::GOT_EVENT) {
+                stop_spinning();  // another queue's thread may spin while this one handles the event
                 state.events_since_poll++;
                 handle(tag, ok);
                 last_event = std::chrono::steady_clock::now();
                 continue;
             }
             if (status == grpc::CompletionQueue::SHUTDOWN) {
+                stop_spinning();
                 run_deferred();
                 return;
             }
@@ -136,11 +154,12 @@ void drain_queue(grpc::CompletionQueue *cq, Handle handle) {
                 last_event = std::chrono::steady_clock::now();
                 continue;
             }
-            if (std::chrono::steady_clock::now() - last_event < spin) {
+            if (spinning && std::chrono::steady_clock::now() - last_event < spin) {
                 sched_yield();  // let runnable threads have the core while this one waits
                 continue;
             }
         }
+        stop_spinning();
         if (!cq->Next(&tag, &ok)) {
             run_deferred();
             return;

@@ -34,6 +34,18 @@ bool queue_needs_poll() { return queue_thread_state().events_since_poll >= kEven
 
 void after_next_poll(std::function<void()> work) { queue_thread_state().deferred.push_back(std::move(work)); }
 
+namespace {
+std::atomic<bool> spin_token{false};
+}
+
+bool try_acquire_spin_token() {
+    if (spin_token.load(std::memory_order_relaxed)) return false;
+    bool expected = false;
+    return spin_token.compare_exchange_strong(expected, true, std::memory_order_acquire, std::memory_order_relaxed);
+}
+
+void release_spin_token() { spin_token.store(false, std::memory_order_release); }
+
 int poll_spin_microseconds() {
     static const int value = [] {
         const char *text = std::getenv("RAY_RPC_POLL_SPIN_US");

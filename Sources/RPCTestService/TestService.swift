@@ -1,5 +1,6 @@
 import Foundation
 import RayProtos
+import RayConcurrency
 import RayRPC
 
 public typealias EchoRequest = Ray_Rpc_Testing_EchoRequest
@@ -51,7 +52,7 @@ public enum TestService {
             if request.delayMs > 0 {
                 probe.noteStarted()
                 do {
-                    try await Task.sleep(for: .milliseconds(Int(request.delayMs)))
+                    try await ThreadExecutor.rpc.sleep(for: .milliseconds(Int(request.delayMs)))
                 } catch {
                     probe.noteCancelled()
                     throw error

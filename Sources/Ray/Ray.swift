@@ -1,6 +1,7 @@
 @preconcurrency import Glibc
 import Foundation
 @_exported import RayCommon
+import RayConcurrency
 import RayCoreWorker
 import RayGCS
 import RayGCSClient
@@ -249,11 +250,14 @@ public final class Ray: Sendable {
             FileHandle.standardError.write(Data("worker failed to start: \(error)\n".utf8))
             exit(1)
         }
-        // A worker lives as long as the process that started it: exit when it is gone.
+        // A worker lives as long as the process that started it: exit when it is gone (checked on the
+        // core worker's thread, so a worker whose tasks keep the pool busy still notices).
         let parent = environment["RAY_RAYLET_PID"].flatMap { pid_t($0) } ?? getppid()
-        while true {
-            try? await Task.sleep(for: .milliseconds(500))
-            if getppid() != parent { exit(0) }
+        await withTaskExecutorPreference(ThreadExecutor.coreWorker) { () async -> Never in
+            while true {
+                try? await ThreadExecutor.coreWorker.sleep(for: .milliseconds(500))
+                if getppid() != parent { exit(0) }
+            }
         }
     }
 

@@ -4,6 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import RayCommon
+import RayConcurrency
 import RayProtos
 import RayRPC
 import RayServices
@@ -83,7 +84,7 @@ extension CoreWorker {
 
     /// Waits for a queued call's object arguments, then lets the queue move past it.
     private func resolveActorArguments(_ actorID: ActorID, task: TaskSubmitter.PendingTask, index: Int) {
-        Task {
+        Task(executorPreference: ThreadExecutor.coreWorker) { [self] in
             var resolved = task
             var failure: TaskFailure?
             switch await awaitArguments(task) {
@@ -165,7 +166,7 @@ extension CoreWorker {
     /// with the cause the GCS recorded (waited for briefly: the raylet reports the death).
     private func actorPushFailed(_ actorID: ActorID, batch: [TaskSubmitter.PendingTask], address: Ray_Rpc_Address, error: RPCError) {
         channels.forget(address)
-        Task {
+        Task(executorPreference: ThreadExecutor.coreWorker) { [self] in
             let className = actorSubmitter.state.withLock { $0[actorID]?.className } ?? "actor"
             let cause = await actorDeathCause(actorID) ?? "its worker cannot be reached (\(error.message))"
             let message = "the actor \(className) (\(actorID)) died: \(cause)"
@@ -196,7 +197,7 @@ extension CoreWorker {
                   let reply = try? await gcs.unary(GCSMethods.getActorInfo, request, options: CallOptions(timeout: .seconds(2)))
             else { return nil }
             if reply.actorTableData.state == .dead { return reply.actorTableData.deathCause }
-            try? await Task.sleep(for: .milliseconds(20))
+            try? await ThreadExecutor.coreWorker.sleep(for: .milliseconds(20))
         }
         return nil
     }

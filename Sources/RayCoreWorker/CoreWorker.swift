@@ -3,11 +3,20 @@ import Foundation
 import Glibc
 #endif
 import RayCommon
+import RayConcurrency
 import RayObjectStore
 import RayProtos
 import RayRPC
 import RayServices
 import Synchronization
+
+extension ThreadExecutor {
+    /// The core worker's thread: its service handlers (but for actor calls and tasks, which start on
+    /// the completion-queue thread), lease requests, result and borrower bookkeeping and timers run
+    /// here, never waiting for a thread of Swift's global pool, which the user's tasks and driver code
+    /// may keep busy. User code never runs here.
+    public static let coreWorker = ThreadExecutor(name: "ray-core-worker")
+}
 
 /// The library inside every driver and worker process: it submits tasks (a lease from the raylet,
 /// then the tasks pushed straight to the leased worker), owns the objects its puts and tasks create,
@@ -108,7 +117,7 @@ public final class CoreWorker: Sendable {
                 var request = Ray_Rpc_RemoveBorrowerRequest()
                 request.objectIds = [Data(id.bytes)]
                 request.borrowerWorkerID = Data(me.bytes)
-                Task {
+                Task(executorPreference: ThreadExecutor.coreWorker) {
                     _ = try? await channels.channel(for: owner).unary(
                         CoreWorkerMethods.removeBorrower, request, options: CallOptions(timeout: .seconds(10)))
                 }
@@ -128,6 +137,7 @@ public final class CoreWorker: Sendable {
         var serverConfiguration = RPCServer.Configuration()
         let localSocket = "swift-ray-\(workerID.hex)"
         serverConfiguration.localSocketName = localSocket
+        serverConfiguration.executor = .coreWorker
         server = try RPCServer(host: "127.0.0.1", port: 0, router: router, configuration: serverConfiguration)
 
         var request = Ray_Rpc_RegisterClientRequest()
@@ -326,7 +336,7 @@ public final class CoreWorker: Sendable {
     func fetchBorrowed(_ ids: [ObjectID]) {
         for id in ids {
             guard let owner = store.owner(of: id) else { continue }
-            Task {
+            Task(executorPreference: ThreadExecutor.coreWorker) { [self] in
                 var request = Ray_Rpc_GetObjectStatusRequest()
                 request.objectID = Data(id.bytes)
                 do {
@@ -464,7 +474,7 @@ final class DeleteBatcher: Sendable {
             defer { s.scheduled = true }
             return !s.scheduled
         }
-        if schedule { Task { await self.flush() } }
+        if schedule { Task(executorPreference: ThreadExecutor.coreWorker) { await self.flush() } }
     }
 
     func flush() async {

@@ -1,4 +1,5 @@
 import RayCommon
+import RayConcurrency
 import RayProtos
 import Synchronization
 
@@ -188,12 +189,8 @@ final class Waiter: Sendable {
     func cancel() { state.withLock { $0.finish() }?.resume() }
 
     func wait(timeout: Duration?) async {
-        let timer: Task<Void, Never>? = timeout.map { timeout in
-            Task { [weak self] in
-                try? await Task.sleep(for: timeout)
-                if !Task.isCancelled { self?.cancel() }
-            }
-        }
+        // The deadline is a timer of the core worker's thread: it fires while the pool is busy.
+        let timer = timeout.map { timeout in ThreadExecutor.coreWorker.schedule(after: timeout) { [weak self] in self?.cancel() } }
         await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 let resumeNow = state.withLock { s -> Bool in
@@ -206,6 +203,6 @@ final class Waiter: Sendable {
         } onCancel: {
             cancel()
         }
-        timer?.cancel()
+        if let timer { ThreadExecutor.coreWorker.cancel(timer) }
     }
 }

@@ -7,6 +7,7 @@ import Foundation
 import Glibc
 #endif
 import RayCommon
+import RayConcurrency
 import RayProtos
 import RayRPC
 import RayServices
@@ -123,17 +124,22 @@ final class TaskExecutor: Sendable {
         return result
     }
 
+    /// Where an actor's initializer and methods (user code) run: on the completion-queue thread that
+    /// received the call while they do not suspend, else on Swift's global pool, never on the core
+    /// worker's thread (a CPU-bound method there would hold up this worker's control RPCs).
+    static let actorCode = CompletionQueueExecutor(fallback: .globalPool)
+
     private func runActorTask(_ spec: Ray_Rpc_TaskSpec, on worker: CoreWorker, references: ReferenceCollector) async
         -> [Ray_Rpc_ReturnObject]
     {
         if spec.type == .actorCreationTask {
             worker.actorReceiver.configure(maxConcurrency: Int(spec.actorCreationTaskSpec.maxConcurrency))
-            return await Self.execute(spec, on: worker, references: references)
+            return await withTaskExecutorPreference(Self.actorCode) { await Self.execute(spec, on: worker, references: references) }
         }
         let caller = spec.callerAddress.workerID
         await worker.actorReceiver.admit(caller: caller, sequence: spec.actorTaskSpec.sequenceNumber)
         defer { worker.actorReceiver.finish() }
-        return await Self.execute(spec, on: worker, references: references)
+        return await withTaskExecutorPreference(Self.actorCode) { await Self.execute(spec, on: worker, references: references) }
     }
 
     private func failure(_ spec: Ray_Rpc_TaskSpec, _ failure: TaskFailure) -> [Ray_Rpc_ReturnObject] {
@@ -256,9 +262,10 @@ extension CoreWorker {
         logSink: @escaping @Sendable (Int32, Bool, [String]) -> Void
     ) {
         // On the completion queue: a sequential actor's call then runs on the thread that received it,
-        // through the hop into the actor (which would otherwise go through Swift's pool, a thread
-        // wake-up on every call's path) to the reply. Task functions run in tasks of their own, and a
-        // concurrent actor's calls on the pool, as before.
+        // through the hop into the actor to the reply (a thread wake-up saved on every call's path).
+        // What resumes elsewhere goes on on the core worker's thread (this handler) or on Swift's pool
+        // (the actor's code: `actorCode`). Task functions run in tasks of their own (on the pool once
+        // they suspend), and a concurrent actor's calls on the pool.
         router.register(CoreWorkerMethods.pushTasks, onCompletionQueue: true) { request, _ in
             guard let worker = await box.worker else { throw RPCError(code: .unavailable, message: "the worker has shut down") }
             var reply = Ray_Rpc_PushTasksReply()

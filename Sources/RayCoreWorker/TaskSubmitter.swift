@@ -4,6 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import RayCommon
+import RayConcurrency
 import RayProtos
 import RayRPC
 import RayServices
@@ -188,7 +189,7 @@ extension CoreWorker {
                 promoted.append(id)
                 arg.objectID = Data(id.bytes)
                 refs.append(id)
-                Task {
+                Task(executorPreference: ThreadExecutor.coreWorker) { [self] in
                     do {
                         let value = try await createShared(id, size: bytes.count, owner: workerID) { destination in
                             bytes.withUnsafeBytes { destination.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
@@ -223,7 +224,7 @@ extension CoreWorker {
             enqueue(resolved)
             return
         }
-        Task {
+        Task(executorPreference: ThreadExecutor.coreWorker) { [self] in
             switch await awaitArguments(task) {
             case .success(let resolved): enqueue(resolved)
             case .failure(let failure): finish(task, with: failure)
@@ -300,7 +301,7 @@ extension CoreWorker {
         }
         // An idle lease takes the task at once, from this thread (the push starts without a hop).
         if let wake { pump(key: key, lease: wake) }
-        if let requestLease { Task { await self.leaseAndRun(key: key, requestID: requestLease) } }
+        if let requestLease { Task(executorPreference: ThreadExecutor.coreWorker) { await self.leaseAndRun(key: key, requestID: requestLease) } }
     }
 
     /// Asks the raylet for a worker (retrying while it is busy) and runs queued tasks on it.
@@ -435,17 +436,17 @@ extension CoreWorker {
                 ? TaskFailure(kind: .taskCancelled, type: "", message: "the task was cancelled (its worker was killed)", function: task.spec.functionName)
                 : TaskFailure(kind: .workerCrashed, type: "", message: "the worker (pid=\(lease.pid)) running \(task.spec.functionName) died: \(error.message)", function: task.spec.functionName))
         }
-        Task { await self.endLease(key: key, lease: lease, workerDied: true) }
+        Task(executorPreference: ThreadExecutor.coreWorker) { await self.endLease(key: key, lease: lease, workerDied: true) }
     }
 
     /// Returns the leases that idled for `idleLeaseHold` (all of them once shut down), then sleeps
     /// until the next one would, while any idle: one timer for all leases rather than one per
     /// parking, which on sync tasks is one per task.
     private func sweepIdleLeases() {
-        Task {
+        Task(executorPreference: ThreadExecutor.coreWorker) { [self] in
             var wait = TaskSubmitter.idleLeaseHold
             while true {
-                try? await Task.sleep(for: wait)
+                try? await ThreadExecutor.coreWorker.sleep(for: wait)
                 let now = ContinuousClock.now
                 let (expired, next) = submitter.state.withLock { s -> ([(String, TaskSubmitter.Lease)], Duration?) in
                     let shutDown = s.shutDown
@@ -487,7 +488,7 @@ extension CoreWorker {
             var cancel = Ray_Rpc_CancelWorkerLeaseRequest()
             cancel.ownerWorkerID = address.workerID
             cancel.requestID = String(id)
-            Task { _ = try? await raylet.unary(NodeManagerMethods.cancelWorkerLease, cancel, options: CallOptions(timeout: .seconds(10))) }
+            Task(executorPreference: ThreadExecutor.coreWorker) { [self] in _ = try? await raylet.unary(NodeManagerMethods.cancelWorkerLease, cancel, options: CallOptions(timeout: .seconds(10))) }
         }
         var giveBack = Ray_Rpc_ReturnWorkerRequest()
         giveBack.workerID = lease.worker.workerID
@@ -526,7 +527,7 @@ extension CoreWorker {
             return
         }
         // Objects owned elsewhere: tell their owners first, then let go of this task's references.
-        Task {
+        Task(executorPreference: ThreadExecutor.coreWorker) { [self] in
             for (_, (owner, ids)) in forward {
                 var request = Ray_Rpc_AddBorrowerRequest()
                 request.objectIds = ids.map { Data($0.bytes) }

@@ -4,6 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import RayCommon
+import RayConcurrency
 import RayProtos
 import RayRPC
 import RayServices
@@ -12,8 +13,9 @@ import RayServices
 /// actor, leases a worker for it from a raylet whose node has its resources, runs its initializer
 /// there with the actor-creation task, and tracks it PENDING_CREATION → ALIVE → DEAD, publishing
 /// every change on the actor channel. An actor dies with its worker process, by `ray.kill`, or with
-/// its owner unless it is detached.
+/// its owner unless it is detached. Runs on the GCS's thread.
 actor ActorManager {
+    nonisolated var unownedExecutor: UnownedSerialExecutor { ThreadExecutor.gcs.asUnownedSerialExecutor() }
     typealias ActorData = Ray_Rpc_ActorTableData
 
     private let state: GCSState

@@ -1,7 +1,16 @@
 import RayCommon
+import RayConcurrency
 import RayProtos
 import RayRPC
 import RayServices
+
+extension ThreadExecutor {
+    /// The GCS's thread: its tables (``GCSState``, ``ActorManager``), handlers and health checks run
+    /// here, never waiting for a thread of Swift's global pool (a driver's own code may keep every
+    /// one of those busy while its embedded GCS serves the cluster). Shared by the GCS servers of a
+    /// process, as Ray's GCS runs on one event loop.
+    public static let gcs = ThreadExecutor(name: "ray-gcs")
+}
 
 /// The Global Control Service: one per cluster, on the head node. Serves the node, job, internal KV
 /// and pub/sub services of `Protos/ray/gcs_service.proto` over gRPC.
@@ -22,6 +31,8 @@ public final class GCSServer: Sendable {
         self.state = state
         let actors = ActorManager(state: state)
         self.actors = actors
+        var configuration = configuration
+        configuration.executor = .gcs
         self.server = try RPCServer(host: host, port: port, router: Self.router(state, actors), configuration: configuration)
         var settings = HealthChecker.Settings.fromConfig()
         if let healthCheckPeriod {
@@ -30,7 +41,7 @@ public final class GCSServer: Sendable {
         }
         if let healthCheckFailureThreshold { settings.failureThreshold = healthCheckFailureThreshold }
         let checker = HealthChecker(state: state, settings: settings)
-        self.healthChecks = Task { await checker.run() }
+        self.healthChecks = Task(executorPreference: ThreadExecutor.gcs) { await checker.run() }
     }
 
     /// Stops health checks and serving; calls in flight get `grace` to finish.

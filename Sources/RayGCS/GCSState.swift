@@ -4,6 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import RayCommon
+import RayConcurrency
 import RayProtos
 import RayRPC
 import RayServices
@@ -13,7 +14,10 @@ typealias ChannelType = Ray_Rpc_ChannelType
 
 /// The GCS's tables and its publisher, in one actor so every change is ordered and published once.
 /// Kept in memory; a durable store (for GCS restarts) plugs in with the fault-tolerance work.
+/// Runs on the GCS's thread.
 actor GCSState {
+    nonisolated var unownedExecutor: UnownedSerialExecutor { ThreadExecutor.gcs.asUnownedSerialExecutor() }
+
     private var nodes: [NodeID: Ray_Rpc_GcsNodeInfo] = [:]
     private var jobs: [JobID: Ray_Rpc_JobTableData] = [:]
     private var lastJobNumber: Int32 = 0
@@ -230,17 +234,17 @@ actor GCSState {
         if !ready.isEmpty || timeout <= .zero { return ready }
         let id = nextWaiter
         nextWaiter += 1
-        let expiry = Task { [weak self] in
-            try? await Task.sleep(for: timeout)
-            await self?.expire(id)
+        // The timer and the cancellation each come to this actor in a task of the GCS's thread.
+        let expiry = ThreadExecutor.gcs.schedule(after: timeout) { [weak self] in
+            Task(executorPreference: ThreadExecutor.gcs) { await self?.expire(id) }
         }
-        defer { expiry.cancel() }
+        defer { ThreadExecutor.gcs.cancel(expiry) }
         return await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 waiters[id] = Waiter(channels: channels, after: after, continuation: continuation)
             }
         } onCancel: {
-            Task { await self.expire(id) }
+            Task(executorPreference: ThreadExecutor.gcs) { await self.expire(id) }
         }
     }
 

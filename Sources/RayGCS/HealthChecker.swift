@@ -4,6 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import RayCommon
+import RayConcurrency
 import RayProtos
 import RayRPC
 import RayServices
@@ -30,7 +31,7 @@ struct HealthChecker: Sendable {
     let state: GCSState
     let settings: Settings
 
-    /// Runs until cancelled.
+    /// Runs until cancelled (on the GCS's thread, its checks included: they inherit its executor).
     func run() async {
         var channels: [NodeID: RPCChannel] = [:]
         var failures: [NodeID: Int] = [:]
@@ -80,7 +81,7 @@ struct HealthChecker: Sendable {
                     }
                 }
             }
-            try? await Task.sleep(for: settings.period)
+            try? await ThreadExecutor.gcs.sleep(for: settings.period)
         }
     }
 }

@@ -4,6 +4,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import RayCommon
+import RayConcurrency
 import RayProtos
 import RayRPC
 import RayServices
@@ -149,7 +150,8 @@ public final class GCSClient: Sendable {
 
     /// Changes published on `channels` after this call returns, in order, without gaps or repeats:
     /// long polls in a loop that retries (after a short pause) while the GCS is unreachable. The
-    /// stream ends when the consuming task is cancelled or stops iterating.
+    /// stream ends when the consuming task is cancelled or stops iterating. The loop runs on the RPC
+    /// layer's thread.
     public func subscribe(_ channels: Set<Ray_Rpc_ChannelType>, pollTimeout: Duration = .seconds(30))
         async throws(RPCError) -> AsyncThrowingStream<Ray_Rpc_PubMessage, any Error>
     {
@@ -160,7 +162,7 @@ public final class GCSClient: Sendable {
             .latestSequenceID
         let channel = self.channel
         return AsyncThrowingStream { [request] continuation in
-            let poller = Task {
+            let poller = Task(executorPreference: ThreadExecutor.rpc) {
                 var request = request
                 while !Task.isCancelled {
                     do {
@@ -173,7 +175,7 @@ public final class GCSClient: Sendable {
                         }
                     } catch {
                         if Task.isCancelled { break }
-                        try? await Task.sleep(for: .milliseconds(200))
+                        try? await ThreadExecutor.rpc.sleep(for: .milliseconds(200))
                     }
                 }
                 continuation.finish()

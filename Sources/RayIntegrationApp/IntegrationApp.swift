@@ -121,7 +121,7 @@ struct IntegrationApp: RayApplication {
     static let remoteFunctions: [any AnyRemoteFunction] = [
         square, add, increment, sumFloats, checksum, makeBytes, fail, workerPID, sleepThenPID, sleepMs, interval,
         fanOut, shout, brokenResult, takesUnencodable, sumRefs, divmod, stats, byteCount, dataCount, spin,
-        stash, sumStashed, clearStash,
+        stash, sumStashed, clearStash, hogPool,
     ] + actorFunctions
 
     static var localClusterOptions: Ray.LocalClusterOptions {
@@ -390,6 +390,9 @@ struct IntegrationApp: RayApplication {
                 available = try await ray.nodeStats().available["CPU"] ?? 0
             }
             report("cpus_available_after_sync_tasks", Int(available))
+
+        case "starve":
+            try await StarvationScenario.run(arguments, ray: ray)
 
         case "hold":
             // Start workers, say who they are, and stay (for `ray stop` tests).

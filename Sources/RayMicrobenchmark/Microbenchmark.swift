@@ -149,7 +149,21 @@ struct Microbenchmark: RayApplication {
             record("cold_start_ms", try await coldStartMilliseconds(), unit: "ms")
         }
         if wanted("idle_cluster_pss_mib") {
-            record("idle_cluster_pss_mib", try await idleClusterPSS(), unit: "MiB")
+            record("idle_cluster_pss_mib", try await withIdleCluster { pids, _ in Double(pids.map(pssKiB).reduce(0, +)) / 1024 },
+                   unit: "MiB")
+        }
+        if wanted("idle_cluster_cpu_percent") {
+            let seconds = arguments.firstIndex(of: "--idle-seconds").flatMap { Int(arguments[$0 + 1]) } ?? 60
+            record("idle_cluster_cpu_percent", try await withIdleCluster { pids, roles in
+                // CPU time (user + system) of each process over the window, as a share of one core.
+                let before = pids.map(cpuTicks)
+                try await Task.sleep(for: .seconds(seconds))
+                let used = zip(pids.map(cpuTicks), before).map { $0 - $1 }
+                let perRole = Dictionary(zip(roles, used).map { ($0, $1) }, uniquingKeysWith: +)
+                print("  idle CPU ticks (\(ticksPerSecond)/s) over \(seconds) s: " + perRole.sorted { $0.key < $1.key }
+                    .map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+                return Double(used.reduce(0, +)) / Double(ticksPerSecond * seconds) * 100
+            }, unit: "% of one core")
         }
         if let jsonPath {
             let object = Dictionary(results, uniquingKeysWith: { _, last in last })
@@ -258,11 +272,12 @@ struct Microbenchmark: RayApplication {
         return times.sorted()[times.count / 2]
     }
 
-    /// PSS of a `ray start --head --num-cpus 2` cluster's GCS and raylet plus its 2 workers, idle.
-    static func idleClusterPSS() async throws -> Double {
+    /// Runs `measure` on an idle `ray start --head --num-cpus 2` cluster: its GCS and raylet and the 2
+    /// workers a driver (this process, not measured) started on it, with what each pid is.
+    static func withIdleCluster(_ measure: (_ pids: [pid_t], _ roles: [String]) async throws -> Double) async throws -> Double {
         let rayExecutable = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
             .deletingLastPathComponent().appendingPathComponent("ray").path
-        let temp = FileManager.default.temporaryDirectory.appendingPathComponent("swift-ray-pss-\(getpid())").path
+        let temp = FileManager.default.temporaryDirectory.appendingPathComponent("swift-ray-idle-\(getpid())").path
         defer {
             _ = try? run(rayExecutable, ["stop", "--temp-dir", temp])
             try? FileManager.default.removeItem(atPath: temp)
@@ -271,19 +286,37 @@ struct Microbenchmark: RayApplication {
         guard let address = started.split(separator: "\n").first(where: { $0.contains("GCS address:") })?
             .split(separator: " ").last.map(String.init)
         else { throw RayError(.system, "ray start printed no address: \(started)") }
-        let processes = try String(contentsOfFile: "\(temp)/session_latest/processes", encoding: .utf8)
-            .split(separator: "\n").compactMap { $0.split(separator: " ").last.flatMap { pid_t($0) } }
+        // "role pid" lines: the GCS and the raylet.
+        let recorded = try String(contentsOfFile: "\(temp)/session_latest/processes", encoding: .utf8)
+            .split(separator: "\n").compactMap { line -> (role: String, pid: pid_t)? in
+                let parts = line.split(separator: " ")
+                guard parts.count == 2, let pid = pid_t(parts[1]) else { return nil }
+                return (String(parts[0]), pid)
+            }
         let cluster = try await Ray.start(address: address, functions: remoteFunctions)
-        var workers = Set<Int32>()
+        var seen = Set<Int32>()
         let deadline = ContinuousClock.now + .seconds(20)
-        while workers.count < 2 && ContinuousClock.now < deadline {
-            workers.formUnion(try await cluster.get((0..<50).map { _ in workerPID.remote() }))
+        while seen.count < 2 && ContinuousClock.now < deadline {
+            seen.formUnion(try await cluster.get((0..<50).map { _ in workerPID.remote() }))
         }
+        let workers = Array(seen)
         // Idle for a while, as a cluster waiting for work is.
         try await Task.sleep(for: .seconds(2))
-        let total = (processes + Array(workers)).map(pssKiB).reduce(0, +)
+        let result = try await measure(recorded.map(\.pid) + workers, recorded.map(\.role) + workers.map { _ in "worker" })
         await cluster.shutdown()
-        return Double(total) / 1024
+        return result
+    }
+
+    static let ticksPerSecond = Int(sysconf(Int32(_SC_CLK_TCK)))
+
+    /// utime + stime of `pid`, in clock ticks (/proc/<pid>/stat fields 14 and 15).
+    static func cpuTicks(_ pid: pid_t) -> Int {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return 0 }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        // fields[0] is the state (field 3): utime and stime are fields 14 and 15.
+        guard fields.count > 12, let user = Int(fields[11]), let system = Int(fields[12]) else { return 0 }
+        return user + system
     }
 
     static func pssKiB(_ pid: pid_t) -> Int {

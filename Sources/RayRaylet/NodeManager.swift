@@ -7,6 +7,7 @@ import Foundation
 import Glibc
 #endif
 import RayCommon
+import RayConcurrency
 import RayProtos
 import RayRPC
 import RayServices
@@ -14,8 +15,11 @@ import RayServices
 /// The raylet's local scheduler and worker pool: it grants leases of workers to submitters while the
 /// node has the resources a lease asks for (queueing the rest in order), starts workers of the job's
 /// executable on demand (prestarting one per CPU when a driver registers), reuses idle workers, reaps
-/// idle ones above the soft limit, and replaces workers that die while their job runs.
+/// idle ones above the soft limit, and replaces workers that die while their job runs. It runs on the
+/// raylet's thread, its timers and loops too.
 actor NodeManager {
+    nonisolated var unownedExecutor: UnownedSerialExecutor { ThreadExecutor.raylet.asUnownedSerialExecutor() }
+
     struct Settings: Sendable {
         var logDirectory: String
         /// Idle workers above this many are stopped once idle for `idleWorkerTimeout`.
@@ -112,13 +116,13 @@ actor NodeManager {
         let (stream, continuation) = AsyncStream<(JobID, Ray_Rpc_WorkerLogLines)>.makeStream()
         self.logs = continuation
         self.forwarder = nil
-        Task { await self.startLoops(logStream: stream) }
+        Task(executorPreference: ThreadExecutor.raylet) { await self.startLoops(logStream: stream) }
     }
 
     func setNodeManagerAddress(_ address: String) { settings.nodeManagerAddress = address }
 
     private func startLoops(logStream: AsyncStream<(JobID, Ray_Rpc_WorkerLogLines)>) {
-        forwarder = Task { [weak self] in
+        forwarder = Task(executorPreference: ThreadExecutor.raylet) { [weak self] in
             for await (jobID, batch) in logStream {
                 guard let channel = await self?.jobs[jobID]?.driverChannel else { continue }
                 var request = Ray_Rpc_PublishLogsRequest()
@@ -126,9 +130,9 @@ actor NodeManager {
                 _ = try? await channel.unary(CoreWorkerMethods.publishLogs, request, options: CallOptions(timeout: .seconds(5)))
             }
         }
-        reaper = Task { [weak self] in
+        reaper = Task(executorPreference: ThreadExecutor.raylet) { [weak self] in
             while !Task.isCancelled {
-                try? await Task.sleep(for: .milliseconds(250))
+                try? await ThreadExecutor.raylet.sleep(for: .milliseconds(250))
                 await self?.reap()
             }
         }
@@ -246,8 +250,8 @@ actor NodeManager {
         let requestKey = request.ownerAddress.workerID.base64EncodedString() + "/" + request.requestID
         let timer: Task<Void, Never>? = deadline.map { deadline in
             let margin = min(Duration.seconds(1), (deadline - .now) / 10)
-            return Task { [weak self] in
-                try? await Task.sleep(until: deadline - margin, clock: .continuous)
+            return Task(executorPreference: ThreadExecutor.raylet) { [weak self] in
+                try? await ThreadExecutor.raylet.sleep(until: deadline - margin)
                 if !Task.isCancelled { await self?.withdraw(id, reason: "not granted before the call's deadline") }
             }
         }
@@ -259,7 +263,7 @@ actor NodeManager {
                 schedule()
             }
         } onCancel: {
-            Task { await self.abandon(id) }
+            Task(executorPreference: ThreadExecutor.raylet) { await self.abandon(id) }
         }
     }
 
@@ -389,7 +393,7 @@ actor NodeManager {
                     logs.yield((jobID, batch))
                 },
                 onExit: { [weak self] _, status in
-                    Task { await self?.workerExited(workerID, status: status) }
+                    Task(executorPreference: ThreadExecutor.raylet) { await self?.workerExited(workerID, status: status) }
                 })
             workers[workerID] = Worker(jobID: jobID, process: process, address: nil, state: .starting)
         } catch {

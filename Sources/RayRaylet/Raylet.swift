@@ -7,12 +7,21 @@ import Foundation
 import Glibc
 #endif
 import RayCommon
+import RayConcurrency
 import RayGCSClient
 import RayObjectStore
 import RayProtos
 import RayRPC
 import RayServices
 import Synchronization
+
+extension ThreadExecutor {
+    /// The raylet's thread: its node manager (leases, the worker pool, timers), handlers and reports to
+    /// the GCS run here, never waiting for a thread of Swift's global pool (a driver's own code may
+    /// keep every one of those busy while its embedded raylet serves its workers). Shared by the
+    /// raylets of a process, as Ray's raylet runs on one event loop.
+    public static let raylet = ThreadExecutor(name: "ray-raylet")
+}
 
 /// The per-node daemon: it creates the node's shared-memory object store, serves the node manager
 /// (client registration, worker leases, the worker pool, object creation and deletion, node stats)
@@ -77,7 +86,9 @@ public final class Raylet: Sendable {
         var router = RPCRouter()
         HealthMethods.register(on: &router)
         Self.registerNodeManager(on: &router, nodeManager: nodeManager, store: objectStore, owned: owned, nodeID: nodeID)
-        self.server = try RPCServer(host: options.host, port: options.port, router: router)
+        var configuration = RPCServer.Configuration()
+        configuration.executor = .raylet
+        self.server = try RPCServer(host: options.host, port: options.port, router: router, configuration: configuration)
         await nodeManager.setNodeManagerAddress("\(options.host):\(server.port)")
         self.gcs = try GCSClient(address: gcsAddress, timeout: registerTimeout)
         var node = Ray_Rpc_GcsNodeInfo()
@@ -92,7 +103,7 @@ public final class Raylet: Sendable {
         node.labels["ray.io/object-store"] = objectStore.region.name
         let gcsClient = self.gcs
         let nodeManager = self.nodeManager
-        reporter = Task {
+        reporter = Task(executorPreference: ThreadExecutor.raylet) {
             for await report in nodeManager.gcsReports {
                 switch report {
                 case .workerStarted(let worker): try? await gcsClient.addWorker(worker)

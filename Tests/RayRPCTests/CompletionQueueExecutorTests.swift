@@ -1,4 +1,5 @@
 import Foundation
+import RayConcurrency
 import RayRPC
 import Testing
 
@@ -69,10 +70,12 @@ private struct Trip: Codable {
             #expect(trip.inActor == trip.start)
             #expect(trip.end == trip.start)
         }
-        // Without the preference the hop into the actor leaves the completion-queue thread.
+        // Without it the hop into the actor leaves the completion-queue thread for the server's
+        // executor (not Swift's global pool), where the handler replies.
         let trip = try await Self.trip(channel, "/t.T/Default")
         #expect(trip.start.isQueueThread)
-        #expect(trip.inActor.thread != trip.start.thread)
+        #expect(trip.inActor.name == "ray-rpc")
+        #expect(trip.end.name == "ray-rpc")
     }
 
     @Test func handlersThatWaitElsewhereAllFinish() async throws {
@@ -88,19 +91,26 @@ private struct Trip: Codable {
         for trip in trips { #expect(trip.start.isQueueThread) }
     }
 
-    @Test func aJobMadeRunnableOutsideAQueueEventRunsOffTheQueue() async throws {
+    @Test func aJobMadeRunnableOutsideAQueueEventRunsOnTheFallback() async throws {
         let (server, channel) = try Self.server(waitElsewhereFirst: false)
         defer { Task { await server.shutdown(grace: .zero) } }
         let queueThread = try await Self.trip(channel, "/t.T/OnQueue").start.thread
-        // Tasks preferring the executor, started here (no queue event): they run on dispatch threads.
-        // (Told apart by thread ID: a dispatch thread started from the queue thread inherits its name.)
-        let places = await withTaskGroup(of: Place.self) { group in
-            for _ in 0..<20 {
-                group.addTask { await Task(executorPreference: CompletionQueueExecutor.shared) { Place.here }.value }
+        // Tasks preferring an executor, started here (no queue event): they run on its fallback, a
+        // thread of the runtime or the global pool. (Told apart by thread ID: a dispatch thread
+        // started from the queue thread inherits its name.)
+        for fallback in [CompletionQueueExecutor.Fallback.thread(.rpc), .globalPool] {
+            let executor = CompletionQueueExecutor(fallback: fallback)
+            let places = await withTaskGroup(of: Place.self) { group in
+                for _ in 0..<20 {
+                    group.addTask { await Task(executorPreference: executor) { Place.here }.value }
+                }
+                return await group.reduce(into: []) { $0.append($1) }
             }
-            return await group.reduce(into: []) { $0.append($1) }
+            #expect(places.count == 20)
+            for place in places {
+                #expect(place.thread != queueThread)
+                if case .thread = fallback { #expect(place.name == "ray-rpc") } else { #expect(place.name != "ray-rpc") }
+            }
         }
-        #expect(places.count == 20)
-        for place in places { #expect(place.thread != queueThread) }
     }
 }

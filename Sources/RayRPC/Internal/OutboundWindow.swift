@@ -1,14 +1,20 @@
 import Synchronization
 
 /// Bounds the bytes a stream has queued in the shim but not yet handed to gRPC: a writer waits while the
-/// window is full (one message is always allowed), and each WRITE_DONE event opens it again.
+/// window is full (one message is always allowed), and each WRITE_DONE event opens it again. A writer
+/// the window never stops yields every ``yieldEvery`` messages, so a handler writing many small
+/// messages does not keep its executor (shared with the server's other handlers) to itself.
 final class OutboundWindow: Sendable {
     private struct State {
         var inFlight = 0
         var closed: RPCError?
         var waiters: [(Int, CheckedContinuation<Void, any Error>)] = []
         var closeWaiters: [CheckedContinuation<RPCError, Never>] = []
+        /// Messages admitted since the writer last suspended.
+        var admittedInARow = 0
     }
+
+    static let yieldEvery = 32
 
     private let state = Mutex(State())
     let limit: Int
@@ -26,11 +32,24 @@ final class OutboundWindow: Sendable {
     /// Waits until `bytes` more fit (or nothing is in flight), then counts them in.
     func reserve(_ bytes: Int) async throws {
         // Most writes fit at once: answer without making a continuation.
-        if try state.withLock({ s throws(RPCError) in try admit(bytes, &s) }) { return }
+        let (admitted, yield) = try state.withLock { s throws(RPCError) -> (Bool, Bool) in
+            guard try admit(bytes, &s) else { return (false, false) }
+            s.admittedInARow += 1
+            guard s.admittedInARow >= Self.yieldEvery else { return (true, false) }
+            s.admittedInARow = 0
+            return (true, true)
+        }
+        if admitted {
+            if yield { await Task.yield() }
+            return
+        }
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             let outcome = state.withLock { s -> Result<Bool, RPCError> in
                 let result = Result { () throws(RPCError) in try admit(bytes, &s) }
-                if case .success(false) = result { s.waiters.append((bytes, continuation)) }
+                if case .success(false) = result {
+                    s.waiters.append((bytes, continuation))
+                    s.admittedInARow = 0
+                }
                 return result
             }
             switch outcome {

@@ -18,8 +18,9 @@ public struct RPCRouter: Sendable {
     public var methods: [String] { handlers.keys.sorted() }
 
     /// Serves a unary method. Every handler starts on the completion-queue thread that received the
-    /// request and runs there until it first suspends. With `onCompletionQueue` it keeps running on
-    /// the completion-queue threads that resume it (``CompletionQueueExecutor``), hops to idle actors
+    /// request and runs there until it first suspends, then on the server's executor
+    /// (``RPCServer/Configuration/executor``). With `onCompletionQueue` it keeps running on the
+    /// completion-queue threads that resume it (``CompletionQueueExecutor``), hops to idle actors
     /// included, and replies from there: for short handlers on a latency-critical path.
     public mutating func register<Request, Response>(
         _ method: RPCMethod<Request, Response>,

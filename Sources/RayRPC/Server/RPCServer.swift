@@ -1,5 +1,12 @@
 import CInterop
+import RayConcurrency
 import Synchronization
+
+extension ThreadExecutor {
+    /// Where handlers of servers that name no executor of their own run, and RPC-layer tasks
+    /// (subscriptions, test services): a thread of the RPC layer's, not Swift's global pool.
+    public static let rpc = ThreadExecutor(name: "ray-rpc")
+}
 
 /// A gRPC server on the shim: binds `host:port` (port 0 picks a free one), serves the router's
 /// methods, answers unknown methods with UNIMPLEMENTED, and shuts down gracefully.
@@ -29,6 +36,11 @@ public final class RPCServer: Sendable {
         /// Also listen on this Linux abstract Unix socket (no file; reach it with
         /// `RPCChannel(target: "unix-abstract:<name>")`): peers on the same machine skip TCP.
         public var localSocketName: String?
+        /// Where handlers go on after their first suspension (they start on the completion-queue
+        /// thread that received the call). A daemon passes its own, so its handlers never wait for a
+        /// thread of Swift's global pool; handlers registered `onCompletionQueue` stay on the queue
+        /// thread where they can and fall back to this one.
+        public var executor: ThreadExecutor = .rpc
 
         public init() {}
     }

@@ -12,6 +12,8 @@ final class ServerCore: Sendable {
 
     let handlers: [String: RPCRouter.Handler]
     let configuration: RPCServer.Configuration
+    /// What `onCompletionQueue` handlers prefer: the queue thread, else the server's executor.
+    private let queueExecutor: CompletionQueueExecutor
     private let calls = Mutex<[UInt64: Entry]>([:])
     private let pointer = Mutex<OpaquePointerBox?>(nil)
     private let contextReleased = Atomic<Bool>(false)
@@ -19,6 +21,7 @@ final class ServerCore: Sendable {
     init(router: RPCRouter, configuration: RPCServer.Configuration) {
         self.handlers = router.handlers
         self.configuration = configuration
+        self.queueExecutor = CompletionQueueExecutor(fallback: .thread(configuration.executor))
     }
 
     func setPointer(_ pointer: OpaquePointer) {
@@ -107,15 +110,15 @@ final class ServerCore: Sendable {
                 }
             }
             let task = onCompletionQueue
-                ? Task.immediate(executorPreference: CompletionQueueExecutor.shared, operation: run)
-                : Task.immediate(operation: run)
+                ? Task.immediate(executorPreference: queueExecutor, operation: run)
+                : Task.immediate(executorPreference: configuration.executor, operation: run)
             calls.withLock { $0[callID] = .unary(task) }
         case .stream(let body):
             let call = ServerStreamCall(server: server, callID: callID, configuration: configuration)
             calls.withLock { $0[callID] = .stream(call) }
             call.inbound.prime(with: event.has_message != 0 ? event.messageBytes : nil,
                                moreMayFollow: event.has_message != 0)
-            let task = Task.immediate {
+            let task = Task.immediate(executorPreference: configuration.executor) {
                 do {
                     try await body(call, context)
                     self.finish(server, callID, nil, trailing: context.trailingMetadata)

@@ -18,62 +18,110 @@ struct IntegrationApp {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("ray-integration-app")
     }
 
-    /// Runs `scenario`; kills it (and records an issue) if it outlives `timeout`.
     /// Runs `scenario`; kills it (and records an issue) if it outlives `timeout`. Its session folder
     /// (logs) goes in a fresh `RAY_TMPDIR`, removed afterwards unless `inspect` wants to look first.
     static func run(_ arguments: [String], environment extra: [String: String] = [:], timeout: Duration = .seconds(90),
                     inspect: ((Run) throws -> Void)? = nil)
         async throws -> Run
     {
-        let temp = FileManager.default.temporaryDirectory.appendingPathComponent("swift-ray-app-\(UUID().uuidString)")
-        defer { try? FileManager.default.removeItem(at: temp) }
-        #expect(FileManager.default.fileExists(atPath: executable.path), "ray-integration-app must be built next to the tests")
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = arguments
-        var environment = ProcessInfo.processInfo.environment
-        environment["GRPC_VERBOSITY"] = "NONE"
-        environment["RAY_ADDRESS"] = nil
-        environment["RAY_TMPDIR"] = temp.path
-        environment.merge(extra) { _, new in new }
-        process.environment = environment
-        let outputFile = FileManager.default.temporaryDirectory.appendingPathComponent("app-\(UUID().uuidString).log")
-        FileManager.default.createFile(atPath: outputFile.path, contents: nil)
-        let handle = try FileHandle(forWritingTo: outputFile)
-        defer { try? FileManager.default.removeItem(at: outputFile) }
-        process.standardOutput = handle
-        process.standardError = handle
-        let start = ContinuousClock.now
-        try process.run()
-        let pid = process.processIdentifier
-        let deadline = start + timeout
-        var killed = false
-        while process.isRunning {
-            if ContinuousClock.now > deadline && !killed {
-                kill(pid, SIGKILL)
-                killed = true
-                Issue.record("`ray-integration-app \(arguments.joined(separator: " "))` did not finish within \(timeout)")
-            }
-            if ContinuousClock.now > deadline + .seconds(10) {
-                // Killed, yet Foundation still sees it running (a descendant holds on): give up on it.
-                Issue.record("`ray-integration-app \(arguments.joined(separator: " "))` (pid \(pid)) still counts as running 10 s after SIGKILL")
-                break
-            }
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        if !process.isRunning { process.waitUntilExit() }
-        let elapsed = ContinuousClock.now - start
-        try handle.close()
-        let output = (try? String(contentsOf: outputFile, encoding: .utf8)) ?? ""
-        var values: [String: String] = [:]
-        for line in output.split(separator: "\n") {
-            guard let equals = line.firstIndex(of: "="), !line.hasPrefix("(") else { continue }
-            values[String(line[..<equals])] = String(line[line.index(after: equals)...])
-        }
-        try await expectNoWorkersLeft(startedBy: pid)
-        let run = Run(status: process.isRunning ? -1 : process.terminationStatus, output: output, values: values, elapsed: elapsed)
+        let app = try Running(arguments, environment: extra)
+        let run = try await app.finish(timeout: timeout)
         try inspect?(run)
         return run
+    }
+
+    /// A scenario still running: its `key=value` lines can be read as they come.
+    final class Running {
+        let arguments: [String]
+        let process = Process()
+        let pid: pid_t
+        let start = ContinuousClock.now
+        private let temp: URL
+        private let outputFile: URL
+        private let handle: FileHandle
+
+        init(_ arguments: [String], environment extra: [String: String] = [:]) throws {
+            self.arguments = arguments
+            temp = FileManager.default.temporaryDirectory.appendingPathComponent("swift-ray-app-\(UUID().uuidString)")
+            #expect(FileManager.default.fileExists(atPath: executable.path), "ray-integration-app must be built next to the tests")
+            process.executableURL = executable
+            process.arguments = arguments
+            var environment = ProcessInfo.processInfo.environment
+            environment["GRPC_VERBOSITY"] = "NONE"
+            environment["RAY_ADDRESS"] = nil
+            environment["RAY_TMPDIR"] = temp.path
+            environment.merge(extra) { _, new in new }
+            process.environment = environment
+            outputFile = FileManager.default.temporaryDirectory.appendingPathComponent("app-\(UUID().uuidString).log")
+            _ = FileManager.default.createFile(atPath: outputFile.path, contents: nil)
+            handle = try FileHandle(forWritingTo: outputFile)
+            process.standardOutput = handle
+            process.standardError = handle
+            try process.run()
+            pid = process.processIdentifier
+        }
+
+        deinit {
+            if process.isRunning { kill(pid, SIGKILL) }
+            try? handle.close()
+            try? FileManager.default.removeItem(at: outputFile)
+            try? FileManager.default.removeItem(at: temp)
+        }
+
+        var output: String { (try? String(contentsOf: outputFile, encoding: .utf8)) ?? "" }
+
+        /// The `key=value` lines printed so far (worker lines, `(pid=…) …`, are not the driver's).
+        var values: [String: String] {
+            var values: [String: String] = [:]
+            for line in output.split(separator: "\n") {
+                guard let equals = line.firstIndex(of: "="), !line.hasPrefix("(") else { continue }
+                values[String(line[..<equals])] = String(line[line.index(after: equals)...])
+            }
+            return values
+        }
+
+        /// Waits until the scenario printed `key`, and returns its value.
+        func value(_ key: String, within timeout: Duration) async throws -> String {
+            let deadline = ContinuousClock.now + timeout
+            while true {
+                if let value = values[key] { return value }
+                guard process.isRunning else {
+                    throw Failure("the app exited (status \(process.terminationStatus)) without printing \(key):\n\(output)")
+                }
+                guard ContinuousClock.now < deadline else {
+                    throw Failure("the app did not print \(key) within \(timeout):\n\(output)")
+                }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+        }
+
+        /// Waits for the app to exit (killing it past `timeout`) and for its workers to go.
+        func finish(timeout: Duration) async throws -> Run {
+            let deadline = start + timeout
+            var killed = false
+            while process.isRunning {
+                if ContinuousClock.now > deadline && !killed {
+                    kill(pid, SIGKILL)
+                    killed = true
+                    Issue.record("`ray-integration-app \(arguments.joined(separator: " "))` did not finish within \(timeout)")
+                }
+                if ContinuousClock.now > deadline + .seconds(10) {
+                    // Killed, yet Foundation still sees it running (a descendant holds on): give up on it.
+                    Issue.record("`ray-integration-app \(arguments.joined(separator: " "))` (pid \(pid)) still counts as running 10 s after SIGKILL")
+                    break
+                }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            if !process.isRunning { process.waitUntilExit() }
+            let elapsed = ContinuousClock.now - start
+            try await expectNoWorkersLeft(startedBy: pid)
+            return Run(status: process.isRunning ? -1 : process.terminationStatus, output: output, values: values, elapsed: elapsed)
+        }
+    }
+
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+        init(_ description: String) { self.description = description }
     }
 
     /// Waits (up to 5 s) until no process started by the raylet in `pid` is alive.
