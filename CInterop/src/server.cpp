@@ -424,7 +424,7 @@ void stand_in(grpcshim_server *s, size_t index, Poller *me) {
 // Every kWatchTick while events are being handled (asleep otherwise): a queue whose every poller has
 // been inside one event for kStuckAfter gets a stand-in.
 void watch(grpcshim_server *s) {
-    pthread_setname_np(pthread_self(), "rpc-server-watch");
+    pthread_setname_np(pthread_self(), "rpc-server-wd");  // at most 15 characters, or the name is refused
     auto any_busy = [s] {
         for (auto &q : s->pollers) {
             std::lock_guard<std::mutex> lock(q->mu);

@@ -83,12 +83,15 @@ final class TaskExecutor: Sendable {
         return true
     }
 
-    /// Runs a task; its result carries the references it received and still holds (borrowed).
-    func run(_ spec: Ray_Rpc_TaskSpec, on worker: CoreWorker) async -> Ray_Rpc_TaskResult {
+    /// Runs a task; its result carries the references it received and still holds (borrowed). An
+    /// actor's code prefers `actorCode` (nil: it goes on where the caller runs, on the pool already).
+    func run(_ spec: Ray_Rpc_TaskSpec, on worker: CoreWorker, actorCode: (any _Concurrency.TaskExecutor)? = TaskExecutor.actorCode) async
+        -> Ray_Rpc_TaskResult
+    {
         var result = Ray_Rpc_TaskResult()
         result.taskID = spec.taskID
         let references = ReferenceCollector()
-        result.returnObjects = await runReturningObjects(spec, on: worker, references: references)
+        result.returnObjects = await runReturningObjects(spec, on: worker, references: references, actorCode: actorCode)
         let decoded = references.collected
         if !decoded.isEmpty {
             result.borrowedRefs = worker.store.reportBorrows(decoded.map(\.0)).map { id, owner in
@@ -101,7 +104,8 @@ final class TaskExecutor: Sendable {
         return result
     }
 
-    private func runReturningObjects(_ spec: Ray_Rpc_TaskSpec, on worker: CoreWorker, references: ReferenceCollector) async
+    private func runReturningObjects(_ spec: Ray_Rpc_TaskSpec, on worker: CoreWorker, references: ReferenceCollector,
+                                     actorCode: (any _Concurrency.TaskExecutor)?) async
         -> [Ray_Rpc_ReturnObject]
     {
         let taskID = (try? TaskID(bytes: spec.taskID)) ?? .nil
@@ -115,7 +119,7 @@ final class TaskExecutor: Sendable {
         // (Until it suspends it cannot be cancelled; a cancel that comes then finds it finished.)
         if spec.type != .normalTask {
             // Actor work: ordered and limited by the actor's receiver, not cancellable one by one.
-            return await runActorTask(spec, on: worker, references: references)
+            return await runActorTask(spec, on: worker, references: references, actorCode: actorCode)
         }
         let task = Task.immediate { await Self.execute(spec, on: worker, references: references) }
         running.withLock { $0 = Running(taskID: taskID, task: task) }
@@ -129,17 +133,17 @@ final class TaskExecutor: Sendable {
     /// worker's thread (a CPU-bound method there would hold up this worker's control RPCs).
     static let actorCode = CompletionQueueExecutor(fallback: .globalPool)
 
-    private func runActorTask(_ spec: Ray_Rpc_TaskSpec, on worker: CoreWorker, references: ReferenceCollector) async
-        -> [Ray_Rpc_ReturnObject]
+    private func runActorTask(_ spec: Ray_Rpc_TaskSpec, on worker: CoreWorker, references: ReferenceCollector,
+                              actorCode: (any _Concurrency.TaskExecutor)?) async -> [Ray_Rpc_ReturnObject]
     {
         if spec.type == .actorCreationTask {
             worker.actorReceiver.configure(maxConcurrency: Int(spec.actorCreationTaskSpec.maxConcurrency))
-            return await withTaskExecutorPreference(Self.actorCode) { await Self.execute(spec, on: worker, references: references) }
+        } else {
+            await worker.actorReceiver.admit(caller: spec.callerAddress.workerID, sequence: spec.actorTaskSpec.sequenceNumber)
         }
-        let caller = spec.callerAddress.workerID
-        await worker.actorReceiver.admit(caller: caller, sequence: spec.actorTaskSpec.sequenceNumber)
-        defer { worker.actorReceiver.finish() }
-        return await withTaskExecutorPreference(Self.actorCode) { await Self.execute(spec, on: worker, references: references) }
+        defer { if spec.type == .actorTask { worker.actorReceiver.finish() } }
+        guard let actorCode else { return await Self.execute(spec, on: worker, references: references) }
+        return await withTaskExecutorPreference(actorCode) { await Self.execute(spec, on: worker, references: references) }
     }
 
     private func failure(_ spec: Ray_Rpc_TaskSpec, _ failure: TaskFailure) -> [Ray_Rpc_ReturnObject] {
@@ -277,7 +281,7 @@ extension CoreWorker {
                 reply.results = await withTaskExecutorPreference(globalConcurrentExecutor) {
                     await withTaskGroup(of: (Int, Ray_Rpc_TaskResult).self) { group in
                         for (index, spec) in request.tasks.enumerated() {
-                            group.addTask { (index, await worker.executor.run(spec, on: worker)) }
+                            group.addTask { (index, await worker.executor.run(spec, on: worker, actorCode: nil)) }
                         }
                         var results = [Ray_Rpc_TaskResult](repeating: Ray_Rpc_TaskResult(), count: request.tasks.count)
                         for await (index, result) in group { results[index] = result }

@@ -121,7 +121,7 @@ struct IntegrationApp: RayApplication {
     static let remoteFunctions: [any AnyRemoteFunction] = [
         square, add, increment, sumFloats, checksum, makeBytes, fail, workerPID, sleepThenPID, sleepMs, interval,
         fanOut, shout, brokenResult, takesUnencodable, sumRefs, divmod, stats, byteCount, dataCount, spin,
-        stash, sumStashed, clearStash, hogPool,
+        stash, sumStashed, clearStash, hogPool, taskThreads,
     ] + actorFunctions
 
     static var localClusterOptions: Ray.LocalClusterOptions {
@@ -393,6 +393,9 @@ struct IntegrationApp: RayApplication {
 
         case "starve":
             try await StarvationScenario.run(arguments, ray: ray)
+
+        case "threads":
+            try await ThreadsScenario.run(ray)
 
         case "hold":
             // Start workers, say who they are, and stay (for `ray stop` tests).

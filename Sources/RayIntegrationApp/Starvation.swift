@@ -1,11 +1,47 @@
 // The starvation scenario: a driver with an embedded cluster and one of its workers each keep every
 // thread of Swift's global pool busy with CPU-bound work, while the cluster is expected to go on:
 // leases, pushes and results of other tasks, timeouts, cancellation (checked here, from a thread of
-// the app's own) and registrations and health checks (checked by the test, from outside).
+// the app's own) and registrations and health checks (checked by the test, from outside). And the
+// threads scenario: where user code runs (never on a thread of the runtime).
+import Distributed
 @preconcurrency import Glibc
 import Foundation
 import Ray
 import RayConcurrency
+
+/// The calling thread's name.
+func threadName() -> String {
+    ((try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8)) ?? "?").trimmingCharacters(in: .whitespacesAndNewlines)
+}
+
+/// The threads code runs on before and after it suspends.
+func threadsAcrossASuspension() async throws -> [String] {
+    let before = threadName()
+    try await Task.sleep(for: .milliseconds(2))
+    return [before, threadName()]
+}
+
+let taskThreads = RemoteFunction("taskThreads") { () async throws -> [String] in try await threadsAcrossASuspension() }
+
+distributed actor Placement: RayActor {
+    init(actorSystem: RayActorSystem, args: Int) { self.actorSystem = actorSystem }
+    distributed func threads() async throws -> [String] { try await threadsAcrossASuspension() }
+}
+
+enum ThreadsScenario {
+    /// Reports the threads a task, a sequential and a concurrent actor's method and the driver's own
+    /// code ran on (comma-separated, before and after suspending).
+    static func run(_ ray: Ray) async throws {
+        IntegrationApp.report("task_threads", try await taskThreads.remote().get(timeout: .seconds(30)).joined(separator: ","))
+        let sequential = try await ray.actor(Placement.self, args: 0)
+        IntegrationApp.report("actor_threads", try await sequential.threads().joined(separator: ","))
+        let concurrent = try await ray.actor(Placement.self, args: 0, options: ActorOptions(maxConcurrency: 4))
+        let refs = try await (0..<4).asyncMap { _ in try await ray.submit { try await concurrent.threads() } }
+        IntegrationApp.report("concurrent_actor_threads", try await ray.get(refs, timeout: .seconds(30)).flatMap { $0 }.joined(separator: ","))
+        _ = try await square.remote(2).get(timeout: .seconds(30))
+        IntegrationApp.report("driver_thread", threadName())
+    }
+}
 
 /// Spins on `count` pool threads until `end`, never yielding.
 func keepThePoolBusy(until end: ContinuousClock.Instant, threads count: Int) async -> Int {

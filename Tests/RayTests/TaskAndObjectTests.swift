@@ -13,6 +13,17 @@ import Testing
         #expect(run.int("add") == 13, "a ref and a value as arguments of one task")
     }
 
+    @Test func userCodeNeverRunsOnAThreadOfTheRuntime() async throws {
+        let run = try await IntegrationApp.run(["threads"])
+        #expect(run.status == 0, "\(run.output)")
+        let runtime: Set<String> = ["ray-gcs", "ray-raylet", "ray-core-worker", "ray-rpc"]
+        for key in ["task_threads", "actor_threads", "concurrent_actor_threads", "driver_thread"] {
+            let names = (run.values[key] ?? "").split(separator: ",").map(String.init)
+            #expect(!names.isEmpty, "\(key) reported")
+            #expect(names.allSatisfy { !runtime.contains($0) }, "\(key): \(names)")
+        }
+    }
+
     @Test func tenThousandTasks() async throws {
         let run = try await IntegrationApp.run(["tasks", "10000"])
         #expect(run.status == 0, "\(run.output)")
