@@ -7,7 +7,6 @@ import Foundation
 import Glibc
 #endif
 import RayCommon
-import RayConcurrency
 import RayProtos
 import RayRPC
 import RayServices
@@ -83,15 +82,12 @@ final class TaskExecutor: Sendable {
         return true
     }
 
-    /// Runs a task; its result carries the references it received and still holds (borrowed). An
-    /// actor's code prefers `actorCode` (nil: it goes on where the caller runs, on the pool already).
-    func run(_ spec: Ray_Rpc_TaskSpec, on worker: CoreWorker, actorCode: (any _Concurrency.TaskExecutor)? = TaskExecutor.actorCode) async
-        -> Ray_Rpc_TaskResult
-    {
+    /// Runs a task; its result carries the references it received and still holds (borrowed).
+    func run(_ spec: Ray_Rpc_TaskSpec, on worker: CoreWorker) async -> Ray_Rpc_TaskResult {
         var result = Ray_Rpc_TaskResult()
         result.taskID = spec.taskID
         let references = ReferenceCollector()
-        result.returnObjects = await runReturningObjects(spec, on: worker, references: references, actorCode: actorCode)
+        result.returnObjects = await runReturningObjects(spec, on: worker, references: references)
         let decoded = references.collected
         if !decoded.isEmpty {
             result.borrowedRefs = worker.store.reportBorrows(decoded.map(\.0)).map { id, owner in
@@ -104,8 +100,7 @@ final class TaskExecutor: Sendable {
         return result
     }
 
-    private func runReturningObjects(_ spec: Ray_Rpc_TaskSpec, on worker: CoreWorker, references: ReferenceCollector,
-                                     actorCode: (any _Concurrency.TaskExecutor)?) async
+    private func runReturningObjects(_ spec: Ray_Rpc_TaskSpec, on worker: CoreWorker, references: ReferenceCollector) async
         -> [Ray_Rpc_ReturnObject]
     {
         let taskID = (try? TaskID(bytes: spec.taskID)) ?? .nil
@@ -119,7 +114,7 @@ final class TaskExecutor: Sendable {
         // (Until it suspends it cannot be cancelled; a cancel that comes then finds it finished.)
         if spec.type != .normalTask {
             // Actor work: ordered and limited by the actor's receiver, not cancellable one by one.
-            return await runActorTask(spec, on: worker, references: references, actorCode: actorCode)
+            return await runActorTask(spec, on: worker, references: references)
         }
         let task = Task.immediate { await Self.execute(spec, on: worker, references: references) }
         running.withLock { $0 = Running(taskID: taskID, task: task) }
@@ -128,22 +123,17 @@ final class TaskExecutor: Sendable {
         return result
     }
 
-    /// Where an actor's initializer and methods (user code) run: on the completion-queue thread that
-    /// received the call while they do not suspend, else on Swift's global pool, never on the core
-    /// worker's thread (a CPU-bound method there would hold up this worker's control RPCs).
-    static let actorCode = CompletionQueueExecutor(fallback: .globalPool)
-
-    private func runActorTask(_ spec: Ray_Rpc_TaskSpec, on worker: CoreWorker, references: ReferenceCollector,
-                              actorCode: (any _Concurrency.TaskExecutor)?) async -> [Ray_Rpc_ReturnObject]
+    private func runActorTask(_ spec: Ray_Rpc_TaskSpec, on worker: CoreWorker, references: ReferenceCollector) async
+        -> [Ray_Rpc_ReturnObject]
     {
         if spec.type == .actorCreationTask {
             worker.actorReceiver.configure(maxConcurrency: Int(spec.actorCreationTaskSpec.maxConcurrency))
-        } else {
-            await worker.actorReceiver.admit(caller: spec.callerAddress.workerID, sequence: spec.actorTaskSpec.sequenceNumber)
+            return await Self.execute(spec, on: worker, references: references)
         }
-        defer { if spec.type == .actorTask { worker.actorReceiver.finish() } }
-        guard let actorCode else { return await Self.execute(spec, on: worker, references: references) }
-        return await withTaskExecutorPreference(actorCode) { await Self.execute(spec, on: worker, references: references) }
+        let caller = spec.callerAddress.workerID
+        await worker.actorReceiver.admit(caller: caller, sequence: spec.actorTaskSpec.sequenceNumber)
+        defer { worker.actorReceiver.finish() }
+        return await Self.execute(spec, on: worker, references: references)
     }
 
     private func failure(_ spec: Ray_Rpc_TaskSpec, _ failure: TaskFailure) -> [Ray_Rpc_ReturnObject] {
@@ -267,10 +257,11 @@ extension CoreWorker {
     ) {
         // On the completion queue: a sequential actor's call then runs on the thread that received it,
         // through the hop into the actor to the reply (a thread wake-up saved on every call's path).
-        // What resumes elsewhere goes on on the core worker's thread (this handler) or on Swift's pool
-        // (the actor's code: `actorCode`). Task functions run in tasks of their own (on the pool once
-        // they suspend), and a concurrent actor's calls on the pool.
-        router.register(CoreWorkerMethods.pushTasks, onCompletionQueue: true) { request, _ in
+        // This is user work: what resumes elsewhere goes on on Swift's pool, never on the core
+        // worker's thread, which serves the control RPCs below (a CPU-bound method there would hold
+        // them up). Task functions run in tasks of their own (on the pool once they suspend), and a
+        // concurrent actor's calls on the pool.
+        router.register(CoreWorkerMethods.pushTasks, placement: .completionQueueOrGlobalPool) { request, _ in
             guard let worker = await box.worker else { throw RPCError(code: .unavailable, message: "the worker has shut down") }
             var reply = Ray_Rpc_PushTasksReply()
             reply.results.reserveCapacity(request.tasks.count)
@@ -281,7 +272,7 @@ extension CoreWorker {
                 reply.results = await withTaskExecutorPreference(globalConcurrentExecutor) {
                     await withTaskGroup(of: (Int, Ray_Rpc_TaskResult).self) { group in
                         for (index, spec) in request.tasks.enumerated() {
-                            group.addTask { (index, await worker.executor.run(spec, on: worker, actorCode: nil)) }
+                            group.addTask { (index, await worker.executor.run(spec, on: worker)) }
                         }
                         var results = [Ray_Rpc_TaskResult](repeating: Ray_Rpc_TaskResult(), count: request.tasks.count)
                         for await (index, result) in group { results[index] = result }

@@ -51,7 +51,7 @@ private struct Trip: Codable {
             let inActor = await counter.bump()
             return try [UInt8](JSONEncoder().encode(Trip(start: start, inActor: inActor, end: .here)))
         }
-        router.registerRaw(path: "/t.T/OnQueue", onCompletionQueue: true, handler)
+        router.registerRaw(path: "/t.T/OnQueue", placement: .completionQueue, handler)
         router.registerRaw(path: "/t.T/Default", handler)
         let server = try RPCServer(router: router)
         return (server, try RPCChannel(host: "127.0.0.1", port: server.port))

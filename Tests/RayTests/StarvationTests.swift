@@ -32,15 +32,16 @@ import Testing
             }
             #expect(health?.status == .serving)
 
-            // A lease no CPU is free for is answered `canceled` just before its 1 s deadline, by a timer
-            // of the starved raylet (a stalled timer leaves the caller with DEADLINE_EXCEEDED).
+            // A lease no CPU is free for is answered `canceled` just before its 3 s deadline (300 ms
+            // early), by a timer of the starved raylet (a stalled timer leaves the caller with
+            // DEADLINE_EXCEEDED).
             var lease = Ray_Rpc_RequestWorkerLeaseRequest()
             lease.jobID = Data(hex: jobID)
             lease.requiredResources = ["CPU": 2]
             lease.ownerAddress.workerID = Data(repeating: 7, count: 28)
             lease.requestID = "starved"
-            let answer = await within(.seconds(1), "the starved raylet answers a lease it cannot grant before its deadline") {
-                try await raylet.unary(NodeManagerMethods.requestWorkerLease, lease, options: CallOptions(timeout: .seconds(1)))
+            let answer = await within(.seconds(3), "the starved raylet answers a lease it cannot grant before its deadline") {
+                try await raylet.unary(NodeManagerMethods.requestWorkerLease, lease, options: CallOptions(timeout: .seconds(3)))
             }
             #expect(answer?.canceled == true, "the starved raylet answered \(String(describing: answer))")
         } else {
@@ -58,7 +59,7 @@ import Testing
             #expect(alive?.count == 2, "both raylets are alive in the GCS")
             await joined.stop()
         }
-        #expect(ContinuousClock.now - starvedAt < .seconds(Self.starvation / 2), "the checks above ran while the app starved")
+        #expect(ContinuousClock.now - starvedAt < .seconds(Self.starvation - 2), "the checks above ran while the app starved")
 
         let run = try await app.finish(timeout: .seconds(120))
         #expect(run.status == 0, "\(run.output)")

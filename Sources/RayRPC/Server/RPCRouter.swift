@@ -2,10 +2,22 @@ import SwiftProtobuf
 
 /// The handlers a server serves, by method path. Built before the server starts and fixed afterwards.
 public struct RPCRouter: Sendable {
+    /// Where a unary handler goes on after its first suspension (it starts on the completion-queue
+    /// thread that received the call).
+    public enum Placement: Sendable {
+        /// On the server's executor (``RPCServer/Configuration/executor``).
+        case serverExecutor
+        /// On the completion-queue threads that resume it (``CompletionQueueExecutor``), hops to idle
+        /// actors included, else on the server's executor: short handlers on a latency-critical path.
+        case completionQueue
+        /// The same, but else on Swift's global pool: for handlers that run user code, which must not
+        /// hold up the server's executor (and may keep the pool busy, as user code does).
+        case completionQueueOrGlobalPool
+    }
+
     enum Handler: Sendable {
-        /// One request message in, one reply out; `onCompletionQueue`: the handler prefers
-        /// ``CompletionQueueExecutor``.
-        case unary(@Sendable ([UInt8], ServerContext) async throws -> [UInt8], onCompletionQueue: Bool)
+        /// One request message in, one reply out.
+        case unary(@Sendable ([UInt8], ServerContext) async throws -> [UInt8], placement: Placement)
         /// Any streaming shape: the call owns its inbound messages and its writer.
         case stream(@Sendable (ServerStreamCall, ServerContext) async throws -> Void)
     }
@@ -18,18 +30,15 @@ public struct RPCRouter: Sendable {
     public var methods: [String] { handlers.keys.sorted() }
 
     /// Serves a unary method. Every handler starts on the completion-queue thread that received the
-    /// request and runs there until it first suspends, then on the server's executor
-    /// (``RPCServer/Configuration/executor``). With `onCompletionQueue` it keeps running on the
-    /// completion-queue threads that resume it (``CompletionQueueExecutor``), hops to idle actors
-    /// included, and replies from there: for short handlers on a latency-critical path.
+    /// request and runs there until it first suspends, then where `placement` says.
     public mutating func register<Request, Response>(
         _ method: RPCMethod<Request, Response>,
-        onCompletionQueue: Bool = false,
+        placement: Placement = .serverExecutor,
         _ body: @escaping @Sendable (Request, ServerContext) async throws -> Response
     ) {
         handlers[method.path] = .unary({ bytes, context in
             try await body(Request._decode(bytes), context)._encode()
-        }, onCompletionQueue: onCompletionQueue)
+        }, placement: placement)
     }
 
     /// Serves a method with one request and a stream of responses.
@@ -68,9 +77,9 @@ public struct RPCRouter: Sendable {
 
     /// Serves a unary method on raw bytes (no protobuf).
     public mutating func registerRaw(
-        path: String, onCompletionQueue: Bool = false,
+        path: String, placement: Placement = .serverExecutor,
         _ body: @escaping @Sendable ([UInt8], ServerContext) async throws -> [UInt8]
     ) {
-        handlers[path] = .unary(body, onCompletionQueue: onCompletionQueue)
+        handlers[path] = .unary(body, placement: placement)
     }
 }

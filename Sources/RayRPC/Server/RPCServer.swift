@@ -38,7 +38,7 @@ public final class RPCServer: Sendable {
         public var localSocketName: String?
         /// Where handlers go on after their first suspension (they start on the completion-queue
         /// thread that received the call). A daemon passes its own, so its handlers never wait for a
-        /// thread of Swift's global pool; handlers registered `onCompletionQueue` stay on the queue
+        /// thread of Swift's global pool; handlers placed `.completionQueue` stay on the queue
         /// thread where they can and fall back to this one.
         public var executor: ThreadExecutor = .rpc
 

@@ -12,8 +12,10 @@ final class ServerCore: Sendable {
 
     let handlers: [String: RPCRouter.Handler]
     let configuration: RPCServer.Configuration
-    /// What `onCompletionQueue` handlers prefer: the queue thread, else the server's executor.
+    /// What `.completionQueue` handlers prefer: the queue thread, else the server's executor.
     private let queueExecutor: CompletionQueueExecutor
+    /// What `.completionQueueOrGlobalPool` handlers prefer.
+    private static let queueOrPoolExecutor = CompletionQueueExecutor(fallback: .globalPool)
     private let calls = Mutex<[UInt64: Entry]>([:])
     private let pointer = Mutex<OpaquePointerBox?>(nil)
     private let contextReleased = Atomic<Bool>(false)
@@ -94,7 +96,7 @@ final class ServerCore: Sendable {
         let context = ServerContext(
             method: method, requestMetadata: Metadata(event.metadata, count: event.metadata_count), deadline: deadline)
         switch handler {
-        case .unary(let body, let onCompletionQueue):
+        case .unary(let body, let placement):
             guard event.has_message != 0 else {
                 finish(server, callID, RPCError(code: .invalidArgument, message: "\(method) needs a request message"),
                        trailing: [:])
@@ -109,9 +111,12 @@ final class ServerCore: Sendable {
                     self.finish(server, callID, Self.status(for: error), trailing: context.trailingMetadata)
                 }
             }
-            let task = onCompletionQueue
-                ? Task.immediate(executorPreference: queueExecutor, operation: run)
-                : Task.immediate(executorPreference: configuration.executor, operation: run)
+            let preference: any TaskExecutor = switch placement {
+            case .serverExecutor: configuration.executor
+            case .completionQueue: queueExecutor
+            case .completionQueueOrGlobalPool: Self.queueOrPoolExecutor
+            }
+            let task = Task.immediate(executorPreference: preference, operation: run)
             calls.withLock { $0[callID] = .unary(task) }
         case .stream(let body):
             let call = ServerStreamCall(server: server, callID: callID, configuration: configuration)
