@@ -23,10 +23,12 @@ public final class GCSServer: Sendable {
     private let healthChecks: Task<Void, Never>
 
     /// Starts serving on `host:port` (port 0 picks a free port) and health-checking registered raylets
-    /// (period, deadline and threshold from `RAY_health_check_*` unless given).
+    /// (period, deadline and threshold from `RAY_health_check_*` unless given; a period given alone
+    /// caps the deadline at five periods).
     public init(host: String = "127.0.0.1", port: Int = 0,
                 configuration: RPCServer.Configuration = RPCServer.Configuration(),
-                healthCheckPeriod: Duration? = nil, healthCheckFailureThreshold: Int? = nil) throws(RPCError) {
+                healthCheckPeriod: Duration? = nil, healthCheckTimeout: Duration? = nil,
+                healthCheckFailureThreshold: Int? = nil) throws(RPCError) {
         let state = GCSState()
         self.state = state
         let actors = ActorManager(state: state)
@@ -39,6 +41,7 @@ public final class GCSServer: Sendable {
             settings.period = healthCheckPeriod
             settings.timeout = min(settings.timeout, healthCheckPeriod * 5)
         }
+        if let healthCheckTimeout { settings.timeout = healthCheckTimeout }
         if let healthCheckFailureThreshold { settings.failureThreshold = healthCheckFailureThreshold }
         let checker = HealthChecker(state: state, settings: settings)
         self.healthChecks = Task(executorPreference: ThreadExecutor.gcs) { await checker.run() }

@@ -72,7 +72,12 @@ import Testing
 
 @Suite(.timeLimit(.minutes(1))) struct HealthCheckTests {
     @Test func gcsMarksANodeDeadWhenItsRayletStopsAnsweringAndKeepsHealthyOnesAlive() async throws {
-        let gcs = try GCSServer(healthCheckPeriod: .milliseconds(50), healthCheckFailureThreshold: 3)
+        // Checks every 50 ms; a check that is not answered within 2 s fails (a closed port fails at
+        // once). A healthy raylet is marked dead only after 3 checks in a row go unanswered, 6 s: far
+        // from the scheduling delays of 2 busy cores under AddressSanitizer, where a 250 ms deadline
+        // failed three times running while the suite's first tests started.
+        let gcs = try GCSServer(healthCheckPeriod: .milliseconds(50), healthCheckTimeout: .seconds(2),
+                                healthCheckFailureThreshold: 3)
         let address = "127.0.0.1:\(gcs.port)"
         var options = Raylet.Options()
         options.objectStoreMemory = 1 << 20
