@@ -85,6 +85,20 @@ struct Microbenchmark: RayApplication {
         // Warm both workers.
         _ = try await ray.get((0..<100).map { _ in smallValue.remote() })
 
+        if let count = arguments.firstIndex(of: "--latency").flatMap({ Int(arguments[$0 + 1]) }) {
+            // Not Ray's: the distribution of one sync task's and one sync actor call's round trip. Its
+            // low percentiles hold still on a busy host, where the rates above swing several times.
+            let actor = try await ray.actor(BenchActor.self, args: 0)
+            let tasks = try await latencies(count) { _ = try await smallValue.remote().get() }
+            let calls = try await latencies(count) { _ = try await actor.smallValue() }
+            for (name, sample) in [("single_client_tasks_sync", tasks), ("1_1_actor_calls_sync", calls)] {
+                let line = [10, 25, 50, 90].map { "p\($0) \(format(sample[sample.count * $0 / 100])) µs" }.joined(separator: ", ")
+                print("\(name)_latency: \(line)")
+                results.append(("\(name)_p10_us", sample[sample.count / 10]))
+                results.append(("\(name)_p50_us", sample[sample.count / 2]))
+            }
+        }
+
         if wanted("single_client_tasks_sync") {
             record("single_client_tasks_sync", try await timeit { _ = try await smallValue.remote().get() })
         }
@@ -220,6 +234,18 @@ struct Microbenchmark: RayApplication {
             let actor = try await ray.actor(BenchActor.self, args: 0, options: ActorOptions(maxConcurrency: 1000))
             record("1_1_async_actor_calls_async", try await timeit(multiplier: 1000) { try await calls(actor, 1000) })
         }
+    }
+
+    /// How long each of `count` runs of `body` took, in µs, sorted.
+    static func latencies(_ count: Int, _ body: () async throws -> Void) async throws -> [Double] {
+        var sample: [Double] = []
+        sample.reserveCapacity(count)
+        for _ in 0..<count {
+            let start = ContinuousClock.now
+            try await body()
+            sample.append(Double((ContinuousClock.now - start) / .nanoseconds(1)) / 1000)
+        }
+        return sample.sorted()
     }
 
     /// Ray's `timeit`: a 1 s warm-up, then `trials` runs of 2 s; the mean rate (times `multiplier`).
