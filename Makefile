@@ -29,12 +29,13 @@ build: deps
 	$(SWIFT) build --build-tests
 
 # The suites named *Starvation* keep every core and Swift's whole thread pool busy on purpose: they
-# run after the rest, on their own, so they slow no other test down.
+# run after the rest, on their own and one at a time (each one's checks run on the test process's
+# pool, which another one's spinning would hold up), so they slow no other test down.
 SOLO := Starvation
 
 test: build
 	GRPC_VERBOSITY=NONE $(SWIFT) test --skip-build --skip $(SOLO)
-	GRPC_VERBOSITY=NONE $(SWIFT) test --skip-build --filter $(SOLO)
+	GRPC_VERBOSITY=NONE $(SWIFT) test --skip-build --no-parallel --filter $(SOLO)
 
 # The Ray example (examples/RayDemo) on an embedded local cluster, built in release like a user's program.
 demo: deps
@@ -56,7 +57,7 @@ bench: deps
 ASAN_ENV := ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/lsan.supp GRPC_VERBOSITY=NONE SWIFT_BACKTRACE=enable=no
 check-memory: deps
 	$(ASAN_ENV) $(SWIFT) test --sanitize=address --scratch-path $(ASAN_SCRATCH) --disable-xctest --skip $(SOLO)
-	$(ASAN_ENV) $(SWIFT) test --sanitize=address --scratch-path $(ASAN_SCRATCH) --disable-xctest --skip-build --filter $(SOLO)
+	$(ASAN_ENV) $(SWIFT) test --sanitize=address --scratch-path $(ASAN_SCRATCH) --disable-xctest --skip-build --no-parallel --filter $(SOLO)
 
 protos: deps
 	scripts/generate-protos.sh
