@@ -15,6 +15,7 @@ over 60 s while a driver stays connected with its 2 workers idle, as a share of 
 excluded).
 """
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -188,12 +189,16 @@ def cluster_processes(exclude):
     return found
 
 
-def idle_cluster_pss_mib():
+@contextlib.contextmanager
+def idle_cluster(port, disconnect):
+    """A `ray start --head --num-cpus 2` cluster whose 2 workers a driver started (and, with
+    `disconnect`, left); yields the processes that are new since before it started (the driver
+    excluded)."""
     ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
     before = set(cluster_processes(exclude=set()))
-    subprocess.run([ray_cli, "start", "--head", "--num-cpus", "2", "--port", "6390"], check=True, capture_output=True)
+    subprocess.run([ray_cli, "start", "--head", "--num-cpus", "2", "--port", str(port)], check=True, capture_output=True)
     try:
-        ray.init(address="127.0.0.1:6390")
+        ray.init(address=f"127.0.0.1:{port}")
 
         @ray.remote
         def pid():
@@ -203,12 +208,19 @@ def idle_cluster_pss_mib():
         deadline = time.time() + 30
         while len(workers) < 2 and time.time() < deadline:
             workers |= set(ray.get([pid.remote() for _ in range(50)]))
-        ray.shutdown()
+        if disconnect:
+            ray.shutdown()
         time.sleep(2)
-        processes = [p for p in cluster_processes(exclude={os.getpid()}) if p not in before]
-        return sum(pss_kib(p) for p in processes) / 1024
+        yield [p for p in cluster_processes(exclude={os.getpid()}) if p not in before]
     finally:
+        if ray.is_initialized():
+            ray.shutdown()
         subprocess.run([ray_cli, "stop", "--force"], capture_output=True)
+
+
+def idle_cluster_pss_mib():
+    with idle_cluster(6390, disconnect=True) as processes:
+        return sum(pss_kib(p) for p in processes) / 1024
 
 
 def cpu_ticks(pid):
@@ -221,29 +233,11 @@ def cpu_ticks(pid):
 
 
 def idle_cluster_cpu_percent(seconds=60):
-    ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
-    before = set(cluster_processes(exclude=set()))
-    subprocess.run([ray_cli, "start", "--head", "--num-cpus", "2", "--port", "6391"], check=True, capture_output=True)
-    try:
-        ray.init(address="127.0.0.1:6391")
-
-        @ray.remote
-        def pid():
-            return os.getpid()
-
-        workers = set()
-        deadline = time.time() + 30
-        while len(workers) < 2 and time.time() < deadline:
-            workers |= set(ray.get([pid.remote() for _ in range(50)]))
-        time.sleep(2)
-        processes = [p for p in cluster_processes(exclude={os.getpid()}) if p not in before]
+    with idle_cluster(6391, disconnect=False) as processes:
         start = {p: cpu_ticks(p) for p in processes}
         time.sleep(seconds)
         used = sum(max(0, cpu_ticks(p) - start[p]) for p in processes)
-        ray.shutdown()
         return used / (os.sysconf("SC_CLK_TCK") * seconds) * 100
-    finally:
-        subprocess.run([ray_cli, "stop", "--force"], capture_output=True)
 
 
 def main():
