@@ -79,3 +79,30 @@ func bidiPingPong(_ channel: RPCChannel, count: Int, options: CallOptions = Call
         return texts
     }
 }
+
+/// A loopback port nothing listens on for as long as the returned socket stays open: bound, never
+/// listening, without SO_REUSEPORT (so no server of a concurrent test can take it, as one took a
+/// port a test's server had just let go). Connecting to it is refused. Close the socket after.
+func portNobodyListensOn() throws -> (socket: Int32, port: Int) {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw SocketFailure(message: "socket: errno \(errno)") }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+            bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
+        }
+    }
+    guard bound else {
+        close(fd)
+        throw SocketFailure(message: "bind 127.0.0.1:0: errno \(errno)")
+    }
+    return (fd, Int(UInt16(bigEndian: address.sin_port)))
+}
+
+struct SocketFailure: Error {
+    let message: String
+}
