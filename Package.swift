@@ -33,7 +33,6 @@ let package = Package(
             path: "CInterop",
             sources: ["src"],
             publicHeadersPath: "include",
-            cxxSettings: [.unsafeFlags(["-Wall", "-Wextra"])],
             linkerSettings: [
                 .linkedLibrary("grpc++"),
                 .linkedLibrary("grpc"),
@@ -116,11 +115,3 @@ let package = Package(
     swiftLanguageModes: [.v6],
     cxxLanguageStandard: .cxx17
 )
-
-// Release builds optimize across modules: the task path crosses RayCommon, RayRPC, RayCoreWorker
-// and Ray, and unspecialized generics there cost runtime metadata lookups on every task.
-for target in package.targets where target.type != .system && target.name != "CInterop" {
-    target.swiftSettings = (target.swiftSettings ?? []) + [
-        .unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))
-    ]
-}
