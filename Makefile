@@ -43,10 +43,15 @@ demo: deps
 	.build/release/ray-demo
 
 # Ray's microbenchmark figures (and the RPC layer's), release builds; JSON in .build/bench.json.
+# Built with whole-package cross-module optimization, as the recorded figures were: Package.swift may
+# not set the flag (a package with unsafeFlags cannot be depended on by version), a user's build can
+# pass it the same way. Without it the task path's generics run unspecialized (docs/benchmarks.md has
+# the cost: `make bench BENCH_FLAGS=` measures a plain `swift build -c release`).
+BENCH_FLAGS ?= -Xswiftc -cross-module-optimization
 bench: deps
-	$(SWIFT) build -c release --product ray-microbenchmark
-	$(SWIFT) build -c release --product ray
-	$(SWIFT) build -c release --product rpc-benchmark
+	$(SWIFT) build -c release $(BENCH_FLAGS) --product ray-microbenchmark
+	$(SWIFT) build -c release $(BENCH_FLAGS) --product ray
+	$(SWIFT) build -c release $(BENCH_FLAGS) --product rpc-benchmark
 	.build/release/ray-microbenchmark --json .build/bench.json
 	.build/release/rpc-benchmark
 
