@@ -12,6 +12,7 @@ public struct MultiReturnFunction<Args, each Result: Codable & Sendable>: AnyRem
     public var taskOptions: TaskOptions
     public let _body: TaskFunction
 
+    @usableFromInline
     init(name: String, body: @escaping TaskFunction) {
         self.name = name
         self._body = body
@@ -34,6 +35,7 @@ public struct MultiReturnFunction<Args, each Result: Codable & Sendable>: AnyRem
     }
 
 
+    @usableFromInline
     func submit(_ arguments: [TaskArgument]) -> (repeat ObjectRef<each Result>) {
         let worker = Ray.requireWorker()
         let ids = IDCursor(worker.submitTask(name, arguments: arguments, options: taskOptions))
@@ -53,6 +55,7 @@ private final class IDCursor {
 }
 
 extension MultiReturnFunction where Args: Codable & Sendable {
+    @inlinable
     public init(_ name: String, _ body: @escaping @Sendable (Args) async throws -> (repeat each Result)) {
         self.init(name: name) { arguments in
             try checkArity(arguments, 1, function: name)
@@ -62,11 +65,14 @@ extension MultiReturnFunction where Args: Codable & Sendable {
         }
     }
 
+    @inlinable
     public func remote(_ a: Args) -> (repeat ObjectRef<each Result>) { submit([encodeArgument(a, function: name, index: 1)]) }
+    @inlinable
     public func remote(_ a: ObjectRef<Args>) -> (repeat ObjectRef<each Result>) { submit([a.argument]) }
 }
 
 extension MultiReturnFunction {
+    @inlinable
     public init<A: Codable & Sendable, B: Codable & Sendable>(
         _ name: String, _ body: @escaping @Sendable (A, B) async throws -> (repeat each Result)
     ) where Args == (A, B) {
@@ -79,10 +85,12 @@ extension MultiReturnFunction {
         }
     }
 
+    @inlinable
     public func remote<A: Codable & Sendable, B: Codable & Sendable>(_ a: A, _ b: B) -> (repeat ObjectRef<each Result>)
     where Args == (A, B) {
         submit([encodeArgument(a, function: name, index: 1), encodeArgument(b, function: name, index: 2)])
     }
+    @inlinable
     public func remote<A: Codable & Sendable, B: Codable & Sendable>(_ a: ObjectRef<A>, _ b: B) -> (repeat ObjectRef<each Result>)
     where Args == (A, B) {
         submit([a.argument, encodeArgument(b, function: name, index: 2)])
@@ -90,6 +98,7 @@ extension MultiReturnFunction {
 }
 
 /// Each value encoded as its own result.
+@inlinable
 func encodeAll<each T: Encodable>(_ values: repeat each T, function: String) throws -> [EncodedResult] {
     var results: [EncodedResult] = []
     for value in repeat each values { results += try encodeResult(value, function: function) }

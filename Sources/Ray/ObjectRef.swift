@@ -13,11 +13,12 @@ import RayProtos
 /// is freed.
 public final class ObjectRef<T: Codable & Sendable>: @unchecked Sendable, Hashable, Codable, CustomStringConvertible {
     public let id: ObjectID
-    let worker: CoreWorker
+    @usableFromInline let worker: CoreWorker
     /// Who owns the object, when it is not this process.
     let owner: Ray_Rpc_Address?
 
     /// Adopts the local reference the core worker took for `id`.
+    @usableFromInline
     init(adopting id: ObjectID, worker: CoreWorker) {
         self.id = id
         self.worker = worker
@@ -28,11 +29,13 @@ public final class ObjectRef<T: Codable & Sendable>: @unchecked Sendable, Hashab
 
     /// The value, waiting for it up to `timeout` (nil: as long as it takes). Throws the task's
     /// `RayTaskError` if it failed, `RayError` (`GetTimeoutError`) on timeout.
+    @inlinable
     public func get(timeout: Duration? = nil) async throws -> T {
         let resolved = try await worker.get([id], timeout: timeout)
         return try Self.decode(resolved[0], id: id)
     }
 
+    @inlinable
     static func decode(_ resolved: ResolvedObject, id: ObjectID) throws -> T {
         do {
             return try resolved.withBytes { try BinaryDecoder().decode(T.self, from: $0) }
@@ -41,7 +44,7 @@ public final class ObjectRef<T: Codable & Sendable>: @unchecked Sendable, Hashab
         }
     }
 
-    var argument: TaskArgument { .reference(id, owner: owner) }
+    @usableFromInline var argument: TaskArgument { .reference(id, owner: owner) }
 
     public static func == (lhs: ObjectRef, rhs: ObjectRef) -> Bool { lhs.id == rhs.id }
     public func hash(into hasher: inout Hasher) { hasher.combine(id) }

@@ -36,7 +36,7 @@ public final class Ray: Sendable {
     /// `namespace` given to ``start(address:namespace:options:functions:)``, else a fresh anonymous
     /// one (as in Ray, so two drivers share names only when they say so).
     public let namespace: String
-    let worker: CoreWorker
+    @usableFromInline let worker: CoreWorker
     let actorSystem: RayActorSystem
     let gcs: GCSClient
     /// The embedded cluster, if this driver started one.
@@ -48,6 +48,7 @@ public final class Ray: Sendable {
     /// The core worker of this process, once Ray runs in it.
     static var currentWorker: CoreWorker? { current.withLock { $0 } }
 
+    @usableFromInline
     static func requireWorker() -> CoreWorker {
         guard let worker = currentWorker else {
             fatalError("Ray is not running in this process: start it with Ray.start() or a RayApplication before calling .remote")
@@ -177,11 +178,13 @@ public final class Ray: Sendable {
     /// Stores `value` in the cluster and returns a reference to it (owned by this process).
     /// Large values go to the node's shared-memory store; one that cannot fit throws
     /// `ObjectStoreFullError`.
+    @inlinable
     public func put<T: Codable & Sendable>(_ value: T) async throws -> ObjectRef<T> {
         ObjectRef(adopting: try await worker.put(value), worker: worker)
     }
 
     /// The values of `refs`, in order (see ``ObjectRef/get(timeout:)``).
+    @inlinable
     public func get<T>(_ refs: [ObjectRef<T>], timeout: Duration? = nil) async throws -> [T] {
         let resolved = try await worker.get(refs.map(\.id), timeout: timeout)
         return try zip(resolved, refs).map { try ObjectRef<T>.decode($0, id: $1.id) }

@@ -83,7 +83,7 @@ public final class RayActorSystem: DistributedActorSystem, ActorHost, Sendable {
     public typealias InvocationDecoder = RayInvocationDecoder
     public typealias ResultHandler = RayResultHandler
 
-    let worker: CoreWorker
+    @usableFromInline let worker: CoreWorker
     /// Actors hosted in this process, held strongly until they are killed with their process.
     private let hosted = Mutex<[RayCommon.ActorID: any DistributedActor]>([:])
 
@@ -122,15 +122,13 @@ public final class RayActorSystem: DistributedActorSystem, ActorHost, Sendable {
 
     // MARK: calls (caller side)
 
+    // Inlinable, so the actor's module specializes the result's decoding for `Res`.
+    @inlinable
     public func remoteCall<Act, Err, Res>(
         on actor: Act, target: RemoteCallTarget, invocation: inout RayInvocationEncoder,
         throwing: Err.Type, returning: Res.Type
     ) async throws -> Res where Act: DistributedActor, Act.ID == RayActorID, Err: Error, Res: Codable {
-        let id = submit(actor.id, target: target, invocation: invocation)
-        if let capture = Self.capture {
-            capture.record(id)
-            throw SubmissionCapture.Captured()
-        }
+        let id = try submitCall(actor.id, target: target, invocation: invocation)
         let resolved: [ResolvedObject]
         do {
             resolved = try await worker.get([id], timeout: nil)
@@ -142,31 +140,41 @@ public final class RayActorSystem: DistributedActorSystem, ActorHost, Sendable {
         do {
             return try resolved[0].withBytes { try BinaryDecoder().decode(Res.self, from: $0) }
         } catch {
-            throw RayError(.serialization, "the result of \(actor.id.className).\(Self.methodName(target)) does not decode as \(Res.self)", cause: "\(error)")
+            throw Self.undecodableResult(actor.id, target, Res.self, error)
         }
+    }
+
+    @usableFromInline
+    static func undecodableResult(_ id: RayActorID, _ target: RemoteCallTarget, _ type: Any.Type, _ error: any Error) -> RayError {
+        RayError(.serialization, "the result of \(id.className).\(methodName(target)) does not decode as \(type)", cause: "\(error)")
     }
 
     public func remoteCallVoid<Act, Err>(
         on actor: Act, target: RemoteCallTarget, invocation: inout RayInvocationEncoder, throwing: Err.Type
     ) async throws where Act: DistributedActor, Act.ID == RayActorID, Err: Error {
-        let id = submit(actor.id, target: target, invocation: invocation)
-        if let capture = Self.capture {
-            capture.record(id)
-            throw SubmissionCapture.Captured()
-        }
+        let id = try submitCall(actor.id, target: target, invocation: invocation)
         defer { worker.removeLocalReference(id) }
         _ = try await worker.get([id], timeout: nil)
     }
 
-    private func submit(_ id: RayActorID, target: RemoteCallTarget, invocation: RayInvocationEncoder) -> ObjectID {
+    /// Submits the call and returns its result's ID; inside ``Ray/submit(_:)`` it hands the ID over
+    /// and throws instead (the call's result becomes the caller's object).
+    @usableFromInline
+    func submitCall(_ id: RayActorID, target: RemoteCallTarget, invocation: RayInvocationEncoder) throws -> ObjectID {
         let method = Self.methodName(target)
-        return worker.submitActorTask(
+        let objectID = worker.submitActorTask(
             id.actorID, address: id.address, className: id.className, maxConcurrency: id.maxConcurrency, method: target.identifier,
             displayName: "\(id.className).\(method)", genericSubstitutions: invocation.genericSubstitutions,
             arguments: invocation.arguments)
+        if let capture = Self.capture {
+            capture.record(objectID)
+            throw SubmissionCapture.Captured()
+        }
+        return objectID
     }
 
     /// "add(_:)" from a target's identifier, for messages.
+    @usableFromInline
     static func methodName(_ target: RemoteCallTarget) -> String {
         let description = target.description
         if let dot = description.lastIndex(of: "."), !description.hasPrefix("$s") {
@@ -215,13 +223,14 @@ public final class RayActorSystem: DistributedActorSystem, ActorHost, Sendable {
 /// Records a call's arguments as task arguments.
 public struct RayInvocationEncoder: DistributedTargetInvocationEncoder {
     public typealias SerializationRequirement = Codable
-    var arguments: [TaskArgument] = []
+    @usableFromInline var arguments: [TaskArgument] = []
     var genericSubstitutions: [String] = []
 
     public mutating func recordGenericSubstitution<T>(_ type: T.Type) throws {
         genericSubstitutions.append(_mangledTypeName(T.self) ?? _typeName(T.self))
     }
 
+    @inlinable
     public mutating func recordArgument<Value: Codable>(_ argument: RemoteCallArgument<Value>) throws {
         arguments.append(encodeArgument(argument.value, function: "a distributed call", index: arguments.count + 1))
     }
@@ -266,8 +275,9 @@ public struct RayInvocationDecoder: DistributedTargetInvocationDecoder {
 /// Collects what a method returned (encoded) or threw, on the actor's worker.
 public final class RayResultHandler: DistributedTargetInvocationResultHandler, @unchecked Sendable {
     public typealias SerializationRequirement = Codable
-    private var outcome: Result<[EncodedResult], any Error>?
+    @usableFromInline var outcome: Result<[EncodedResult], any Error>?
 
+    @inlinable
     public func onReturn<Success: Codable>(value: Success) async throws {
         outcome = Result { try encodeResult(value, function: "") }
     }

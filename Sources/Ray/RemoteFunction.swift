@@ -1,5 +1,6 @@
 import RayCommon
 import RayCoreWorker
+import RayProtos
 
 /// A remote function of any signature, as an application lists them (``RayApplication/remoteFunctions``)
 /// so that its workers can run them by name.
@@ -25,6 +26,7 @@ public struct RemoteFunction<Args, Result: Codable & Sendable>: AnyRemoteFunctio
     public var taskOptions: TaskOptions
     public let _body: TaskFunction
 
+    @usableFromInline
     init(name: String, options: TaskOptions, body: @escaping TaskFunction) {
         self.name = name
         self.taskOptions = options
@@ -39,6 +41,7 @@ public struct RemoteFunction<Args, Result: Codable & Sendable>: AnyRemoteFunctio
         return copy
     }
 
+    @inlinable
     func submit(_ arguments: [TaskArgument]) -> ObjectRef<Result> {
         let worker = Ray.requireWorker()
         let ids = worker.submitTask(name, arguments: arguments, options: taskOptions)
@@ -60,7 +63,7 @@ extension TaskOptions {
 
 // MARK: encoding helpers
 
-@inline(__always)
+@inlinable
 func encodeArgument<T: Encodable>(_ value: T, function: String, index: Int) -> TaskArgument {
     do {
         let references = ReferenceCollector()
@@ -73,7 +76,7 @@ func encodeArgument<T: Encodable>(_ value: T, function: String, index: Int) -> T
     }
 }
 
-@inline(__always)
+@inlinable
 func decodeArgument<T: Decodable>(_ type: T.Type, _ arguments: [ArgumentValue], _ index: Int, function: String) throws -> T {
     guard index < arguments.count else {
         throw RayError(.serialization, "\(function) takes \(index + 1) or more arguments, the task carried \(arguments.count)")
@@ -85,7 +88,7 @@ func decodeArgument<T: Decodable>(_ type: T.Type, _ arguments: [ArgumentValue], 
     }
 }
 
-@inline(__always)
+@inlinable
 func encodeResult<T: Encodable>(_ value: T, function: String) throws -> [EncodedResult] {
     let encoder = BinaryEncoder()
     // One-block values (numeric arrays, Data) are written where they go: inline or into shared memory.
@@ -97,6 +100,7 @@ func encodeResult<T: Encodable>(_ value: T, function: String) throws -> [Encoded
     }
 }
 
+@usableFromInline
 func checkArity(_ arguments: [ArgumentValue], _ count: Int, function: String) throws {
     guard arguments.count == count else {
         throw RayError(.serialization, "\(function) takes \(count) arguments, the task carried \(arguments.count)")
@@ -106,6 +110,7 @@ func checkArity(_ arguments: [ArgumentValue], _ count: Int, function: String) th
 // MARK: no arguments
 
 extension RemoteFunction where Args == Void {
+    @inlinable
     public init(_ name: String, _ body: @escaping @Sendable () async throws -> Result) {
         self.init(name: name, options: TaskOptions()) { arguments in
             try checkArity(arguments, 0, function: name)
@@ -113,12 +118,14 @@ extension RemoteFunction where Args == Void {
         }
     }
 
+    @inlinable
     public func remote() -> ObjectRef<Result> { submit([]) }
 }
 
 // MARK: one argument
 
 extension RemoteFunction where Args: Codable & Sendable {
+    @inlinable
     public init(_ name: String, _ body: @escaping @Sendable (Args) async throws -> Result) {
         self.init(name: name, options: TaskOptions()) { arguments in
             try checkArity(arguments, 1, function: name)
@@ -127,13 +134,16 @@ extension RemoteFunction where Args: Codable & Sendable {
         }
     }
 
+    @inlinable
     public func remote(_ a: Args) -> ObjectRef<Result> { submit([encodeArgument(a, function: name, index: 1)]) }
+    @inlinable
     public func remote(_ a: ObjectRef<Args>) -> ObjectRef<Result> { submit([a.argument]) }
 }
 
 // MARK: two arguments
 
 extension RemoteFunction {
+    @inlinable
     public init<A: Codable & Sendable, B: Codable & Sendable>(
         _ name: String, _ body: @escaping @Sendable (A, B) async throws -> Result
     ) where Args == (A, B) {
@@ -145,15 +155,19 @@ extension RemoteFunction {
         }
     }
 
+    @inlinable
     public func remote<A: Codable & Sendable, B: Codable & Sendable>(_ a: A, _ b: B) -> ObjectRef<Result> where Args == (A, B) {
         submit([encodeArgument(a, function: name, index: 1), encodeArgument(b, function: name, index: 2)])
     }
+    @inlinable
     public func remote<A: Codable & Sendable, B: Codable & Sendable>(_ a: ObjectRef<A>, _ b: B) -> ObjectRef<Result> where Args == (A, B) {
         submit([a.argument, encodeArgument(b, function: name, index: 2)])
     }
+    @inlinable
     public func remote<A: Codable & Sendable, B: Codable & Sendable>(_ a: A, _ b: ObjectRef<B>) -> ObjectRef<Result> where Args == (A, B) {
         submit([encodeArgument(a, function: name, index: 1), b.argument])
     }
+    @inlinable
     public func remote<A: Codable & Sendable, B: Codable & Sendable>(_ a: ObjectRef<A>, _ b: ObjectRef<B>) -> ObjectRef<Result> where Args == (A, B) {
         submit([a.argument, b.argument])
     }
@@ -162,6 +176,7 @@ extension RemoteFunction {
 // MARK: three arguments
 
 extension RemoteFunction {
+    @inlinable
     public init<A: Codable & Sendable, B: Codable & Sendable, C: Codable & Sendable>(
         _ name: String, _ body: @escaping @Sendable (A, B, C) async throws -> Result
     ) where Args == (A, B, C) {
@@ -174,16 +189,20 @@ extension RemoteFunction {
         }
     }
 
+    @inlinable
     public func remote<A: Codable & Sendable, B: Codable & Sendable, C: Codable & Sendable>(_ a: A, _ b: B, _ c: C) -> ObjectRef<Result> where Args == (A, B, C) {
         submit([encodeArgument(a, function: name, index: 1), encodeArgument(b, function: name, index: 2),
                 encodeArgument(c, function: name, index: 3)])
     }
+    @inlinable
     public func remote<A: Codable & Sendable, B: Codable & Sendable, C: Codable & Sendable>(_ a: ObjectRef<A>, _ b: B, _ c: C) -> ObjectRef<Result> where Args == (A, B, C) {
         submit([a.argument, encodeArgument(b, function: name, index: 2), encodeArgument(c, function: name, index: 3)])
     }
+    @inlinable
     public func remote<A: Codable & Sendable, B: Codable & Sendable, C: Codable & Sendable>(_ a: ObjectRef<A>, _ b: ObjectRef<B>, _ c: C) -> ObjectRef<Result> where Args == (A, B, C) {
         submit([a.argument, b.argument, encodeArgument(c, function: name, index: 3)])
     }
+    @inlinable
     public func remote<A: Codable & Sendable, B: Codable & Sendable, C: Codable & Sendable>(_ a: ObjectRef<A>, _ b: ObjectRef<B>, _ c: ObjectRef<C>) -> ObjectRef<Result>
     where Args == (A, B, C) {
         submit([a.argument, b.argument, c.argument])

@@ -229,34 +229,23 @@ public final class CoreWorker: Sendable {
 
     /// Stores a value this process will own and returns its ID (with one local reference). Values up to
     /// `max_direct_call_object_size` stay in this process's memory; larger ones go to the node's store.
+    /// (Inlinable, so the caller's module specializes the encoding for `T`.)
+    @inlinable
     public func put<T: Encodable>(_ value: T) async throws -> ObjectID {
-        let id = ObjectID(task: submitter.putTaskID, index: submitter.nextPutIndex())
-        try await putObject(id, value: value)
-        return id
+        try await put(encoded: try EncodedResult(value, orThrow: { "\(T.self) does not encode" }))
     }
 
-    func putObject<T: Encodable>(_ id: ObjectID, value: T) async throws {
-        let encoder = BinaryEncoder()
+    /// Stores an encoded value this process will own and returns its ID (see ``put(_:)``).
+    public func put(encoded: EncodedResult) async throws -> ObjectID {
+        let id = ObjectID(task: submitter.putTaskID, index: submitter.nextPutIndex())
         let threshold = inlineThreshold
-        if let direct = encoder.directEncoding(value), direct.size > threshold {
-            let location = try await createShared(id, size: direct.size, owner: workerID) { direct.write(to: $0) }
-            store.addOwned(id, value: location)
-            return
-        }
-        let bytes: [UInt8]
-        do {
-            bytes = try encoder.encode(value)
-        } catch {
-            throw RayError(.serialization, "\(T.self) does not encode", cause: "\(error)")
-        }
-        if bytes.count > threshold {
-            let location = try await createShared(id, size: bytes.count, owner: workerID) { destination in
-                bytes.withUnsafeBytes { destination.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
-            }
+        if encoded.size > threshold {
+            let location = try await createShared(id, size: encoded.size, owner: workerID) { encoded.write(to: $0) }
             store.addOwned(id, value: location)
         } else {
-            store.addOwned(id, value: .inline(bytes))
+            store.addOwned(id, value: .inline(encoded.bytes))
         }
+        return id
     }
 
     /// Creates an object of `size` bytes in the node's store, lets `write` fill it, and seals it.
@@ -378,6 +367,7 @@ public enum ResolvedObject: Sendable {
     case shared(SharedBytes)
 
     /// Calls `body` with the encoded bytes.
+    @inlinable
     public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         switch self {
         case .inline(let bytes): return try bytes.withUnsafeBytes(body)

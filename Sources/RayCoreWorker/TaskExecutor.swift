@@ -18,6 +18,7 @@ public enum ArgumentValue: @unchecked Sendable {
     case bytes([UInt8])
     case shared(UnsafeRawBufferPointer)
 
+    @inlinable
     public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         switch self {
         case .bytes(let bytes): return try bytes.withUnsafeBytes(body)
@@ -32,10 +33,47 @@ public enum EncodedResult: @unchecked Sendable {
     case bytes([UInt8])
     case direct(DirectEncoding)
 
+    /// `value` encoded: as one block when its encoding is one (numeric arrays, `Data`), else as bytes.
+    /// A value that does not encode throws a serialization `RayError` whose message is `message()`.
+    @inlinable
+    public init<T: Encodable>(_ value: T, orThrow message: () -> String) throws {
+        let encoder = BinaryEncoder()
+        if let direct = encoder.directEncoding(value) {
+            self = .direct(direct)
+            return
+        }
+        do {
+            self = .bytes(try encoder.encode(value))
+        } catch {
+            throw RayError(.serialization, message(), cause: "\(error)")
+        }
+    }
+
     var size: Int {
         switch self {
         case .bytes(let bytes): return bytes.count
         case .direct(let direct): return direct.size
+        }
+    }
+
+    /// The encoding as one array (a direct encoding copied out).
+    var bytes: [UInt8] {
+        switch self {
+        case .bytes(let bytes): return bytes
+        case .direct(let direct):
+            return [UInt8](unsafeUninitializedCapacity: direct.size) { buffer, count in
+                if direct.size > 0 { direct.write(to: UnsafeMutableRawPointer(buffer.baseAddress!)) }
+                count = direct.size
+            }
+        }
+    }
+
+    /// Writes the encoding to `destination`, which holds ``size`` bytes.
+    func write(to destination: UnsafeMutableRawPointer) {
+        switch self {
+        case .bytes(let bytes):
+            bytes.withUnsafeBytes { if bytes.count > 0 { destination.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) } }
+        case .direct(let direct): direct.write(to: destination)
         }
     }
 }
@@ -217,25 +255,11 @@ final class TaskExecutor: Sendable {
         for (index, result) in results.enumerated() {
             let id = ObjectID(task: taskID, index: UInt32(index + 1))
             if result.size <= threshold {
-                switch result {
-                case .bytes(let bytes): objects.append(ObjectValue.inline(bytes).returnObject)
-                case .direct(let direct):
-                    let bytes = [UInt8](unsafeUninitializedCapacity: direct.size) { buffer, count in
-                        if direct.size > 0 { direct.write(to: UnsafeMutableRawPointer(buffer.baseAddress!)) }
-                        count = direct.size
-                    }
-                    objects.append(ObjectValue.inline(bytes).returnObject)
-                }
+                objects.append(ObjectValue.inline(result.bytes).returnObject)
                 continue
             }
             do {
-                let value = try await worker.createShared(id, size: result.size, owner: owner) { destination in
-                    switch result {
-                    case .bytes(let bytes):
-                        bytes.withUnsafeBytes { destination.copyMemory(from: $0.baseAddress!, byteCount: bytes.count) }
-                    case .direct(let direct): direct.write(to: destination)
-                    }
-                }
+                let value = try await worker.createShared(id, size: result.size, owner: owner) { result.write(to: $0) }
                 var object = value.returnObject
                 object.location.nodeID = Data(worker.nodeID.bytes)
                 objects.append(object)

@@ -7,8 +7,11 @@ import Synchronization
 
 /// Decodes values that ``BinaryEncoder`` encoded. Malformed or truncated input throws a
 /// ``SerializationError``; it never traps.
+///
+/// The generic entry points are `@inlinable`, as ``BinaryEncoder``'s are: a caller's module
+/// specializes them for its types.
 public struct BinaryDecoder: Sendable {
-    public init() {}
+    @inlinable public init() {}
 
     private static let sharedUserInfo = Mutex<[CodingUserInfoKey: any Sendable]>([:])
 
@@ -19,6 +22,7 @@ public struct BinaryDecoder: Sendable {
         set { sharedUserInfo.withLock { $0 = newValue } }
     }
 
+    @inlinable
     public func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws(SerializationError) -> T {
         let result = bytes.withUnsafeBytes { buffer in
             Result { () throws(SerializationError) -> T in try decode(type, from: buffer) }
@@ -28,6 +32,7 @@ public struct BinaryDecoder: Sendable {
 
     /// Decodes from memory that must stay valid and unchanged during the call (a shared-memory object,
     /// a received message).
+    @inlinable
     public func decode<T: Decodable>(_ type: T.Type, from buffer: UnsafeRawBufferPointer) throws(SerializationError) -> T {
         var reader = ByteReader(buffer)
         do {
@@ -47,19 +52,22 @@ public struct BinaryDecoder: Sendable {
 }
 
 /// A cursor over borrowed bytes.
+@usableFromInline
 struct ByteReader {
-    let base: UnsafeRawBufferPointer
-    var offset: Int
-    let end: Int
+    @usableFromInline let base: UnsafeRawBufferPointer
+    @usableFromInline var offset: Int
+    @usableFromInline let end: Int
 
+    @usableFromInline
     init(_ buffer: UnsafeRawBufferPointer, offset: Int = 0, end: Int? = nil) {
         self.base = buffer
         self.offset = offset
         self.end = end ?? buffer.count
     }
 
-    var remaining: Int { end - offset }
+    @inlinable var remaining: Int { end - offset }
 
+    @usableFromInline
     mutating func readBytes(_ count: Int) throws(SerializationError) -> UnsafeRawBufferPointer {
         guard count >= 0, count <= remaining else {
             throw SerializationError(.truncated, "needed \(count) bytes, \(remaining) left")
@@ -68,6 +76,7 @@ struct ByteReader {
         return UnsafeRawBufferPointer(rebasing: base[offset..<offset + count])
     }
 
+    @usableFromInline
     mutating func readByte() throws(SerializationError) -> UInt8 {
         guard remaining >= 1 else { throw SerializationError(.truncated, "needed 1 byte, none left") }
         defer { offset += 1 }
@@ -83,6 +92,7 @@ struct ByteReader {
         return T(littleEndian: base.loadUnaligned(fromByteOffset: offset, as: T.self))
     }
 
+    @usableFromInline
     mutating func readVarint() throws(SerializationError) -> Int {
         var result: UInt64 = 0
         var shift: UInt64 = 0
@@ -97,6 +107,7 @@ struct ByteReader {
         return Int(result)
     }
 
+    @usableFromInline
     mutating func readString() throws(SerializationError) -> String {
         let count = try readVarint()
         let raw = try readBytes(count)
@@ -106,6 +117,7 @@ struct ByteReader {
         return string
     }
 
+    @inlinable
     mutating func decodeValue<T: Decodable>(_ type: T.Type, codingPath: [any CodingKey]) throws -> T {
         if let optional = T.self as? any DecodableOptional.Type {
             let flag = try readByte()
@@ -132,38 +144,47 @@ struct ByteReader {
     }
 }
 
+@usableFromInline
 protocol DecodableOptional {
     static var absentValue: Self { get }
     static func decodeWrapped(from reader: inout ByteReader, codingPath: [any CodingKey]) throws -> Self
 }
 
 extension Optional: DecodableOptional where Wrapped: Decodable {
-    static var absentValue: Optional<Wrapped> { nil }
-    static func decodeWrapped(from reader: inout ByteReader, codingPath: [any CodingKey]) throws -> Optional<Wrapped> {
+    @usableFromInline static var absentValue: Optional<Wrapped> { nil }
+    @usableFromInline static func decodeWrapped(from reader: inout ByteReader, codingPath: [any CodingKey]) throws -> Optional<Wrapped> {
         try reader.decodeValue(Wrapped.self, codingPath: codingPath)
     }
 }
 
 /// A reader shared by a decoder and its containers, which advance it as they read.
+@usableFromInline
 final class ReaderBox {
-    var reader: ByteReader
-    init(_ reader: ByteReader) { self.reader = reader }
+    @usableFromInline var reader: ByteReader
+    @usableFromInline init(_ reader: ByteReader) { self.reader = reader }
 }
 
-private struct _BinaryDecoder: Decoder {
-    let reader: ReaderBox
-    let codingPath: [any CodingKey]
-    var userInfo: [CodingUserInfoKey: Any] { BinaryDecoder.userInfo }
+@usableFromInline
+struct _BinaryDecoder: Decoder {
+    @usableFromInline let reader: ReaderBox
+    @usableFromInline let codingPath: [any CodingKey]
 
-    func container<Key: CodingKey>(keyedBy type: Key.Type) throws -> KeyedDecodingContainer<Key> {
+    @usableFromInline
+    init(reader: ReaderBox, codingPath: [any CodingKey]) {
+        self.reader = reader
+        self.codingPath = codingPath
+    }
+    @usableFromInline var userInfo: [CodingUserInfoKey: Any] { BinaryDecoder.userInfo }
+
+    @usableFromInline func container<Key: CodingKey>(keyedBy type: Key.Type) throws -> KeyedDecodingContainer<Key> {
         KeyedDecodingContainer(try KeyedContainer<Key>(reader: reader, codingPath: codingPath))
     }
 
-    func unkeyedContainer() throws -> any UnkeyedDecodingContainer {
+    @usableFromInline func unkeyedContainer() throws -> any UnkeyedDecodingContainer {
         try UnkeyedContainer(reader: reader, codingPath: codingPath)
     }
 
-    func singleValueContainer() throws -> any SingleValueDecodingContainer {
+    @usableFromInline func singleValueContainer() throws -> any SingleValueDecodingContainer {
         SingleValueContainer(reader: reader, codingPath: codingPath)
     }
 }

@@ -6,10 +6,15 @@ import Foundation
 
 /// Encodes `Encodable` values in swift-ray's binary format (see ``WireFormat``): fast, compact, and
 /// contiguous arrays of numbers copied in one `memcpy`.
+///
+/// The generic entry points are `@inlinable` (and so is the path from them to a value's own
+/// `encode(to:)`): a caller's module specializes them for its types, so its values are encoded without
+/// runtime casts and generic metadata. (Package.swift may not ask for cross-module optimization.)
 public struct BinaryEncoder: Sendable {
-    public init() {}
+    @inlinable public init() {}
 
     /// The bytes of `value`.
+    @inlinable
     public func encode<T: Encodable>(_ value: T) throws(SerializationError) -> [UInt8] {
         let sink = ByteSink()
         do {
@@ -25,6 +30,7 @@ public struct BinaryEncoder: Sendable {
     /// For values whose encoding is one block (arrays of trivial numbers, `Data`): the encoded size and
     /// a writer that fills a buffer of that size with a header and one `memcpy`, so a large value can be
     /// encoded straight into shared memory. nil for every other value (use ``encode(_:)``).
+    @inlinable
     public func directEncoding<T: Encodable>(_ value: T) -> DirectEncoding? {
         let count: Int
         let raw: (UnsafeMutableRawPointer) -> Void
@@ -44,6 +50,7 @@ public struct BinaryEncoder: Sendable {
         return nil
     }
 
+    @usableFromInline
     static func varint(_ value: Int) -> [UInt8] {
         let sink = ByteSink()
         sink.appendVarint(value)
@@ -57,6 +64,13 @@ public struct DirectEncoding {
     let payloadSize: Int
     let writePayload: (UnsafeMutableRawPointer) -> Void
 
+    @usableFromInline
+    init(header: [UInt8], payloadSize: Int, writePayload: @escaping (UnsafeMutableRawPointer) -> Void) {
+        self.header = header
+        self.payloadSize = payloadSize
+        self.writePayload = writePayload
+    }
+
     /// The bytes the encoding takes.
     public var size: Int { header.count + payloadSize }
 
@@ -68,17 +82,18 @@ public struct DirectEncoding {
 }
 
 /// The growing output and the positions of length fields still open around the current write.
+@usableFromInline
 final class ByteSink {
-    var bytes: [UInt8] = []
+    @usableFromInline var bytes: [UInt8] = []
 
-    init() { bytes.reserveCapacity(64) }
+    @usableFromInline init() { bytes.reserveCapacity(64) }
 
     @inline(__always)
     func append<T: FixedWidthInteger>(_ value: T) {
         withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
     }
 
-    @inline(__always)
+    @inlinable
     func appendVarint(_ value: Int) {
         var v = UInt64(value)
         while v >= 0x80 {
@@ -88,6 +103,7 @@ final class ByteSink {
         bytes.append(UInt8(v))
     }
 
+    @usableFromInline
     func appendString(_ string: String) {
         var string = string
         string.withUTF8 { utf8 in
@@ -103,6 +119,7 @@ final class ByteSink {
         return position
     }
 
+    @usableFromInline
     func patchUInt32(at position: Int, _ value: Int) {
         let v = UInt32(truncatingIfNeeded: value)
         bytes[position] = UInt8(truncatingIfNeeded: v)
@@ -112,12 +129,13 @@ final class ByteSink {
     }
 
     /// Sets every open keyed-entry length (`slots`) to reach the end of what is written so far.
-    @inline(__always)
+    @inlinable
     func patch(_ slots: [Int]) {
         for slot in slots { patchUInt32(at: slot, bytes.count - slot - 4) }
     }
 
     /// Encodes any value, taking the one-copy path for trivial arrays and byte buffers.
+    @inlinable
     func encodeValue<T: Encodable>(_ value: T, codingPath: [any CodingKey], slots: [Int]) throws {
         if let optional = value as? any EncodableOptional {
             if let wrapped = optional.wrappedEncodable {
@@ -142,15 +160,17 @@ final class ByteSink {
 
 /// Optionals carry a presence byte wherever they appear (a bare nil and a value whose first byte is 0
 /// must not look alike).
+@usableFromInline
 protocol EncodableOptional {
     var wrappedEncodable: (any Encodable)? { get }
 }
 
 extension Optional: EncodableOptional where Wrapped: Encodable {
-    var wrappedEncodable: (any Encodable)? { self }
+    @usableFromInline var wrappedEncodable: (any Encodable)? { self }
 }
 
 /// Arrays whose elements are plain numbers: written and read as one block of bytes.
+@usableFromInline
 protocol TrivialArray {
     var rawElementCount: Int { get }
     var rawByteCount: Int { get }
@@ -179,16 +199,16 @@ extension Double: _TrivialScalar {}
 #endif
 
 extension Array: TrivialArray where Element: _TrivialScalar {
-    var rawElementCount: Int { count }
-    var rawByteCount: Int { count * MemoryLayout<Element>.stride }
-    func withRawBytes(_ body: (UnsafeRawBufferPointer) -> Void) { withUnsafeBytes(body) }
+    @usableFromInline var rawElementCount: Int { count }
+    @usableFromInline var rawByteCount: Int { count * MemoryLayout<Element>.stride }
+    @usableFromInline func withRawBytes(_ body: (UnsafeRawBufferPointer) -> Void) { withUnsafeBytes(body) }
 
-    func writeRaw(into sink: ByteSink) {
+    @usableFromInline func writeRaw(into sink: ByteSink) {
         sink.appendVarint(count)
         withUnsafeBytes { sink.bytes.append(contentsOf: $0) }
     }
 
-    static func readRaw(from reader: inout ByteReader) throws(SerializationError) -> [Element] {
+    @usableFromInline static func readRaw(from reader: inout ByteReader) throws(SerializationError) -> [Element] {
         let count = try reader.readVarint()
         let size = MemoryLayout<Element>.stride
         guard count <= reader.remaining / Swift.max(size, 1) else {
@@ -204,21 +224,30 @@ extension Array: TrivialArray where Element: _TrivialScalar {
     }
 }
 
-private struct _BinaryEncoder: Encoder {
+@usableFromInline
+struct _BinaryEncoder: Encoder {
     let sink: ByteSink
-    let codingPath: [any CodingKey]
+    @usableFromInline let codingPath: [any CodingKey]
     let slots: [Int]
-    var userInfo: [CodingUserInfoKey: Any] { [:] }
 
-    func container<Key: CodingKey>(keyedBy type: Key.Type) -> KeyedEncodingContainer<Key> {
+    @usableFromInline
+    init(sink: ByteSink, codingPath: [any CodingKey], slots: [Int]) {
+        self.sink = sink
+        self.codingPath = codingPath
+        self.slots = slots
+    }
+
+    @usableFromInline var userInfo: [CodingUserInfoKey: Any] { [:] }
+
+    @usableFromInline func container<Key: CodingKey>(keyedBy type: Key.Type) -> KeyedEncodingContainer<Key> {
         KeyedEncodingContainer(KeyedContainer<Key>(sink: sink, codingPath: codingPath, slots: slots))
     }
 
-    func unkeyedContainer() -> any UnkeyedEncodingContainer {
+    @usableFromInline func unkeyedContainer() -> any UnkeyedEncodingContainer {
         UnkeyedContainer(sink: sink, codingPath: codingPath, slots: slots)
     }
 
-    func singleValueContainer() -> any SingleValueEncodingContainer {
+    @usableFromInline func singleValueContainer() -> any SingleValueEncodingContainer {
         SingleValueContainer(sink: sink, codingPath: codingPath, slots: slots)
     }
 }

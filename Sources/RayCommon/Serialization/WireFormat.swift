@@ -11,9 +11,10 @@
 /// - Unkeyed container: a varint element count, then the elements.
 /// - Contiguous arrays of trivial numbers (`[UInt8]`, `[Int8]`, … `[Int]`, `[Float]`, `[Double]`) and
 ///   `Data`-like byte buffers: a varint element count, then the elements' bytes in one copy.
+@usableFromInline
 enum WireFormat {
-    static let absent: UInt8 = 0
-    static let present: UInt8 = 1
+    @inlinable static var absent: UInt8 { 0 }
+    @inlinable static var present: UInt8 { 1 }
 }
 
 /// A value that cannot be encoded or decoded, with where in the value it happened.
