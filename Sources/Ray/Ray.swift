@@ -192,6 +192,7 @@ public final class Ray: Sendable {
 
     /// Waits until `numReturns` of `refs` are ready or `timeout` passes (nil: no limit); returns the
     /// ready ones (at most `numReturns`) and the rest, each in the order given.
+    @inlinable
     public func wait<T>(_ refs: [ObjectRef<T>], numReturns: Int = 1, timeout: Duration? = nil) async
         -> (ready: [ObjectRef<T>], notReady: [ObjectRef<T>])
     {
