@@ -43,11 +43,10 @@ demo: deps
 	.build/release/ray-demo
 
 # Ray's microbenchmark figures (and the RPC layer's), release builds; JSON in .build/bench.json.
-# Built with whole-package cross-module optimization, as the recorded figures were: Package.swift may
-# not set the flag (a package with unsafeFlags cannot be depended on by version), a user's build can
-# pass it the same way. Without it the task path's generics run unspecialized (docs/benchmarks.md has
-# the cost: `make bench BENCH_FLAGS=` measures a plain `swift build -c release`).
-BENCH_FLAGS ?= -Xswiftc -cross-module-optimization
+# Built as a user's program is (a plain `swift build -c release`): the task path's generics are
+# @inlinable, so they specialize without cross-module optimization, which Package.swift may not ask
+# for (unsafeFlags). `make bench BENCH_FLAGS="-Xswiftc -cross-module-optimization"` builds with it.
+BENCH_FLAGS ?=
 bench: deps
 	$(SWIFT) build -c release $(BENCH_FLAGS) --product ray-microbenchmark
 	$(SWIFT) build -c release $(BENCH_FLAGS) --product ray
