@@ -23,6 +23,7 @@ struct Unencodable: Codable, Sendable {
 }
 
 let square = RemoteFunction("square") { (x: Int) in x * x }
+let maybeSquares = RemoteFunction("maybeSquares") { (n: Int) -> [Int]? in n < 0 ? nil : (0..<n).map { $0 * $0 } }
 let add = RemoteFunction("add") { (a: Int, b: Int) in a + b }
 let increment = RemoteFunction("increment") { (x: Int) in x + 1 }
 let sumFloats = RemoteFunction("sumFloats") { (values: [Float]) in values.reduce(0, +) }
@@ -120,7 +121,7 @@ let clearStash = RemoteFunction("clearStash") { () -> Int in
 struct IntegrationApp: RayApplication {
     static let remoteFunctions: [any AnyRemoteFunction] = [
         square, add, increment, sumFloats, checksum, makeBytes, fail, workerPID, sleepThenPID, sleepMs, interval,
-        fanOut, shout, brokenResult, takesUnencodable, sumRefs, divmod, stats, byteCount, dataCount, spin,
+        fanOut, shout, brokenResult, maybeSquares, takesUnencodable, sumRefs, divmod, stats, byteCount, dataCount, spin,
         stash, sumStashed, clearStash, hogPool, taskThreads,
     ] + actorFunctions
 
@@ -145,6 +146,13 @@ struct IntegrationApp: RayApplication {
             let big = try await ray.put([Float](repeating: 1, count: 10_000_000))
             report("floats", Int(try await sumFloats.remote(big).get()))
             report("add", try await add.remote(square.remote(3), 4).get())
+            // Small one-block values stay in the driver's memory, copied out of their direct encoding.
+            report("small_array", try await ray.put([3, 1, 4]).get().map(String.init).joined(separator: ","))
+            report("small_data", try await ray.put(Data([7, 8, 9])).get().map(String.init).joined(separator: ","))
+            report("empty_array", try await ray.put([Double]()).get().count)
+            report("small_string", try await ray.put("ok").get())
+            report("optional_array", try await ray.put(Optional([5, 6])).get().map { "\($0)" } ?? "nil")
+            report("optional_result", try await maybeSquares.remote(3).get().map { "\($0)" } ?? "nil")
 
         case "tasks":
             let count = Int(arguments[1])!
@@ -227,6 +235,13 @@ struct IntegrationApp: RayApplication {
             } catch let error as RayTaskError {
                 report("bad_argument_value_kind", error.kind.rawValue)
                 report("bad_argument_value", error.message)
+            }
+            do {
+                _ = try await ray.put(Unencodable())
+                throw Failed("an unencodable value was put")
+            } catch let error as RayError {
+                report("bad_put_kind", error.kind.rawValue)
+                report("bad_put", "\(error.message) | \(error.cause ?? "")")
             }
             report("still_works", try await square.remote(12).get())
 

@@ -11,6 +11,12 @@ import Testing
         #expect(run.int("sum") == (0..<100).map { $0 * $0 }.reduce(0, +))
         #expect(run.int("floats") == 10_000_000, "a 40 MB put passed to a task by reference")
         #expect(run.int("add") == 13, "a ref and a value as arguments of one task")
+        #expect(run.values["small_array"] == "3,1,4")
+        #expect(run.values["small_data"] == "7,8,9")
+        #expect(run.int("empty_array") == 0)
+        #expect(run.values["small_string"] == "ok")
+        #expect(run.values["optional_array"] == "[5, 6]", "an optional array keeps its presence byte")
+        #expect(run.values["optional_result"] == "[0, 1, 4]", "so does an optional array a task returns")
     }
 
     @Test func userCodeNeverRunsOnAThreadOfTheRuntime() async throws {
@@ -73,6 +79,9 @@ import Testing
         #expect(run.values["bad_argument_value_kind"] == "RaySerializationError")
         let badValue = run.values["bad_argument_value"] ?? ""
         #expect(badValue.contains("takesUnencodable") && badValue.contains("Unencodable"), "\(badValue)")
+        #expect(run.values["bad_put_kind"] == "RaySerializationError")
+        let badPut = run.values["bad_put"] ?? ""
+        #expect(badPut.contains("Unencodable does not encode") && badPut.contains("refuses to encode"), "\(badPut)")
         #expect(run.int("still_works") == 144)
     }
 

@@ -32,6 +32,9 @@ public struct BinaryEncoder: Sendable {
     /// encoded straight into shared memory. nil for every other value (use ``encode(_:)``).
     @inlinable
     public func directEncoding<T: Encodable>(_ value: T) -> DirectEncoding? {
+        // A cast looks through Optional: an `[Int]?` would pass as a trivial array and lose its
+        // presence byte.
+        if value is any EncodableOptional { return nil }
         let count: Int
         let raw: (UnsafeMutableRawPointer) -> Void
         if let array = value as? any TrivialArray {

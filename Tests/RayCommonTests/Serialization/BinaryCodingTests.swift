@@ -96,6 +96,32 @@ private func roundTrip<T: Codable & Equatable>(_ value: T) throws -> T {
         #expect(try roundTrip([Int64]()) == [])
     }
 
+    /// `put` and task results write a one-block value from its direct encoding, inline or into the
+    /// store; a reader decodes it as any encoding: the two must be the same bytes.
+    @Test func aDirectEncodingIsTheValuesEncoding() throws {
+        func written(_ direct: DirectEncoding) -> [UInt8] {
+            [UInt8](unsafeUninitializedCapacity: direct.size) { buffer, count in
+                direct.write(to: UnsafeMutableRawPointer(buffer.baseAddress!))
+                count = direct.size
+            }
+        }
+        let encoder = BinaryEncoder()
+        func check<T: Encodable>(_ value: T) throws {
+            let direct = try #require(encoder.directEncoding(value), "\(T.self) has a direct encoding")
+            #expect(written(direct) == (try encoder.encode(value)), "\(T.self)")
+        }
+        try check([Int]())
+        try check([1, -2, 3])
+        try check([Double](repeating: 0.25, count: 200))
+        try check([UInt8](repeating: 9, count: 300))
+        try check(Data([1, 2, 3]))
+        try check(Data())
+        #expect(encoder.directEncoding("text") == nil)
+        #expect(encoder.directEncoding(Point(x: 1, y: 2)) == nil)
+        #expect(encoder.directEncoding([Point(x: 1, y: 2)]) == nil)
+        #expect(encoder.directEncoding(Optional([1, 2])) == nil)
+    }
+
     @Test func arraysInsideStructs() throws {
         struct Holder: Codable, Equatable { var values: [Float]; var label: String }
         let holder = Holder(values: [1, 2, 3], label: "v")
