@@ -90,11 +90,8 @@ func decodeArgument<T: Decodable>(_ type: T.Type, _ arguments: [ArgumentValue], 
 
 @inlinable
 func encodeResult<T: Encodable>(_ value: T, function: String) throws -> [EncodedResult] {
-    let encoder = BinaryEncoder()
-    // One-block values (numeric arrays, Data) are written where they go: inline or into shared memory.
-    if let direct = encoder.directEncoding(value) { return [.direct(direct)] }
     do {
-        return [.bytes(try encoder.encode(value))]
+        return [try EncodedResult(value)]
     } catch {
         throw RayError(.serialization, "the result of \(function) (\(T.self)) does not encode: \(error)")
     }

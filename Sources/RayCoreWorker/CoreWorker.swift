@@ -232,7 +232,13 @@ public final class CoreWorker: Sendable {
     /// (Inlinable, so the caller's module specializes the encoding for `T`.)
     @inlinable
     public func put<T: Encodable>(_ value: T) async throws -> ObjectID {
-        try await put(encoded: try EncodedResult(value, orThrow: { "\(T.self) does not encode" }))
+        let encoded: EncodedResult
+        do {
+            encoded = try EncodedResult(value)
+        } catch {
+            throw RayError(.serialization, "\(T.self) does not encode", cause: "\(error)")
+        }
+        return try await put(encoded: encoded)
     }
 
     /// Stores an encoded value this process will own and returns its ID (see ``put(_:)``).

@@ -33,19 +33,16 @@ public enum EncodedResult: @unchecked Sendable {
     case bytes([UInt8])
     case direct(DirectEncoding)
 
-    /// `value` encoded: as one block when its encoding is one (numeric arrays, `Data`), else as bytes.
-    /// A value that does not encode throws a serialization `RayError` whose message is `message()`.
+    /// `value` encoded: as one block when its encoding is one (numeric arrays, `Data`; written where
+    /// it goes, inline or into shared memory), else as bytes. Inlinable, so the caller's module
+    /// specializes the encoding for `T`.
     @inlinable
-    public init<T: Encodable>(_ value: T, orThrow message: () -> String) throws {
+    public init<T: Encodable>(_ value: T) throws(SerializationError) {
         let encoder = BinaryEncoder()
         if let direct = encoder.directEncoding(value) {
             self = .direct(direct)
-            return
-        }
-        do {
+        } else {
             self = .bytes(try encoder.encode(value))
-        } catch {
-            throw RayError(.serialization, message(), cause: "\(error)")
         }
     }
 
