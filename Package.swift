@@ -81,7 +81,9 @@ let package = Package(
         // A Ray program the multi-process tests drive (driver and, re-launched, its workers).
         .executableTarget(name: "RayIntegrationApp", dependencies: ["Ray", "RayConcurrency"]),
         // Ray's `ray microbenchmark` figures (release build, `make bench`).
-        .executableTarget(name: "RayMicrobenchmark", dependencies: ["Ray"]),
+        .executableTarget(
+            name: "RayMicrobenchmark",
+            dependencies: ["Ray", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // `make demo`: tasks, objects, refs as arguments and a parallel speed-up on an embedded cluster.
         .executableTarget(name: "RayDemo", dependencies: ["Ray"], path: "examples/RayDemo"),
         // The `ray` command: start, stop, status, and the daemons it runs.

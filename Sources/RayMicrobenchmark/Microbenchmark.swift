@@ -1,6 +1,7 @@
 // `ray-microbenchmark`: Ray's `ray microbenchmark` figures, measured the same way, on an embedded
 // local cluster (plus a `ray start` cluster for the idle-memory figure). Build in release
 // (`make bench`); prints `name: N per second` lines and, with `--json FILE`, one JSON object.
+import ArgumentParser
 import Distributed
 @preconcurrency import Glibc
 import Foundation
@@ -52,6 +53,28 @@ let actorWork = RemoteFunction("actorWork") { (actors: [BenchActor], n: Int) asy
     return n
 }
 
+/// The command line (`ray-microbenchmark --help`).
+struct Options: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ray-microbenchmark",
+        abstract: "Ray's microbenchmark figures on an embedded local cluster (build in release).")
+    @Option(help: "Also write the figures as one JSON object to this file.")
+    var json: String?
+    @Option(help: "Only the figures whose name contains this (e.g. tasks, actor, none).")
+    var only: String?
+    @Option(help: "First time this many sync tasks and sync actor calls one by one (percentiles, µs).")
+    var latency: Int?
+    @Option(help: "The idle_cluster_cpu_percent window in seconds.")
+    var idleSeconds = 60
+    @Flag(help: .hidden)
+    var coldStartChild = false
+
+    func validate() throws {
+        if let latency, latency < 10 { throw ValidationError("--latency takes at least 10 samples") }
+        if idleSeconds < 1 { throw ValidationError("--idle-seconds takes at least 1") }
+    }
+}
+
 @main
 struct Microbenchmark: RayApplication {
     static let remoteFunctions: [any AnyRemoteFunction] = [smallValue, workerPID, smallValueBatch, actorWork]
@@ -64,16 +87,25 @@ struct Microbenchmark: RayApplication {
     }
 
     static func main(ray: Ray) async throws {
-        let arguments = Array(CommandLine.arguments.dropFirst())
-        if arguments.first == "--cold-start-child" {
+        let options: Options
+        do {
+            options = try Options.parse(Array(CommandLine.arguments.dropFirst()))
+        } catch {
+            // --help, or a flag it does not know: the message, and no figures.
+            await ray.shutdown()
+            let code = Options.exitCode(for: error)
+            let message = Options.fullMessage(for: error) + "\n"
+            if code.isSuccess { print(message, terminator: "") } else { FileHandle.standardError.write(Data(message.utf8)) }
+            exit(code.rawValue)
+        }
+        if options.coldStartChild {
             // Started by the cold-start figure: one task, then say so.
             _ = try await smallValue.remote().get()
             print("first-result")
             fflush(stdout)  // stdout is a pipe: without this the line waits for exit
             return
         }
-        let jsonPath = arguments.firstIndex(of: "--json").flatMap { $0 + 1 < arguments.count ? arguments[$0 + 1] : nil }
-        let only = arguments.firstIndex(of: "--only").flatMap { $0 + 1 < arguments.count ? arguments[$0 + 1] : nil }
+        let only = options.only
         var results: [(String, Double)] = []
         func record(_ name: String, _ value: Double, unit: String = "per second") {
             results.append((name, value))
@@ -85,7 +117,7 @@ struct Microbenchmark: RayApplication {
         // Warm both workers.
         _ = try await ray.get((0..<100).map { _ in smallValue.remote() })
 
-        if let count = arguments.firstIndex(of: "--latency").flatMap({ Int(arguments[$0 + 1]) }) {
+        if let count = options.latency {
             // Not Ray's: the distribution of one sync task's and one sync actor call's round trip. Its
             // low percentiles hold still on a busy host, where the rates above swing several times.
             let actor = try await ray.actor(BenchActor.self, args: 0)
@@ -167,7 +199,7 @@ struct Microbenchmark: RayApplication {
                    unit: "MiB")
         }
         if wanted("idle_cluster_cpu_percent") {
-            let seconds = arguments.firstIndex(of: "--idle-seconds").flatMap { Int(arguments[$0 + 1]) } ?? 60
+            let seconds = options.idleSeconds
             record("idle_cluster_cpu_percent", try await withIdleCluster { pids, roles in
                 // CPU time (user + system) of each process over the window, as a share of one core.
                 let before = pids.map(cpuTicks)
@@ -179,7 +211,7 @@ struct Microbenchmark: RayApplication {
                 return Double(used.reduce(0, +)) / Double(ticksPerSecond * seconds) * 100
             }, unit: "% of one core")
         }
-        if let jsonPath {
+        if let jsonPath = options.json {
             let object = Dictionary(results, uniquingKeysWith: { _, last in last })
             let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
             try data.write(to: URL(fileURLWithPath: jsonPath))
