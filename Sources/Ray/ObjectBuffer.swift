@@ -6,13 +6,16 @@ import RayCoreWorker
 /// the object, so it stays alive as long as the buffer does.
 public struct ObjectBuffer<Element: _TrivialScalar>: RandomAccessCollection, @unchecked Sendable {
     /// Where the elements start: in shared memory, or at `offset` in `inline`.
-    private let base: UnsafeRawPointer?
-    private let offset: Int
+    @usableFromInline let base: UnsafeRawPointer?
+    @usableFromInline let offset: Int
     public let count: Int
     /// What keeps the bytes alive: the object's reference, and inline bytes when not shared.
-    private let owner: AnyObject
-    private let inline: [UInt8]?
+    @usableFromInline let owner: AnyObject
+    @usableFromInline let inline: [UInt8]?
 
+    // Inlinable down to the element reads, so a caller's loop over the buffer is specialized for its
+    // element type (a plain release build does not optimize across modules).
+    @inlinable
     init(_ resolved: ResolvedObject, keeping reference: AnyObject) throws {
         owner = reference
         switch resolved {
@@ -29,7 +32,8 @@ public struct ObjectBuffer<Element: _TrivialScalar>: RandomAccessCollection, @un
     }
 
     /// The array's header (a varint element count) and where its elements start.
-    private static func parse(_ bytes: UnsafeRawBufferPointer) throws -> (Int, Int) {
+    @inlinable
+    static func parse(_ bytes: UnsafeRawBufferPointer) throws -> (Int, Int) {
         var count = 0
         var shift = 0
         var index = 0
@@ -49,9 +53,10 @@ public struct ObjectBuffer<Element: _TrivialScalar>: RandomAccessCollection, @un
         return (index, count)
     }
 
-    public var startIndex: Int { 0 }
-    public var endIndex: Int { count }
+    @inlinable public var startIndex: Int { 0 }
+    @inlinable public var endIndex: Int { count }
 
+    @inlinable
     public subscript(position: Int) -> Element {
         precondition(position >= 0 && position < count, "ObjectBuffer index \(position) out of range 0..<\(count)")
         if let base { return base.loadUnaligned(fromByteOffset: position * MemoryLayout<Element>.stride, as: Element.self) }
@@ -61,6 +66,7 @@ public struct ObjectBuffer<Element: _TrivialScalar>: RandomAccessCollection, @un
     }
 
     /// The elements' bytes, in place.
+    @inlinable
     public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         try withExtendedLifetime(owner) {
             let size = count * MemoryLayout<Element>.stride
@@ -70,6 +76,7 @@ public struct ObjectBuffer<Element: _TrivialScalar>: RandomAccessCollection, @un
     }
 
     /// The elements copied into an array.
+    @inlinable
     public var array: [Element] {
         [Element](unsafeUninitializedCapacity: count) { buffer, initialized in
             withUnsafeBytes { UnsafeMutableRawBufferPointer(buffer).copyMemory(from: $0) }

@@ -80,6 +80,7 @@ public final class ObjectRef<T: Codable & Sendable>: @unchecked Sendable, Hashab
 extension ObjectRef {
     /// The elements of an array object read in place from the node's shared-memory store (no copy)
     /// when the object lives there, else from this process's memory.
+    @inlinable
     public func getBuffer<Element: _TrivialScalar>(timeout: Duration? = nil) async throws -> ObjectBuffer<Element>
     where T == [Element] {
         let resolved = try await worker.get([id], timeout: timeout)
@@ -90,6 +91,7 @@ extension ObjectRef {
 extension ObjectRef where T == Data {
     /// The bytes, without a copy when the object lives in the node's shared-memory store (the
     /// `Data` keeps the object alive).
+    @inlinable
     public func getData(timeout: Duration? = nil) async throws -> Data {
         let resolved = try await worker.get([id], timeout: timeout)
         guard case .shared = resolved[0] else { return try Self.decode(resolved[0], id: id) }

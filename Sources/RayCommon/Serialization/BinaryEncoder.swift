@@ -33,17 +33,18 @@ public struct BinaryEncoder: Sendable {
     @inlinable
     public func directEncoding<T: Encodable>(_ value: T) -> DirectEncoding? {
         // A cast looks through Optional: an `[Int]?` would pass as a trivial array and lose its
-        // presence byte.
-        if value is any EncodableOptional { return nil }
+        // presence byte. Asked only once a cast matched, so other values pay no third cast.
         let count: Int
         let raw: (UnsafeMutableRawPointer) -> Void
         if let array = value as? any TrivialArray {
+            if value is any EncodableOptional { return nil }
             count = array.rawElementCount
             let size = array.rawByteCount
             raw = { destination in array.withRawBytes { destination.copyMemory(from: $0.baseAddress!, byteCount: size) } }
             return DirectEncoding(header: Self.varint(count), payloadSize: size, writePayload: size == 0 ? { _ in } : raw)
         }
         if let data = value as? Data {
+            if value is any EncodableOptional { return nil }
             return DirectEncoding(header: Self.varint(data.count), payloadSize: data.count) { destination in
                 data.withUnsafeBytes { bytes in
                     if bytes.count > 0 { destination.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count) }
