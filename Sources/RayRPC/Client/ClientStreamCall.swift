@@ -82,7 +82,9 @@ final class ClientStreamCall: StreamSink {
             if event.ok != 0 {
                 window.completed(Int(event.bytes))
             } else {
-                window.close(RPCError(code: .unavailable, message: "the stream broke"))
+                // The call is ending: its DONE, which gRPC always delivers to a client call, brings
+                // the status (e.g. the server's answer) that the writers should see.
+                window.breakOff(Int(event.bytes))
             }
         case Int(CINTEROP_EVENT_DONE.rawValue):
             let trailing = Metadata(event.metadata, count: event.metadata_count)

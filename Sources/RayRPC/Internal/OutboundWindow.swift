@@ -8,6 +8,8 @@ final class OutboundWindow: Sendable {
     private struct State {
         var inFlight = 0
         var closed: RPCError?
+        /// A write failed: the call is ending, and its status (``close(_:)``) is what writers get.
+        var broken = false
         var waiters: [(Int, CheckedContinuation<Void, any Error>)] = []
         var closeWaiters: [CheckedContinuation<RPCError, Never>] = []
         /// Messages admitted since the writer last suspended.
@@ -24,7 +26,7 @@ final class OutboundWindow: Sendable {
     /// Requires the state lock: counts `bytes` in if they fit now (true), throws if the window closed.
     private func admit(_ bytes: Int, _ s: inout State) throws(RPCError) -> Bool {
         if let closed = s.closed { throw closed }
-        guard s.inFlight == 0 || s.inFlight + bytes <= limit else { return false }
+        guard !s.broken, s.inFlight == 0 || s.inFlight + bytes <= limit else { return false }
         s.inFlight += bytes
         return true
     }
@@ -65,7 +67,7 @@ final class OutboundWindow: Sendable {
         let ready = state.withLock { s -> [CheckedContinuation<Void, any Error>] in
             s.inFlight = max(0, s.inFlight - bytes)
             var ready: [CheckedContinuation<Void, any Error>] = []
-            while let (size, continuation) = s.waiters.first, s.inFlight == 0 || s.inFlight + size <= limit {
+            while !s.broken, let (size, continuation) = s.waiters.first, s.inFlight == 0 || s.inFlight + size <= limit {
                 s.waiters.removeFirst()
                 s.inFlight += size
                 ready.append(continuation)
@@ -73,6 +75,16 @@ final class OutboundWindow: Sendable {
             return ready
         }
         for continuation in ready { continuation.resume() }
+    }
+
+    /// A write failed (gRPC thread): the call is ending but its status has not come yet. Writers wait
+    /// for ``close(_:)`` and get the status it brings, not a bare "broken" that would hide the
+    /// server's answer.
+    func breakOff(_ bytes: Int) {
+        state.withLock { s in
+            s.inFlight = max(0, s.inFlight - bytes)
+            s.broken = true
+        }
     }
 
     /// Nothing more can be written: waiting and later writers get `error`.
