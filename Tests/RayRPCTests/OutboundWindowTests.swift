@@ -7,17 +7,22 @@ import Testing
 @Suite(.timeLimit(.minutes(1))) struct OutboundWindowTests {
     static let answer = RPCError(code: .outOfRange, message: "five is enough")
 
-    @Test func aWriterParkedWhenAWriteFailsGetsTheStatusThatFollows() async throws {
-        let window = OutboundWindow(limit: 10)
-        try await window.reserve(10)  // full
-        let writer = Task { () -> RPCError? in
+    /// A writer reserving `bytes`: nil once let in, else the error it got.
+    static func writer(_ window: OutboundWindow, _ bytes: Int) -> Task<RPCError?, Never> {
+        Task {
             do {
-                try await window.reserve(5)
+                try await window.reserve(bytes)
                 return nil
             } catch {
                 return error as? RPCError
             }
         }
+    }
+
+    @Test func aWriterParkedWhenAWriteFailsGetsTheStatusThatFollows() async throws {
+        let window = OutboundWindow(limit: 10)
+        try await window.reserve(10)  // full
+        let writer = Self.writer(window, 5)
         // The write in flight fails: its bytes leave, but the parked writer must not be let in.
         try await Task.sleep(for: .milliseconds(50))
         window.breakOff(10)
@@ -33,14 +38,7 @@ import Testing
         try await window.reserve(10)
         window.breakOff(10)
         // Room enough, but the call is ending: the write waits instead of going to a dead call.
-        let writer = Task { () -> RPCError? in
-            do {
-                try await window.reserve(10)
-                return nil
-            } catch {
-                return error as? RPCError
-            }
-        }
+        let writer = Self.writer(window, 10)
         try await Task.sleep(for: .milliseconds(50))
         window.completed(0)  // a late successful completion does not let it in either
         try await Task.sleep(for: .milliseconds(50))

@@ -23,10 +23,15 @@ final class OutboundWindow: Sendable {
 
     init(limit: Int) { self.limit = max(1, limit) }
 
+    /// Requires the state lock: whether `bytes` more may go now (never once a write failed).
+    private func fits(_ bytes: Int, _ s: State) -> Bool {
+        !s.broken && (s.inFlight == 0 || s.inFlight + bytes <= limit)
+    }
+
     /// Requires the state lock: counts `bytes` in if they fit now (true), throws if the window closed.
     private func admit(_ bytes: Int, _ s: inout State) throws(RPCError) -> Bool {
         if let closed = s.closed { throw closed }
-        guard !s.broken, s.inFlight == 0 || s.inFlight + bytes <= limit else { return false }
+        guard fits(bytes, s) else { return false }
         s.inFlight += bytes
         return true
     }
@@ -67,7 +72,7 @@ final class OutboundWindow: Sendable {
         let ready = state.withLock { s -> [CheckedContinuation<Void, any Error>] in
             s.inFlight = max(0, s.inFlight - bytes)
             var ready: [CheckedContinuation<Void, any Error>] = []
-            while !s.broken, let (size, continuation) = s.waiters.first, s.inFlight == 0 || s.inFlight + size <= limit {
+            while let (size, continuation) = s.waiters.first, fits(size, s) {
                 s.waiters.removeFirst()
                 s.inFlight += size
                 ready.append(continuation)
