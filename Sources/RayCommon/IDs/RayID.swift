@@ -103,6 +103,22 @@ public struct RayID<Kind: IDKind>: Hashable, Sendable, Comparable, CustomStringC
 
     public var description: String { hex }
 
+    // Written out and inlinable (the synthesized ones are not): every object-store and reference-table
+    // lookup in the other modules hashes and compares IDs, which a plain release build would otherwise
+    // do through unspecialized generic calls.
+    @inlinable
+    public static func == (lhs: RayID, rhs: RayID) -> Bool {
+        lhs.w0 == rhs.w0 && lhs.w1 == rhs.w1 && lhs.w2 == rhs.w2 && lhs.w3 == rhs.w3
+    }
+
+    @inlinable
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(w0)
+        hasher.combine(w1)
+        hasher.combine(w2)
+        hasher.combine(w3)
+    }
+
     public static func < (lhs: RayID, rhs: RayID) -> Bool { lhs.bytes.lexicographicallyPrecedes(rhs.bytes) }
 
     @inline(__always)
