@@ -65,10 +65,13 @@ let package = Package(
         .target(name: "RayObjectStore", dependencies: ["RayCommon"]),
         // A typed client of the GCS for drivers, workers, raylets and tools.
         .target(name: "RayGCSClient", dependencies: ["RayCommon", "RayConcurrency", "RayRPC", "RayProtos", "RayServices"]),
+        // Scheduling policy, pure: which node a request goes to, given a view of the cluster's
+        // resources and labels (hybrid, spread, node affinity, label selectors). No processes, no RPC.
+        .target(name: "RayScheduling", dependencies: ["RayCommon"]),
         // The per-node daemon.
         .target(
             name: "RayRaylet",
-            dependencies: ["RayCommon", "RayConcurrency", "RayGCSClient", "RayObjectStore", "RayRPC", "RayProtos", "RayServices"]),
+            dependencies: ["RayCommon", "RayConcurrency", "RayGCSClient", "RayObjectStore", "RayRPC", "RayProtos", "RayScheduling", "RayServices"]),
         // The library in every driver and worker: submits and executes tasks, owns objects.
         .target(
             name: "RayCoreWorker",
@@ -90,7 +93,7 @@ let package = Package(
         .executableTarget(
             name: "RayCLI",
             dependencies: [
-                "RayGCS", "RayGCSClient", "RayRaylet", "RayProtos",
+                "RayGCS", "RayGCSClient", "RayRaylet", "RayProtos", "RayScheduling",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // YAML to JSON over the shim's yaml-cpp part.
@@ -105,6 +108,7 @@ let package = Package(
         .testTarget(name: "RayCommonTests", dependencies: ["RayCommon"]),
         .testTarget(name: "RayGCSClientTests", dependencies: ["RayGCSClient", "RayGCS", "RayCommon", "RayProtos"]),
         .testTarget(name: "RayObjectStoreTests", dependencies: ["RayObjectStore", "RayCommon"]),
+        .testTarget(name: "RaySchedulingTests", dependencies: ["RayScheduling", "RayCommon"]),
         .testTarget(name: "RayRayletTests", dependencies: ["RayRaylet", "RayGCS", "RayCommon", "RayRPC", "RayProtos", "RayServices"]),
         // Runs the `ray` executable that `swift build` builds (a dependency on the executable target would
         // make SwiftPM build every executable in the graph, swift-protobuf's protoc included).

@@ -34,6 +34,23 @@ public struct MultiReturnFunction<Args, each Result: Codable & Sendable>: AnyRem
         return copy
     }
 
+    /// A copy with other resources and a place to run: a scheduling strategy and Ray 2.60's label
+    /// selector (label key to `"value"`, `"!value"`, `"in(a,b)"` or `"!in(a,b)"`).
+    public func options(numCPUs: Double? = nil, resources: [String: Double]? = nil, scheduling: SchedulingStrategy,
+                        labelSelector: [String: String] = [:]) -> MultiReturnFunction {
+        var copy = options(numCPUs: numCPUs, resources: resources)
+        copy.taskOptions.schedulingStrategy = scheduling.proto
+        copy.taskOptions.labelSelector = labelSelector
+        return copy
+    }
+
+    /// A copy that runs only on nodes whose labels match (Ray 2.60's `label_selector`).
+    public func options(numCPUs: Double? = nil, resources: [String: Double]? = nil, labelSelector: [String: String]) -> MultiReturnFunction {
+        var copy = options(numCPUs: numCPUs, resources: resources)
+        copy.taskOptions.labelSelector = labelSelector
+        return copy
+    }
+
 
     @usableFromInline
     func submit(_ arguments: [TaskArgument]) -> (repeat ObjectRef<each Result>) {

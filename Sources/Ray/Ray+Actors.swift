@@ -33,9 +33,16 @@ public struct ActorOptions: Sendable {
     /// Calls that may run at once (1: one at a time in each caller's order, as Ray's actors; more:
     /// an async actor whose calls interleave at their `await`s).
     public var maxConcurrency: Int
+    /// Where it may be placed (Ray's `scheduling_strategy`).
+    public var scheduling: SchedulingStrategy
+    /// Only on nodes whose labels match (Ray 2.60's `label_selector`).
+    public var labelSelector: [String: String]
 
     public init(numCPUs: Double = 0, resources: [String: Double] = [:], name: String? = nil, namespace: String? = nil,
-                lifetime: Lifetime = .nonDetached, maxConcurrency: Int = 1) {
+                lifetime: Lifetime = .nonDetached, maxConcurrency: Int = 1, scheduling: SchedulingStrategy = .default,
+                labelSelector: [String: String] = [:]) {
+        self.scheduling = scheduling
+        self.labelSelector = labelSelector
         self.numCPUs = numCPUs
         self.resources = resources
         self.name = name
@@ -154,6 +161,8 @@ extension Ray {
         spec.numReturns = 1
         spec.callerAddress = worker.address
         spec.requiredResources = resources
+        spec.schedulingStrategy = options.scheduling.proto
+        spec.labelSelector = options.labelSelector
         spec.actorCreationTaskSpec.actorID = Data(actorID.bytes)
         spec.actorCreationTaskSpec.typeName = typeName
         spec.actorCreationTaskSpec.className = className

@@ -96,8 +96,7 @@ public final class Ray: Sendable {
             } catch {
                 throw RayError(.connection, "no Ray cluster answers at \(gcsAddress)", cause: "\(error)")
             }
-            guard let node = nodes.first(where: { $0.state == .alive && $0.isHeadNode }) ?? nodes.first(where: { $0.state == .alive })
-            else { throw RayError(.connection, "the cluster at \(gcsAddress) has no live node") }
+            guard let node = Self.localNode(nodes) else { throw RayError(.connection, "the cluster at \(gcsAddress) has no live node") }
             rayletAddress = "\(node.nodeManagerAddress):\(node.nodeManagerPort)"
         } else {
             let gcsServer = try GCSServer(host: "127.0.0.1", port: 0)
@@ -145,6 +144,11 @@ public final class Ray: Sendable {
             job.startTimeMs = UInt64(Date().timeIntervalSince1970 * 1000)
             let namespace = namespace ?? ProcessInfo.processInfo.environment["RAY_NAMESPACE"] ?? UUID().uuidString.lowercased()
             job.namespace = namespace  // the job's workers look it up for their default namespace
+            // Any node's raylet starts this job's workers from this (the lease may come from another node).
+            job.workerLaunch.executable = configuration.executable
+            job.workerLaunch.arguments = configuration.arguments
+            job.workerLaunch.workingDir = configuration.workingDirectory
+            job.workerLaunch.environment = configuration.environment
             Self.setJobNamespace(namespace)
             try? await gcs.addJob(job)
             return Ray(jobID: jobID, gcsAddress: gcsAddress, namespace: namespace, worker: worker, gcs: gcs,
@@ -211,6 +215,22 @@ public final class Ray: Sendable {
     /// The node's resources as the raylet offers them.
     public var clusterResources: [String: Double] { worker.nodeResources }
 
+    /// Every node the cluster has had, alive or dead, in the order they joined (Ray's `ray.nodes()`).
+    public func nodes() async throws -> [NodeInfo] {
+        do {
+            return try await gcs.nodes().map(NodeInfo.init)
+        } catch {
+            throw RayError(.connection, "the GCS at \(gcsAddress) did not list the nodes", cause: "\(error)")
+        }
+    }
+
+    /// The node this driver (or worker) runs on.
+    public var nodeID: NodeID { worker.nodeID }
+
+    /// The node of the calling process: in a task or actor, the node it runs on (Ray's
+    /// `get_runtime_context().get_node_id()`); nil outside a Ray process.
+    public static var currentNodeID: NodeID? { currentWorker?.nodeID }
+
     /// The node's object store: bytes in use and objects in it.
     public func objectStoreUsage() async throws -> (usedBytes: Int, objects: Int) {
         let stats = try await worker.nodeStats()
@@ -271,6 +291,37 @@ public final class Ray: Sendable {
         let system = RayActorSystem(worker: worker)
         BinaryDecoder.userInfo[.actorSystemKey] = system
         return system
+    }
+
+    /// The node a driver joins: the one at `RAY_NODE_IP_ADDRESS` if set, else one whose address is
+    /// this machine's (the head first), else the head, else any live node.
+    static func localNode(_ nodes: [Ray_Rpc_GcsNodeInfo]) -> Ray_Rpc_GcsNodeInfo? {
+        let alive = nodes.filter { $0.state == .alive }.sorted { $0.isHeadNode && !$1.isHeadNode }
+        if let ip = ProcessInfo.processInfo.environment["RAY_NODE_IP_ADDRESS"], !ip.isEmpty {
+            return alive.first { $0.nodeManagerAddress == ip }
+        }
+        let mine = localAddresses()
+        func isMine(_ address: String) -> Bool { address.hasPrefix("127.") || mine.contains(address) }
+        return alive.first { isMine($0.nodeManagerAddress) } ?? alive.first
+    }
+
+    /// This machine's IPv4 addresses (in this network namespace).
+    static func localAddresses() -> Set<String> {
+        var result: Set<String> = []
+        var list: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&list) == 0 else { return result }
+        defer { freeifaddrs(list) }
+        var cursor = list
+        while let entry = cursor {
+            if let address = entry.pointee.ifa_addr, address.pointee.sa_family == sa_family_t(AF_INET) {
+                var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+                if getnameinfo(address, socklen_t(MemoryLayout<sockaddr_in>.size), &host, socklen_t(host.count), nil, 0, NI_NUMERICHOST) == 0 {
+                    result.insert(String(cString: host))
+                }
+            }
+            cursor = entry.pointee.ifa_next
+        }
+        return result
     }
 
     private static func currentExecutable() -> String {

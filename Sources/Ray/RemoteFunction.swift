@@ -41,6 +41,23 @@ public struct RemoteFunction<Args, Result: Codable & Sendable>: AnyRemoteFunctio
         return copy
     }
 
+    /// A copy with other resources and a place to run: a scheduling strategy and Ray 2.60's label
+    /// selector (label key to `"value"`, `"!value"`, `"in(a,b)"` or `"!in(a,b)"`).
+    public func options(numCPUs: Double? = nil, resources: [String: Double]? = nil, scheduling: SchedulingStrategy,
+                        labelSelector: [String: String] = [:]) -> RemoteFunction {
+        var copy = options(numCPUs: numCPUs, resources: resources)
+        copy.taskOptions.schedulingStrategy = scheduling.proto
+        copy.taskOptions.labelSelector = labelSelector
+        return copy
+    }
+
+    /// A copy that runs only on nodes whose labels match (Ray 2.60's `label_selector`).
+    public func options(numCPUs: Double? = nil, resources: [String: Double]? = nil, labelSelector: [String: String]) -> RemoteFunction {
+        var copy = options(numCPUs: numCPUs, resources: resources)
+        copy.taskOptions.labelSelector = labelSelector
+        return copy
+    }
+
     @inlinable
     func submit(_ arguments: [TaskArgument]) -> ObjectRef<Result> {
         let worker = Ray.requireWorker()

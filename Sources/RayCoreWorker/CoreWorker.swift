@@ -138,7 +138,10 @@ public final class CoreWorker: Sendable {
         let localSocket = "swift-ray-\(workerID.hex)"
         serverConfiguration.localSocketName = localSocket
         serverConfiguration.executor = .coreWorker
-        server = try RPCServer(host: "127.0.0.1", port: 0, router: router, configuration: serverConfiguration)
+        // The node's address (its raylet's host): peers on other nodes reach this process there.
+        let bindHost = Self.host(of: configuration.rayletAddress)
+        server = try Self.bind(host: bindHost, router: router, configuration: serverConfiguration,
+                               ports: configuration.mode == .worker ? Self.workerPorts() : nil)
 
         var request = Ray_Rpc_RegisterClientRequest()
         request.workerType = configuration.mode == .driver ? .driver : .worker
@@ -146,7 +149,7 @@ public final class CoreWorker: Sendable {
         request.jobID = Data(jobID.bytes)
         request.pid = getpid()
         var address = Ray_Rpc_Address()
-        address.ipAddress = "127.0.0.1"
+        address.ipAddress = bindHost
         address.port = Int32(server.port)
         address.workerID = Data(workerID.bytes)
         address.localSocket = localSocket
@@ -181,6 +184,38 @@ public final class CoreWorker: Sendable {
         if let makeHost = configuration.actorHost { host.withLock { $0 = makeHost(self) } }
         configuration.willServe?(self)
         box.set(self)
+    }
+
+    /// The host part of `host:port` (127.0.0.1 if there is none).
+    static func host(of address: String) -> String {
+        guard let colon = address.lastIndex(of: ":"), colon > address.startIndex else { return "127.0.0.1" }
+        return String(address[..<colon])
+    }
+
+    /// `RAY_MIN_WORKER_PORT`…`RAY_MAX_WORKER_PORT`, set by the raylet from `ray start`'s flags.
+    static func workerPorts() -> ClosedRange<Int>? {
+        let environment = ProcessInfo.processInfo.environment
+        guard let low = environment["RAY_MIN_WORKER_PORT"].flatMap(Int.init),
+              let high = environment["RAY_MAX_WORKER_PORT"].flatMap(Int.init), low > 0, low <= high else { return nil }
+        return low...high
+    }
+
+    /// Binds the core-worker service on `host`: any free port, or one of `ports` (tried from a random
+    /// place in the range, so the node's workers rarely collide).
+    static func bind(host: String, router: RPCRouter, configuration: RPCServer.Configuration,
+                     ports: ClosedRange<Int>?) throws -> RPCServer {
+        guard let ports else { return try RPCServer(host: host, port: 0, router: router, configuration: configuration) }
+        let start = Int.random(in: ports)
+        var lastError: (any Error)?
+        for step in 0..<min(ports.count, 64) {
+            let port = ports.lowerBound + (start - ports.lowerBound + step) % ports.count
+            do {
+                return try RPCServer(host: host, port: port, router: router, configuration: configuration)
+            } catch {
+                lastError = error
+            }
+        }
+        throw RayError(.connection, "no free port for a worker in \(ports.lowerBound)–\(ports.upperBound) on \(host)", cause: "\(lastError.map { "\($0)" } ?? "")")
     }
 
     /// Leaves the raylet (a driver's workers stop with it) and stops serving.

@@ -41,11 +41,15 @@ public struct TaskArgument: Sendable {
     }
 }
 
-/// How a task is run: what it needs from the node and how many objects it returns.
+/// How a task is run: what it needs from the node, where it may run, and how many objects it returns.
 public struct TaskOptions: Sendable {
     /// Resources the task holds while it runs (Ray's default: one CPU).
     public var resources: [String: Double] = ["CPU": 1]
     public var numReturns = 1
+    /// Where it may run (none set: Ray's default hybrid policy).
+    public var schedulingStrategy = Ray_Rpc_SchedulingStrategy()
+    /// Ray 2.60's `label_selector`: label key to "value", "!value", "in(a,b)" or "!in(a,b)".
+    public var labelSelector: [String: String] = [:]
     public init() {}
 }
 
@@ -67,6 +71,8 @@ final class TaskSubmitter: Sendable {
         var id: UInt64
         var worker: Ray_Rpc_Address
         var pid: Int32
+        /// The raylet that granted it (the worker goes back there).
+        var raylet: RPCChannel
         /// The worker's channel, looked up once per lease rather than per push.
         var channel: RPCChannel
         /// When it was last parked idle.
@@ -75,6 +81,8 @@ final class TaskSubmitter: Sendable {
 
     struct ClassState {
         var resources: [String: Double]
+        var strategy = Ray_Rpc_SchedulingStrategy()
+        var labelSelector: [String: String] = [:]
         var queue: [PendingTask] = []
         var head = 0
         var activeLeases = 0
@@ -104,8 +112,10 @@ final class TaskSubmitter: Sendable {
 
         var classes: [String: ClassState] = [:]
         var nextID: UInt64 = 0
-        /// Tasks pushed and not answered yet: the worker they run on.
-        var inFlight: [TaskID: Ray_Rpc_Address] = [:]
+        /// Tasks pushed and not answered yet: the worker they run on and the raylet that leased it.
+        var inFlight: [TaskID: (worker: Ray_Rpc_Address, raylet: RPCChannel)] = [:]
+        /// Lease requests that were spilled to another node's raylet: where they wait now.
+        var requestRaylets: [UInt64: RPCChannel] = [:]
         var cancelled: Set<TaskID> = []
         var shutDown = false
         /// An idle-lease sweep is scheduled (one at a time, while leases idle).
@@ -140,6 +150,8 @@ extension CoreWorker {
         var spec = Ray_Rpc_TaskSpec()
         spec.functionName = function
         spec.requiredResources = options.resources
+        spec.schedulingStrategy = options.schedulingStrategy
+        spec.labelSelector = options.labelSelector
         let (task, returns) = prepareTask(spec, taskID: taskID, arguments: arguments, numReturns: options.numReturns)
         guard let task else { return returns }
         if task.argumentRefs.isEmpty {
@@ -272,17 +284,32 @@ extension CoreWorker {
         return task
     }
 
-    private func schedulingKey(_ resources: [String: Double]) -> String {
-        if resources.count == 1, let cpu = resources["CPU"] { return "CPU=\(cpu)" }
-        return resources.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+    /// Tasks of one key share leases: the same resources, strategy and label selector.
+    private func schedulingKey(_ spec: Ray_Rpc_TaskSpec) -> String {
+        let resources = spec.requiredResources
+        var key = resources.count == 1 && resources["CPU"] != nil ? "CPU=\(resources["CPU"]!)"
+            : resources.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+        switch spec.schedulingStrategy.strategy {
+        case nil: break
+        case .spreadSchedulingStrategy: key += "|spread"
+        case .nodeAffinitySchedulingStrategy(let affinity): key += "|node=\(affinity.nodeID.base64EncodedString()),soft=\(affinity.soft)"
+        }
+        if !spec.labelSelector.isEmpty {
+            key += "|" + spec.labelSelector.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+        }
+        return key
     }
 
     func enqueue(_ task: TaskSubmitter.PendingTask) {
-        let key = schedulingKey(task.spec.requiredResources)
+        let key = schedulingKey(task.spec)
         let (wake, requestLease, shutDown) = submitter.state.withLock { s -> (TaskSubmitter.Lease?, UInt64?, Bool) in
             if s.shutDown { return (nil, nil, true) }
             if s.cancelled.remove(task.taskID) != nil { return (nil, nil, true) }
-            if s.classes[key] == nil { s.classes[key] = TaskSubmitter.ClassState(resources: task.spec.requiredResources) }
+            if s.classes[key] == nil {
+                s.classes[key] = TaskSubmitter.ClassState(
+                    resources: task.spec.requiredResources, strategy: task.spec.schedulingStrategy,
+                    labelSelector: task.spec.labelSelector)
+            }
             // Mutated in place (a copy of the class state would copy its whole queue).
             return s.withClass(key) { c, nextID in
                 c.queue.append(task)
@@ -304,48 +331,42 @@ extension CoreWorker {
         if let requestLease { Task(executorPreference: ThreadExecutor.coreWorker) { await self.leaseAndRun(key: key, requestID: requestLease) } }
     }
 
-    /// Asks the raylet for a worker (retrying while it is busy) and runs queued tasks on it.
+    /// Asks the raylet for a worker (retrying while it is busy, following spillback to the node the
+    /// raylet names) and runs queued tasks on it.
     private func leaseAndRun(key: String, requestID: UInt64) async {
-        guard let resources = submitter.state.withLock({ $0.classes[key]?.resources }) else { return }
+        guard let c = submitter.state.withLock({ $0.classes[key] }) else { return }
         var request = Ray_Rpc_RequestWorkerLeaseRequest()
         request.jobID = Data(jobID.bytes)
-        request.requiredResources = resources
+        request.requiredResources = c.resources
+        request.schedulingStrategy = c.strategy
+        request.labelSelector = c.labelSelector
         request.ownerAddress = address
         request.schedulingClassName = submitter.state.withLock { s in
             s.classes[key].flatMap { c in c.queued > 0 ? c.queue[c.head].spec.functionName : nil } ?? key
         }
         request.requestID = String(requestID)
-        var reply: Ray_Rpc_RequestWorkerLeaseReply?
-        while reply == nil {
-            do {
-                // The raylet holds the request until resources free up, answering `canceled` just before
-                // the deadline if it could not grant it: then ask again if the tasks still wait.
-                let answer = try await raylet.unary(
-                    NodeManagerMethods.requestWorkerLease, request, options: CallOptions(timeout: .seconds(60)))
-                if !answer.canceled {
-                    reply = answer
-                    break
-                }
-                let again = submitter.state.withLock { s -> Bool in
-                    !s.shutDown && (s.classes[key]?.queued ?? 0) > 0 && s.classes[key]?.requests.contains(requestID) == true
-                }
-                if !again { break }
-            } catch {
-                let stop = submitter.state.withLock { s in s.shutDown }
-                if !stop {
-                    failQueue(key, TaskFailure(kind: .connection, type: "", message: "no worker lease from the raylet: \(error)", function: request.schedulingClassName))
-                }
-                break
+        let outcome = await lease(request, stillWanted: { [self] in
+            submitter.state.withLock { s in
+                !s.shutDown && (s.classes[key]?.queued ?? 0) > 0 && s.classes[key]?.requests.contains(requestID) == true
             }
-        }
+        }, waitingAt: { [self] raylet in
+            submitter.state.withLock { $0.requestRaylets[requestID] = raylet }
+        })
         submitter.state.withLock { s in
             s.classes[key]?.requests.remove(requestID)
-            if reply != nil, reply!.infeasible == false { s.classes[key]?.activeLeases += 1 }
+            s.requestRaylets[requestID] = nil
+            if case .granted = outcome { s.classes[key]?.activeLeases += 1 }
         }
-        guard let reply else { return }
-        if reply.infeasible {
-            failQueue(key, TaskFailure(kind: .infeasible, type: "", message: reply.message, function: request.schedulingClassName))
+        let reply: Ray_Rpc_RequestWorkerLeaseReply
+        let grantedBy: RPCChannel
+        switch outcome {
+        case .notNeeded: return
+        case .failed(let failure):
+            failQueue(key, failure)
             return
+        case .granted(let answer, let raylet):
+            reply = answer
+            grantedBy = raylet
         }
         let channel: RPCChannel
         do {
@@ -356,10 +377,11 @@ extension CoreWorker {
             submitter.state.withLock { $0.classes[key]?.activeLeases -= 1 }
             var giveBack = Ray_Rpc_ReturnWorkerRequest()
             giveBack.workerID = reply.workerAddress.workerID
-            _ = try? await raylet.unary(NodeManagerMethods.returnWorker, giveBack, options: CallOptions(timeout: .seconds(10)))
+            _ = try? await grantedBy.unary(NodeManagerMethods.returnWorker, giveBack, options: CallOptions(timeout: .seconds(10)))
             return
         }
-        pump(key: key, lease: TaskSubmitter.Lease(id: requestID, worker: reply.workerAddress, pid: reply.workerPid, channel: channel))
+        pump(key: key, lease: TaskSubmitter.Lease(id: requestID, worker: reply.workerAddress, pid: reply.workerPid,
+                                                  raylet: grantedBy, channel: channel))
     }
 
     private func failQueue(_ key: String, _ failure: TaskFailure) {
@@ -386,7 +408,7 @@ extension CoreWorker {
                 }
                 return batch
             }
-            for task in batch { s.inFlight[task.taskID] = lease.worker }
+            for task in batch { s.inFlight[task.taskID] = (lease.worker, lease.raylet) }
             let startSweep = batch.isEmpty && !shutDown && !s.sweeping
             if startSweep { s.sweeping = true }
             return (batch, startSweep)
@@ -477,23 +499,23 @@ extension CoreWorker {
 
     /// The lease is over: withdraw lease requests nobody needs any more and give the worker back.
     private func endLease(key: String, lease: TaskSubmitter.Lease, workerDied: Bool) async {
-        let requestsToCancel = submitter.state.withLock { s -> Set<UInt64> in
+        let requestsToCancel = submitter.state.withLock { s -> [(UInt64, RPCChannel)] in
             s.classes[key]?.activeLeases -= 1
             guard let c = s.classes[key], c.queued == 0, c.activeLeases == 0 else { return [] }
-            // Nothing left to run: lease requests still waiting at the raylet are not needed.
+            // Nothing left to run: lease requests still waiting at a raylet are not needed.
             s.classes[key]?.requests = []
-            return c.requests
+            return c.requests.map { ($0, s.requestRaylets[$0] ?? raylet) }
         }
-        for id in requestsToCancel {
+        for (id, waitingAt) in requestsToCancel {
             var cancel = Ray_Rpc_CancelWorkerLeaseRequest()
             cancel.ownerWorkerID = address.workerID
             cancel.requestID = String(id)
-            Task(executorPreference: ThreadExecutor.coreWorker) { [self] in _ = try? await raylet.unary(NodeManagerMethods.cancelWorkerLease, cancel, options: CallOptions(timeout: .seconds(10))) }
+            Task(executorPreference: ThreadExecutor.coreWorker) { _ = try? await waitingAt.unary(NodeManagerMethods.cancelWorkerLease, cancel, options: CallOptions(timeout: .seconds(10))) }
         }
         var giveBack = Ray_Rpc_ReturnWorkerRequest()
         giveBack.workerID = lease.worker.workerID
         giveBack.disconnectWorker = workerDied
-        _ = try? await raylet.unary(NodeManagerMethods.returnWorker, giveBack, options: CallOptions(timeout: .seconds(10)))
+        _ = try? await lease.raylet.unary(NodeManagerMethods.returnWorker, giveBack, options: CallOptions(timeout: .seconds(10)))
     }
 
     func complete(_ task: TaskSubmitter.PendingTask, _ result: Ray_Rpc_TaskResult, executedBy worker: Data) {
@@ -553,7 +575,7 @@ extension CoreWorker {
     /// Cancelling a finished task does nothing.
     public func cancel(_ id: ObjectID, force: Bool = false) async {
         let taskID = id.taskID
-        let (queued, worker) = submitter.state.withLock { s -> (TaskSubmitter.PendingTask?, Ray_Rpc_Address?) in
+        let (queued, running) = submitter.state.withLock { s -> (TaskSubmitter.PendingTask?, (worker: Ray_Rpc_Address, raylet: RPCChannel)?) in
             for key in s.classes.keys {
                 let found = s.withClass(key) { c, _ -> TaskSubmitter.PendingTask? in
                     guard let index = c.queue[c.head...].firstIndex(where: { $0.taskID == taskID }) else { return nil }
@@ -561,9 +583,9 @@ extension CoreWorker {
                 }
                 if let found { return (found, nil) }
             }
-            if let worker = s.inFlight[taskID] {
+            if let running = s.inFlight[taskID] {
                 s.cancelled.insert(taskID)
-                return (nil, worker)
+                return (nil, running)
             }
             // Not queued yet (its arguments are pending) or already done: mark it, enqueue drops it.
             if store.value(id) == nil { s.cancelled.insert(taskID) }
@@ -573,14 +595,14 @@ extension CoreWorker {
             finish(queued, with: TaskFailure(kind: .taskCancelled, type: "", message: "the task was cancelled before it ran", function: queued.spec.functionName))
             return
         }
-        if let worker, force {
+        if let (worker, leasedFrom) = running, force {
             // Ray's force=True: the worker process dies. The raylet kills it (the worker may be busy
             // in code that never yields); the push then fails and the task reports TaskCancelledError.
             var kill = Ray_Rpc_ReturnWorkerRequest()
             kill.workerID = worker.workerID
             kill.disconnectWorker = true
-            _ = try? await raylet.unary(NodeManagerMethods.returnWorker, kill, options: CallOptions(timeout: .seconds(5)))
-        } else if let worker {
+            _ = try? await leasedFrom.unary(NodeManagerMethods.returnWorker, kill, options: CallOptions(timeout: .seconds(5)))
+        } else if let (worker, _) = running {
             var request = Ray_Rpc_CancelTaskRequest()
             request.taskID = Data(taskID.bytes)
             _ = try? await channels.channel(for: worker).unary(CoreWorkerMethods.cancelTask, request, options: CallOptions(timeout: .seconds(5)))

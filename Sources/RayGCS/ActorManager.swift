@@ -68,15 +68,17 @@ actor ActorManager {
         actors[id] = data
         await state.publishActor(data)
 
-        // A node that could ever host it: its raylet queues the lease until the resources are free.
-        guard let node = await node(for: spec.requiredResources) else {
-            let cause = "no node of the cluster has the resources \(spec.requiredResources) it needs"
+        // Ask the owner's node first, as Ray does: its raylet applies the scheduling policy and spills
+        // the lease to the node that should host the actor (a lease no node can take waits there).
+        guard let first = await firstNode(for: spec) else {
+            let cause = "the cluster has no live node"
             await markDead(id, cause: cause)
             reply.actor = actors[id] ?? data
-            reply.status = Self.status(9, cause)
+            reply.status = Self.status(14, cause)
             return reply
         }
-        let raylet: RPCChannel
+        var node = first
+        var raylet: RPCChannel
         do {
             raylet = try channel(to: node)
         } catch {
@@ -91,17 +93,31 @@ actor ActorManager {
         lease.ownerAddress.workerID = Data(leaseOwner.bytes)
         lease.schedulingClassName = "actor \(creation.className)"
         lease.isDetachedActor = creation.isDetached
+        lease.schedulingStrategy = spec.schedulingStrategy
+        lease.labelSelector = spec.labelSelector
         var granted: Ray_Rpc_RequestWorkerLeaseReply?
         while granted == nil {
             nextLeaseRequest += 1
             lease.requestID = "actor-\(nextLeaseRequest)"
             do {
                 let answer = try await raylet.unary(NodeManagerMethods.requestWorkerLease, lease, options: CallOptions(timeout: .seconds(3600)))
-                if answer.infeasible {
+                if answer.unschedulable || answer.infeasible {
                     await markDead(id, cause: answer.message)
                     reply.actor = actors[id] ?? data
                     reply.status = Self.status(9, answer.message)
                     return reply
+                }
+                if answer.hasRetryAtRayletAddress || answer.rejected {
+                    // Spillback: that node's raylet grants it (or rejects it, and the first node decides again).
+                    let target = answer.rejected ? first.nodeID : answer.retryAtRayletAddress.nodeID
+                    if let next = await state.allNodes().first(where: { $0.nodeID == target && $0.state == .alive }),
+                       let channel = try? channel(to: next) {
+                        node = next
+                        raylet = channel
+                    }
+                    lease.grantOrReject = !answer.rejected
+                    if answer.rejected { try? await ThreadExecutor.gcs.sleep(for: .milliseconds(5)) }
+                    continue
                 }
                 if !answer.canceled { granted = answer }
             } catch {
@@ -165,21 +181,11 @@ actor ActorManager {
         return status
     }
 
-    /// A live node whose total resources cover `required`, preferring one with them free now.
-    private func node(for required: [String: Double]) async -> Ray_Rpc_GcsNodeInfo? {
+    /// Where an actor's lease is asked for first: its owner's node while it lives (its raylet then
+    /// decides, with the whole cluster's view), else the head, else any live node.
+    private func firstNode(for spec: Ray_Rpc_TaskSpec) async -> Ray_Rpc_GcsNodeInfo? {
         let nodes = await state.allNodes().filter { $0.state == .alive }
-        let usage = await state.allResources()
-        func covers(_ have: [String: Double]) -> Bool {
-            required.allSatisfy { key, amount in amount <= 0 || (have[key] ?? 0) + 1e-9 >= amount }
-        }
-        var feasible: [Ray_Rpc_GcsNodeInfo] = []
-        for node in nodes {
-            let total = usage.first { $0.nodeID == node.nodeID }?.resourcesTotal ?? node.resourcesTotal
-            if covers(total) { feasible.append(node) }
-        }
-        return feasible.first { node in
-            usage.first { $0.nodeID == node.nodeID }.map { covers($0.resourcesAvailable) } ?? false
-        } ?? feasible.first
+        return nodes.first { $0.nodeID == spec.callerAddress.nodeID } ?? nodes.first { $0.isHeadNode } ?? nodes.first
     }
 
     private func channel(to node: Ray_Rpc_GcsNodeInfo) throws(RPCError) -> RPCChannel {

@@ -151,7 +151,10 @@ actor GCSState {
         guard nodes[id]?.state == .alive else {
             throw RPCError(code: .failedPrecondition, message: "node \(id) is not a live registered node")
         }
+        guard resources[id] != data else { return }
         resources[id] = data
+        // Every raylet schedules with the view: publish the change (the sequence id versions it).
+        publish(.gcsResourceViewChannel, key: data.nodeID) { $0.resourcesMessage = data }
     }
 
     /// The last report of every live node.

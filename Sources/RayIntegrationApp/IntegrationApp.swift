@@ -123,7 +123,7 @@ struct IntegrationApp: RayApplication {
         square, add, increment, sumFloats, checksum, makeBytes, fail, workerPID, sleepThenPID, sleepMs, interval,
         fanOut, shout, brokenResult, maybeSquares, takesUnencodable, sumRefs, divmod, stats, byteCount, dataCount, spin,
         stash, sumStashed, clearStash, hogPool, taskThreads,
-    ] + actorFunctions
+    ] + actorFunctions + multiNodeFunctions
 
     static var localClusterOptions: Ray.LocalClusterOptions {
         var options = Ray.LocalClusterOptions()
@@ -274,11 +274,21 @@ struct IntegrationApp: RayApplication {
             report("half_cpu_max_overlap", maxOverlap(halfIntervals))
             let specials = (0..<3).map { _ in interval.options(numCPUs: 0, resources: ["special": 1]).remote(200) }
             report("special_max_overlap", maxOverlap(try await ray.get(specials, timeout: .seconds(60))))
+            // No node could run it: as on a Ray cluster it waits (for a node that fits to join), the
+            // driver is warned once, and cancelling it ends the wait.
+            let infeasible = square.options(numCPUs: 64).remote(1)
             do {
-                _ = try await square.options(numCPUs: 64).remote(1).get(timeout: .seconds(20))
+                _ = try await infeasible.get(timeout: .seconds(2))
                 throw Failed("an infeasible task ran")
-            } catch let error as RayTaskError {
+            } catch let error as RayError {
                 report("infeasible_kind", error.kind.rawValue)
+            }
+            await ray.cancel(infeasible)
+            do {
+                _ = try await infeasible.get(timeout: .seconds(10))
+                throw Failed("a cancelled infeasible task ran")
+            } catch let error as RayTaskError {
+                report("cancelled_infeasible_kind", error.kind.rawValue)
             }
 
         case "nested":
@@ -422,7 +432,9 @@ struct IntegrationApp: RayApplication {
             try await Task.sleep(for: .seconds(120))
 
         default:
-            guard try await ActorScenarios.run(scenario, arguments, ray: ray) else { throw Failed("unknown scenario \(scenario)") }
+            var known = try await ActorScenarios.run(scenario, arguments, ray: ray)
+            if !known { known = try await MultiNodeScenarios.run(scenario, arguments, ray: ray) }
+            guard known else { throw Failed("unknown scenario \(scenario)") }
         }
         report("driver_pid", Int(getpid()))
         report("elapsed_ms", Int((ContinuousClock.now - start) / .milliseconds(1)))

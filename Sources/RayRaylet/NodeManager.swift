@@ -10,6 +10,7 @@ import RayCommon
 import RayConcurrency
 import RayProtos
 import RayRPC
+import RayScheduling
 import RayServices
 
 /// The raylet's local scheduler and worker pool: it grants leases of workers to submitters while the
@@ -30,6 +31,10 @@ actor NodeManager {
         var gcsAddress: String
         var nodeManagerAddress: String
         var objectStoreName: String
+        /// The node's address: its workers listen there.
+        var host = "127.0.0.1"
+        /// Ports the node's workers bind (nil: any free one).
+        var workerPorts: ClosedRange<Int>?
     }
 
     struct Job {
@@ -40,6 +45,11 @@ actor NodeManager {
         var workingDirectory: String?
         var environment: [String: String]
         var driverChannel: RPCChannel?
+        /// The driver runs on another node: this node learned of the job from the GCS (when a lease
+        /// for it came) and ends it when the GCS says so.
+        var remote = false
+        /// Resource shapes the driver was warned about (infeasible here and everywhere).
+        var warned: Set<ResourceSet> = []
         /// Workers that exited before registering, in a row; at `maxStartupFailures` the job's
         /// leases fail instead of starting more.
         var startupFailures = 0
@@ -73,6 +83,13 @@ actor NodeManager {
         var resources: ResourceSet
         /// For a detached actor: the worker granted outlives the job's driver.
         var detachedActor = false
+        /// Strategy and label selector (resources as above).
+        var scheduling: SchedulingRequest
+        /// Spilled here by another raylet: granted here or rejected, never spilled on.
+        var grantOrReject = false
+        /// No node could run it when it came (or since): it waits for one that can to join.
+        var infeasible = false
+        var schedulingClassName = ""
         var continuation: CheckedContinuation<Ray_Rpc_RequestWorkerLeaseReply, any Error>
     }
 
@@ -88,31 +105,47 @@ actor NodeManager {
         case workerStarted(Ray_Rpc_WorkerTableData)
         case workerDied(Ray_Rpc_WorkerTableData)
         case resources(Ray_Rpc_ResourcesData)
+        case jobFinished(JobID)
     }
     nonisolated let gcsReports: AsyncStream<GCSReport>
     private let gcsReportSink: AsyncStream<GCSReport>.Continuation
     private var lastResources: Ray_Rpc_ResourcesData?
     let nodeID: NodeID
     nonisolated let total: ResourceSet
-    private(set) var available: ResourceSet
-    private var jobs: [JobID: Job] = [:]
+    nonisolated let labels: [String: String]
+    /// What is free here; the view's entry for this node follows it.
+    private(set) var available: ResourceSet {
+        didSet { view.setAvailable(nodeID, available) }
+    }
+    /// The cluster as this raylet sees it: its own node exactly, the others from the GCS.
+    var view = ClusterView()
+    var policy = SchedulingPolicy()
+    /// Other nodes' raylets, for spillback.
+    var rayletAddresses: [NodeID: Ray_Rpc_Address] = [:]
+    /// Looks a job up in the GCS (a lease for a job whose driver is on another node).
+    let jobInfo: @Sendable (JobID) async -> Ray_Rpc_JobTableData?
+    var jobs: [JobID: Job] = [:]
     private var workers: [WorkerID: Worker] = [:]
-    private var pending: [PendingLease] = []
+    var pending: [PendingLease] = []
     private var nextLeaseID: UInt64 = 0
     private let logs: AsyncStream<(JobID, Ray_Rpc_WorkerLogLines)>.Continuation
     private var forwarder: Task<Void, Never>?
     private var reaper: Task<Void, Never>?
 
-    init(nodeID: NodeID, resources: [String: Double], settings: Settings,
+    init(nodeID: NodeID, resources: [String: Double], labels: [String: String] = [:], settings: Settings,
          storeUsed: @escaping @Sendable () -> Int64,
+         jobInfo: @escaping @Sendable (JobID) async -> Ray_Rpc_JobTableData? = { _ in nil },
          clientGone: @escaping @Sendable (WorkerID) -> Void) {
         self.nodeID = nodeID
+        self.labels = labels
+        self.jobInfo = jobInfo
         self.clientGone = clientGone
         self.storeUsed = storeUsed
         (gcsReports, gcsReportSink) = AsyncStream<GCSReport>.makeStream()
         self.settings = settings
         self.total = ResourceSet(resources)
         self.available = total
+        view.update(nodeID, NodeResources(total: total, available: total, labels: labels))
         let (stream, continuation) = AsyncStream<(JobID, Ray_Rpc_WorkerLogLines)>.makeStream()
         self.logs = continuation
         self.forwarder = nil
@@ -204,16 +237,19 @@ actor NodeManager {
         if let (jobID, _) = jobs.first(where: { $0.value.driverWorkerID == workerID }) {
             endJob(jobID, reason: reason)
         } else if let worker = workers[workerID] {
-            workers[workerID]?.state = .exiting
+            stopLeasing(workerID)
             worker.process.signal(SIGTERM)
+            schedule()
         }
     }
 
-    private func endJob(_ jobID: JobID, reason: String) {
+    func endJob(_ jobID: JobID, reason: String) {
         guard let job = jobs.removeValue(forKey: jobID) else { return }
         clientGone(job.driverWorkerID)
+        // The driver was this node's: the GCS hears that its job ended (the other nodes then end it too).
+        if !job.remote { gcsReportSink.yield(.jobFinished(jobID)) }
         for (id, worker) in workers where worker.jobID == jobID && !worker.hostsDetachedActor {
-            workers[id]?.state = .exiting
+            stopLeasing(id)
             worker.process.signal(SIGKILL)
         }
         pending.removeAll { lease in
@@ -221,30 +257,58 @@ actor NodeManager {
             lease.continuation.resume(throwing: RPCError(code: .cancelled, message: "job \(jobID) ended: \(reason)"))
             return true
         }
+        schedule()
+    }
+
+    /// The worker is going: it takes no lease again, and what a lease of it held is free (its exit
+    /// finds it `exiting` and gives nothing back twice).
+    private func stopLeasing(_ id: WorkerID) {
+        guard let worker = workers[id] else { return }
+        if case .leased(let resources, let blocked) = worker.state { available.add(blocked ? resources.withoutCPU : resources) }
+        workers[id]?.state = .exiting
     }
 
     // MARK: leases
 
-    /// Grants a lease when the node has the resources, in order of arrival. Answers `canceled` just
-    /// before `deadline` if it could not (so a grant never races the caller giving up), or when the
-    /// owner withdraws the request.
+    /// Grants a lease when the node has the resources, in order of arrival, or answers where to ask
+    /// instead (spillback) when the scheduling policy picks another node. Work no node could run
+    /// waits here for one that can to join. Answers `canceled` just before `deadline` if it could not
+    /// (so a grant never races the caller giving up), or when the owner withdraws the request.
     func requestLease(_ request: Ray_Rpc_RequestWorkerLeaseRequest, deadline: ContinuousClock.Instant?) async throws
         -> Ray_Rpc_RequestWorkerLeaseReply
     {
         let jobID = try JobID(request.jobID, field: "job_id")
-        guard jobs[jobID] != nil else {
-            throw RPCError(code: .failedPrecondition, message: "job \(jobID) has no driver registered on this node")
-        }
-        let resources = ResourceSet(request.requiredResources)
         if let bad = request.requiredResources.first(where: { $0.value < 0 || !$0.value.isFinite }) {
             throw RPCError(code: .invalidArgument, message: "resource \(bad.key) cannot be \(bad.value)")
         }
-        guard total.covers(resources) else {
-            var reply = Ray_Rpc_RequestWorkerLeaseReply()
-            reply.infeasible = true
-            reply.message = "\(request.schedulingClassName) needs \(resources), this node has \(total) in all"
-            return reply
+        let scheduling = try Self.schedulingRequest(request)
+        if jobs[jobID] == nil { await adoptJob(jobID) }
+        guard jobs[jobID] != nil else {
+            throw RPCError(code: .failedPrecondition, message: "job \(jobID) has no driver registered on this node, and the GCS does not know it")
         }
+        var infeasible = false
+        if request.grantOrReject {
+            guard view[nodeID].map({ $0.isFeasible(scheduling.resources) && scheduling.labelSelector.matches($0.labels) }) == true else {
+                var reply = Ray_Rpc_RequestWorkerLeaseReply()
+                reply.rejected = true
+                reply.message = "node \(nodeID.hex) cannot run \(scheduling.resources)"
+                return reply
+            }
+        } else {
+            switch policy.decide(scheduling, in: view, local: nodeID) {
+            case .run(let node), .queue(let node):
+                if node != nodeID, let reply = spillback(to: node) { return reply }
+            case .unschedulable(let message):
+                var reply = Ray_Rpc_RequestWorkerLeaseReply()
+                reply.unschedulable = true
+                reply.message = "\(request.schedulingClassName) cannot be scheduled: \(message)"
+                return reply
+            case .infeasible(let message):
+                infeasible = true
+                warnInfeasible(jobID, scheduling.resources, "\(request.schedulingClassName): \(message)")
+            }
+        }
+        let resources = scheduling.resources
         nextLeaseID += 1
         let id = nextLeaseID
         let requestKey = request.ownerAddress.workerID.base64EncodedString() + "/" + request.requestID
@@ -259,7 +323,9 @@ actor NodeManager {
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 pending.append(PendingLease(id: id, requestKey: requestKey, jobID: jobID, resources: resources,
-                                            detachedActor: request.isDetachedActor, continuation: continuation))
+                                            detachedActor: request.isDetachedActor, scheduling: scheduling,
+                                            grantOrReject: request.grantOrReject, infeasible: infeasible,
+                                            schedulingClassName: request.schedulingClassName, continuation: continuation))
                 schedule()
             }
         } onCancel: {
@@ -275,7 +341,7 @@ actor NodeManager {
         return true
     }
 
-    private func withdraw(_ id: UInt64, reason: String) {
+    func withdraw(_ id: UInt64, reason: String) {
         guard let index = pending.firstIndex(where: { $0.id == id }) else { return }
         var reply = Ray_Rpc_RequestWorkerLeaseReply()
         reply.canceled = true
@@ -313,11 +379,11 @@ actor NodeManager {
     }
 
     /// Grants what can be granted, in order of arrival, and starts workers the rest will need.
-    private func schedule() {
+    func schedule() {
         var granted: Set<UInt64> = []
         var needed: [JobID: Int] = [:]
         var idle = workers.filter { if case .idle = $0.value.state { return true } else { return false } }
-        for lease in pending where available.covers(lease.resources) {
+        for lease in pending where !lease.infeasible && available.covers(lease.resources) {
             guard let (workerID, worker) = idle.first(where: { $0.value.jobID == lease.jobID }) else {
                 needed[lease.jobID, default: 0] += 1
                 continue
@@ -333,6 +399,7 @@ actor NodeManager {
             lease.continuation.resume(returning: reply)
         }
         if !granted.isEmpty { pending.removeAll { granted.contains($0.id) } }
+        rebalance()
         var starting = workers.values.reduce(0) { count, worker in
             if case .starting = worker.state { return count + 1 } else { return count }
         }
@@ -381,6 +448,11 @@ actor NodeManager {
         environment["RAY_JOB_ID"] = jobID.hex
         environment["RAY_WORKER_ID"] = workerID.hex
         environment["RAY_RAYLET_PID"] = String(getpid())
+        environment["RAY_NODE_IP_ADDRESS"] = settings.host
+        if let ports = settings.workerPorts {
+            environment["RAY_MIN_WORKER_PORT"] = String(ports.lowerBound)
+            environment["RAY_MAX_WORKER_PORT"] = String(ports.upperBound)
+        }
         do {
             let process = try WorkerProcess(
                 workerID: workerID, executable: job.executable, arguments: job.arguments, environment: environment,
@@ -437,7 +509,7 @@ actor NodeManager {
     /// driver process is gone.
     private func reap() {
         reportResourcesIfChanged()
-        for (jobID, job) in jobs where job.driverPID > 0 && kill(job.driverPID, 0) != 0 && errno == ESRCH {
+        for (jobID, job) in jobs where !job.remote && job.driverPID > 0 && kill(job.driverPID, 0) != 0 && errno == ESRCH {
             endJob(jobID, reason: "its driver (pid \(job.driverPID)) exited")
         }
         let now = ContinuousClock.now

@@ -12,6 +12,7 @@ import RayGCSClient
 import RayObjectStore
 import RayProtos
 import RayRPC
+import RayScheduling
 import RayServices
 import Synchronization
 
@@ -45,6 +46,10 @@ public final class Raylet: Sendable {
         public var logDirectory: String?
         /// Idle workers above one per CPU are stopped after this long (Ray: 1 s).
         public var idleWorkerTimeout: Duration = .seconds(1)
+        /// The object manager's port (0: a free one).
+        public var objectManagerPort = 0
+        /// Ports the node's workers bind (`--min-worker-port`…`--max-worker-port`); nil: any free one.
+        public var workerPorts: ClosedRange<Int>?
         public init() {}
     }
 
@@ -58,6 +63,8 @@ public final class Raylet: Sendable {
     let nodeManager: NodeManager
     /// Sends the node manager's reports (workers, resource view) to the GCS, in order.
     private let reporter: Task<Void, Never>
+    /// Applies the GCS's changes (nodes, their resources, jobs ending) to the node manager.
+    private let viewFollower = Mutex<Task<Void, Never>?>(nil)
 
     /// Starts serving and registers with the GCS at `gcsAddress` (waiting up to `registerTimeout` for it).
     public init(gcsAddress: String, options: Options, registerTimeout: Duration = .seconds(10)) async throws {
@@ -73,13 +80,20 @@ public final class Raylet: Sendable {
         // The objects each client created in the store, deleted when the client is gone.
         let owned = OwnedObjects()
         let store = objectStore
+        let gcs = try GCSClient(address: gcsAddress, timeout: registerTimeout)
+        self.gcs = gcs
+        let labels = Self.labels(options.labels, nodeID: nodeID)
         self.nodeManager = NodeManager(
-            nodeID: nodeID, resources: options.resources,
+            nodeID: nodeID, resources: options.resources, labels: labels,
             settings: .init(
                 logDirectory: logDirectory, softLimit: cpus, idleWorkerTimeout: options.idleWorkerTimeout,
                 maxStartingWorkers: cpus, gcsAddress: gcsAddress, nodeManagerAddress: "",
-                objectStoreName: objectStore.region.name),
+                objectStoreName: objectStore.region.name, host: options.host, workerPorts: options.workerPorts),
             storeUsed: { Int64(store.usedBytes) },
+            jobInfo: { jobID in
+                let raw = Data(jobID.bytes)
+                return try? await gcs.jobs().first { $0.jobID == raw }
+            },
             clientGone: { client in
                 for id in owned.removeAll(of: client) { store.delete(id) }
             })
@@ -90,7 +104,6 @@ public final class Raylet: Sendable {
         configuration.executor = .raylet
         self.server = try RPCServer(host: options.host, port: options.port, router: router, configuration: configuration)
         await nodeManager.setNodeManagerAddress("\(options.host):\(server.port)")
-        self.gcs = try GCSClient(address: gcsAddress, timeout: registerTimeout)
         var node = Ray_Rpc_GcsNodeInfo()
         node.nodeID = Data(nodeID.bytes)
         node.nodeManagerAddress = options.host
@@ -99,7 +112,8 @@ public final class Raylet: Sendable {
         node.isHeadNode = options.isHead
         node.resourcesTotal = options.resources
         node.resourcesTotal["object_store_memory"] = Double(objectStore.capacity)
-        node.labels = options.labels
+        node.labels = labels
+        node.objectManagerPort = Int32(options.objectManagerPort)
         node.labels["ray.io/object-store"] = objectStore.region.name
         let gcsClient = self.gcs
         let nodeManager = self.nodeManager
@@ -110,11 +124,30 @@ public final class Raylet: Sendable {
                 case .workerDied(let worker): try? await gcsClient.reportWorkerFailure(worker)
                 case .resources(let resources):
                     do { try await gcsClient.reportResources(resources) } catch { await nodeManager.resourceReportFailed() }
+                case .jobFinished(let jobID): try? await gcsClient.markJobFinished(jobID)
                 }
             }
         }
         do {
+            // Subscribed before the snapshot, so no change falls between the two.
+            let changes = try await gcs.subscribe([.gcsNodeInfoChannel, .gcsResourceViewChannel, .gcsJobChannel])
             try await gcs.register(node: node)
+            for info in try await gcs.nodes() where info.state == .alive { await nodeManager.applyNode(info) }
+            for report in try await gcs.resourceUsage() { await nodeManager.applyResources(report) }
+            let follower = Task(executorPreference: ThreadExecutor.raylet) {
+                do {
+                    for try await message in changes {
+                        switch message.innerMessage {
+                        case .nodeInfoMessage(let info): await nodeManager.applyNode(info)
+                        case .resourcesMessage(let report): await nodeManager.applyResources(report)
+                        case .jobMessage(let job) where job.isDead:
+                            if let id = try? JobID(bytes: job.jobID) { await nodeManager.jobEnded(id) }
+                        default: break
+                        }
+                    }
+                } catch {}
+            }
+            viewFollower.withLock { $0 = follower }
         } catch {
             reporter.cancel()
             await nodeManager.shutdown()
@@ -127,6 +160,7 @@ public final class Raylet: Sendable {
     public func shutdown(reason: String = "the raylet stopped") async {
         await nodeManager.shutdown()
         reporter.cancel()
+        viewFollower.withLock { $0?.cancel() }
         try? await gcs.unregister(node: nodeID, reason: reason)
         await server.shutdown(grace: .seconds(1))
     }
@@ -147,6 +181,13 @@ public final class Raylet: Sendable {
             if kill(pid, 0) != 0 && errno == ESRCH, unlink("/dev/shm/\(name)") == 0 { removed.append(name) }
         }
         return removed
+    }
+
+    /// The node's labels: the ones it was given, and Ray's own (`ray.io/node-id`, the node ID in hex).
+    public static func labels(_ given: [String: String], nodeID: NodeID) -> [String: String] {
+        var labels = given
+        labels[Labels.nodeID] = nodeID.hex
+        return labels
     }
 
     /// The pids of the node's worker processes.

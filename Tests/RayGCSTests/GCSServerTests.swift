@@ -298,14 +298,14 @@ private func code(_ body: () async throws -> Void) async -> RPCError.Code? {
             request.taskSpec.requiredResources = ["CPU": 1]
             let reply = try await channel.unary(GCSMethods.createActor, request)
             #expect(reply.status.code != 0)
-            #expect(reply.status.message.contains("no node"), "\(reply.status.message)")
+            #expect(reply.status.message.contains("no live node"), "\(reply.status.message)")
             #expect(reply.actor.state == .dead)
             let info = try await channel.unary(GCSMethods.getActorInfo, {
                 var get = Ray_Rpc_GetActorInfoRequest()
                 get.actorID = request.taskSpec.actorCreationTaskSpec.actorID
                 return get
             }())
-            #expect(info.actorTableData.deathCause.contains("no node"))
+            #expect(info.actorTableData.deathCause.contains("no live node"))
         }
     }
 

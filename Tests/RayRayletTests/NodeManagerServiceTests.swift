@@ -82,10 +82,30 @@ import Testing
             _ = try await raylet.unary(NodeManagerMethods.registerClient, driver(job: JobID(number: 7), executable: "/bin/false"))
             lease.requiredResources = ["CPU": -1]
             #expect(await status { _ = try await raylet.unary(NodeManagerMethods.requestWorkerLease, lease) }?.0 == .invalidArgument)
+            lease.requiredResources = ["CPU": 1]
+            lease.labelSelector = ["zone": "in(a"]
+            #expect(await status { _ = try await raylet.unary(NodeManagerMethods.requestWorkerLease, lease) }?.0 == .invalidArgument,
+                    "a malformed label selector")
+            lease.labelSelector = [:]
+            lease.schedulingStrategy.nodeAffinitySchedulingStrategy.nodeID = Data(NodeID.random().bytes)
+            let unschedulable = try await raylet.unary(NodeManagerMethods.requestWorkerLease, lease)
+            #expect(unschedulable.unschedulable, "hard affinity to a node that does not exist")
+            #expect(unschedulable.message.contains("soft=False"), "\(unschedulable.message)")
+            lease.schedulingStrategy = Ray_Rpc_SchedulingStrategy()
+
+            // More CPUs than any node has: as in Ray it waits (for a node that fits to join), counted
+            // in the node's pending demand, until the call's deadline answers it `canceled`.
             lease.requiredResources = ["CPU": 3]
-            let infeasible = try await raylet.unary(NodeManagerMethods.requestWorkerLease, lease)
-            #expect(infeasible.infeasible)
-            #expect(infeasible.message.contains("CPU: 3"), "\(infeasible.message)")
+            let waiting = Task { try await raylet.unary(NodeManagerMethods.requestWorkerLease, lease, options: CallOptions(timeout: .seconds(3))) }
+            var demand: [Ray_Rpc_ResourceDemand] = []
+            let deadline = ContinuousClock.now + .seconds(2)
+            while demand.isEmpty && ContinuousClock.now < deadline {
+                demand = try await raylet.unary(NodeManagerMethods.getNodeStats, Ray_Rpc_GetNodeStatsRequest()).pendingDemand
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(demand.first?.shape == ["CPU": 3], "\(demand)")
+            let infeasible = try await waiting.value
+            #expect(infeasible.canceled && infeasible.workerAddress.workerID.isEmpty, "not granted, answered before the deadline")
 
             var unknown = Ray_Rpc_ReturnWorkerRequest()
             unknown.workerID = Data(WorkerID.random().bytes)

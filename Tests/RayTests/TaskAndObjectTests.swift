@@ -100,7 +100,9 @@ import Testing
         #expect(run.status == 0, "\(run.output)")
         #expect(run.int("half_cpu_max_overlap") == 2, "two half-CPU tasks at a time on one CPU")
         #expect(run.int("special_max_overlap") == 1, "one task at a time holds the only `special`")
-        #expect(run.values["infeasible_kind"] == "TaskUnschedulableError")
+        #expect(run.values["infeasible_kind"] == "GetTimeoutError", "an infeasible task waits for a node that fits")
+        #expect(run.values["cancelled_infeasible_kind"] == "TaskCancelledError")
+        #expect(run.output.contains("cannot be scheduled right now: {'CPU': 64.0}"), "the driver is warned: \(run.output)")
     }
 
     @Test func nestedTasksAndRefsInsideValues() async throws {

@@ -79,6 +79,67 @@ public nonisolated struct Ray_Rpc_ResourceDemand: Sendable {
   public init() {}
 }
 
+/// Where a task or actor may run (Ray's scheduling_strategy). None set: the default (hybrid) policy.
+public nonisolated struct Ray_Rpc_SchedulingStrategy: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var strategy: Ray_Rpc_SchedulingStrategy.OneOf_Strategy? = nil
+
+  public var spreadSchedulingStrategy: Ray_Rpc_SpreadSchedulingStrategy {
+    get {
+      if case .spreadSchedulingStrategy(let v)? = strategy {return v}
+      return Ray_Rpc_SpreadSchedulingStrategy()
+    }
+    set {strategy = .spreadSchedulingStrategy(newValue)}
+  }
+
+  public var nodeAffinitySchedulingStrategy: Ray_Rpc_NodeAffinitySchedulingStrategy {
+    get {
+      if case .nodeAffinitySchedulingStrategy(let v)? = strategy {return v}
+      return Ray_Rpc_NodeAffinitySchedulingStrategy()
+    }
+    set {strategy = .nodeAffinitySchedulingStrategy(newValue)}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum OneOf_Strategy: Equatable, Sendable {
+    case spreadSchedulingStrategy(Ray_Rpc_SpreadSchedulingStrategy)
+    case nodeAffinitySchedulingStrategy(Ray_Rpc_NodeAffinitySchedulingStrategy)
+
+  }
+
+  public init() {}
+}
+
+public nonisolated struct Ray_Rpc_SpreadSchedulingStrategy: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Only that node (soft = false), or that node while it is alive and has the resources free, else the
+/// default policy (soft = true).
+public nonisolated struct Ray_Rpc_NodeAffinitySchedulingStrategy: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var nodeID: Data = Data()
+
+  public var soft: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "ray.rpc"
@@ -198,6 +259,127 @@ nonisolated extension Ray_Rpc_ResourceDemand: SwiftProtobuf.Message, SwiftProtob
   public static func ==(lhs: Ray_Rpc_ResourceDemand, rhs: Ray_Rpc_ResourceDemand) -> Bool {
     if lhs.shape != rhs.shape {return false}
     if lhs.count != rhs.count {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_SchedulingStrategy: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SchedulingStrategy"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}spread_scheduling_strategy\0\u{3}node_affinity_scheduling_strategy\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try {
+        var v: Ray_Rpc_SpreadSchedulingStrategy?
+        var hadOneofValue = false
+        if let current = self.strategy {
+          hadOneofValue = true
+          if case .spreadSchedulingStrategy(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.strategy = .spreadSchedulingStrategy(v)
+        }
+      }()
+      case 2: try {
+        var v: Ray_Rpc_NodeAffinitySchedulingStrategy?
+        var hadOneofValue = false
+        if let current = self.strategy {
+          hadOneofValue = true
+          if case .nodeAffinitySchedulingStrategy(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.strategy = .nodeAffinitySchedulingStrategy(v)
+        }
+      }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    switch self.strategy {
+    case .spreadSchedulingStrategy?: try {
+      guard case .spreadSchedulingStrategy(let v)? = self.strategy else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    }()
+    case .nodeAffinitySchedulingStrategy?: try {
+      guard case .nodeAffinitySchedulingStrategy(let v)? = self.strategy else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    }()
+    case nil: break
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_SchedulingStrategy, rhs: Ray_Rpc_SchedulingStrategy) -> Bool {
+    if lhs.strategy != rhs.strategy {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_SpreadSchedulingStrategy: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SpreadSchedulingStrategy"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_SpreadSchedulingStrategy, rhs: Ray_Rpc_SpreadSchedulingStrategy) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_NodeAffinitySchedulingStrategy: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".NodeAffinitySchedulingStrategy"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{1}soft\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.nodeID) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.soft) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.nodeID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.nodeID, fieldNumber: 1)
+    }
+    if self.soft != false {
+      try visitor.visitSingularBoolField(value: self.soft, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_NodeAffinitySchedulingStrategy, rhs: Ray_Rpc_NodeAffinitySchedulingStrategy) -> Bool {
+    if lhs.nodeID != rhs.nodeID {return false}
+    if lhs.soft != rhs.soft {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

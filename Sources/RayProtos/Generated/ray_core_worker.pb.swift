@@ -265,6 +265,21 @@ public nonisolated struct Ray_Rpc_TaskSpec: @unchecked Sendable {
   /// Clears the value of `actorTaskSpec`. Subsequent reads from it will return its default value.
   public mutating func clearActorTaskSpec() {_uniqueStorage()._actorTaskSpec = nil}
 
+  public var schedulingStrategy: Ray_Rpc_SchedulingStrategy {
+    get {_storage._schedulingStrategy ?? Ray_Rpc_SchedulingStrategy()}
+    set {_uniqueStorage()._schedulingStrategy = newValue}
+  }
+  /// Returns true if `schedulingStrategy` has been explicitly set.
+  public var hasSchedulingStrategy: Bool {_storage._schedulingStrategy != nil}
+  /// Clears the value of `schedulingStrategy`. Subsequent reads from it will return its default value.
+  public mutating func clearSchedulingStrategy() {_uniqueStorage()._schedulingStrategy = nil}
+
+  /// Ray 2.60's label_selector: label key to "value", "!value", "in(a,b)" or "!in(a,b)".
+  public var labelSelector: Dictionary<String,String> {
+    get {_storage._labelSelector}
+    set {_uniqueStorage()._labelSelector = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -836,7 +851,7 @@ nonisolated extension Ray_Rpc_ActorTaskSpec: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Ray_Rpc_TaskSpec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TaskSpec"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{3}job_id\0\u{3}function_name\0\u{1}args\0\u{3}num_returns\0\u{3}caller_address\0\u{3}required_resources\0\u{1}type\0\u{3}actor_creation_task_spec\0\u{3}actor_task_spec\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{3}job_id\0\u{3}function_name\0\u{1}args\0\u{3}num_returns\0\u{3}caller_address\0\u{3}required_resources\0\u{1}type\0\u{3}actor_creation_task_spec\0\u{3}actor_task_spec\0\u{3}scheduling_strategy\0\u{3}label_selector\0")
 
   fileprivate class _StorageClass {
     var _taskID: Data = Data()
@@ -849,6 +864,8 @@ nonisolated extension Ray_Rpc_TaskSpec: SwiftProtobuf.Message, SwiftProtobuf._Me
     var _type: Ray_Rpc_TaskType = .normalTask
     var _actorCreationTaskSpec: Ray_Rpc_ActorCreationTaskSpec? = nil
     var _actorTaskSpec: Ray_Rpc_ActorTaskSpec? = nil
+    var _schedulingStrategy: Ray_Rpc_SchedulingStrategy? = nil
+    var _labelSelector: Dictionary<String,String> = [:]
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -869,6 +886,8 @@ nonisolated extension Ray_Rpc_TaskSpec: SwiftProtobuf.Message, SwiftProtobuf._Me
       _type = source._type
       _actorCreationTaskSpec = source._actorCreationTaskSpec
       _actorTaskSpec = source._actorTaskSpec
+      _schedulingStrategy = source._schedulingStrategy
+      _labelSelector = source._labelSelector
     }
   }
 
@@ -897,6 +916,8 @@ nonisolated extension Ray_Rpc_TaskSpec: SwiftProtobuf.Message, SwiftProtobuf._Me
         case 8: try { try decoder.decodeSingularEnumField(value: &_storage._type) }()
         case 9: try { try decoder.decodeSingularMessageField(value: &_storage._actorCreationTaskSpec) }()
         case 10: try { try decoder.decodeSingularMessageField(value: &_storage._actorTaskSpec) }()
+        case 11: try { try decoder.decodeSingularMessageField(value: &_storage._schedulingStrategy) }()
+        case 12: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &_storage._labelSelector) }()
         default: break
         }
       }
@@ -939,6 +960,12 @@ nonisolated extension Ray_Rpc_TaskSpec: SwiftProtobuf.Message, SwiftProtobuf._Me
       try { if let v = _storage._actorTaskSpec {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
       } }()
+      try { if let v = _storage._schedulingStrategy {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+      } }()
+      if !_storage._labelSelector.isEmpty {
+        try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: _storage._labelSelector, fieldNumber: 12)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -958,6 +985,8 @@ nonisolated extension Ray_Rpc_TaskSpec: SwiftProtobuf.Message, SwiftProtobuf._Me
         if _storage._type != rhs_storage._type {return false}
         if _storage._actorCreationTaskSpec != rhs_storage._actorCreationTaskSpec {return false}
         if _storage._actorTaskSpec != rhs_storage._actorTaskSpec {return false}
+        if _storage._schedulingStrategy != rhs_storage._schedulingStrategy {return false}
+        if _storage._labelSelector != rhs_storage._labelSelector {return false}
         return true
       }
       if !storagesAreEqual {return false}

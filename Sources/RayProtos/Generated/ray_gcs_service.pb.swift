@@ -33,6 +33,9 @@ public nonisolated enum Ray_Rpc_ChannelType: SwiftProtobuf.Enum, Swift.CaseItera
   case gcsNodeInfoChannel // = 0
   case gcsJobChannel // = 1
   case gcsActorChannel // = 2
+
+  /// A node's resources changed (its newest ResourcesData): the cluster resource view.
+  case gcsResourceViewChannel // = 3
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -44,6 +47,7 @@ public nonisolated enum Ray_Rpc_ChannelType: SwiftProtobuf.Enum, Swift.CaseItera
     case 0: self = .gcsNodeInfoChannel
     case 1: self = .gcsJobChannel
     case 2: self = .gcsActorChannel
+    case 3: self = .gcsResourceViewChannel
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -53,6 +57,7 @@ public nonisolated enum Ray_Rpc_ChannelType: SwiftProtobuf.Enum, Swift.CaseItera
     case .gcsNodeInfoChannel: return 0
     case .gcsJobChannel: return 1
     case .gcsActorChannel: return 2
+    case .gcsResourceViewChannel: return 3
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -62,6 +67,7 @@ public nonisolated enum Ray_Rpc_ChannelType: SwiftProtobuf.Enum, Swift.CaseItera
     .gcsNodeInfoChannel,
     .gcsJobChannel,
     .gcsActorChannel,
+    .gcsResourceViewChannel,
   ]
 
 }
@@ -264,11 +270,40 @@ public nonisolated struct Ray_Rpc_JobTableData: Sendable {
 
   public var namespace: String = String()
 
+  /// How any node starts this job's workers: the driver's executable, re-launched in worker mode.
+  public var workerLaunch: Ray_Rpc_WorkerLaunch {
+    get {_workerLaunch ?? Ray_Rpc_WorkerLaunch()}
+    set {_workerLaunch = newValue}
+  }
+  /// Returns true if `workerLaunch` has been explicitly set.
+  public var hasWorkerLaunch: Bool {self._workerLaunch != nil}
+  /// Clears the value of `workerLaunch`. Subsequent reads from it will return its default value.
+  public mutating func clearWorkerLaunch() {self._workerLaunch = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _driverAddress: Ray_Rpc_Address? = nil
+  fileprivate var _workerLaunch: Ray_Rpc_WorkerLaunch? = nil
+}
+
+public nonisolated struct Ray_Rpc_WorkerLaunch: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var executable: String = String()
+
+  public var arguments: [String] = []
+
+  public var workingDir: String = String()
+
+  public var environment: Dictionary<String,String> = [:]
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Ray_Rpc_AddJobRequest: Sendable {
@@ -1027,41 +1062,61 @@ public nonisolated struct Ray_Rpc_GetAllResourceUsageReply: Sendable {
   public init() {}
 }
 
-public nonisolated struct Ray_Rpc_PubMessage: Sendable {
+public nonisolated struct Ray_Rpc_PubMessage: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var channelType: Ray_Rpc_ChannelType = .gcsNodeInfoChannel
+  public var channelType: Ray_Rpc_ChannelType {
+    get {_storage._channelType}
+    set {_uniqueStorage()._channelType = newValue}
+  }
 
-  public var keyID: Data = Data()
+  public var keyID: Data {
+    get {_storage._keyID}
+    set {_uniqueStorage()._keyID = newValue}
+  }
 
-  public var sequenceID: Int64 = 0
+  public var sequenceID: Int64 {
+    get {_storage._sequenceID}
+    set {_uniqueStorage()._sequenceID = newValue}
+  }
 
-  public var innerMessage: Ray_Rpc_PubMessage.OneOf_InnerMessage? = nil
+  public var innerMessage: OneOf_InnerMessage? {
+    get {return _storage._innerMessage}
+    set {_uniqueStorage()._innerMessage = newValue}
+  }
 
   public var nodeInfoMessage: Ray_Rpc_GcsNodeInfo {
     get {
-      if case .nodeInfoMessage(let v)? = innerMessage {return v}
+      if case .nodeInfoMessage(let v)? = _storage._innerMessage {return v}
       return Ray_Rpc_GcsNodeInfo()
     }
-    set {innerMessage = .nodeInfoMessage(newValue)}
+    set {_uniqueStorage()._innerMessage = .nodeInfoMessage(newValue)}
   }
 
   public var jobMessage: Ray_Rpc_JobTableData {
     get {
-      if case .jobMessage(let v)? = innerMessage {return v}
+      if case .jobMessage(let v)? = _storage._innerMessage {return v}
       return Ray_Rpc_JobTableData()
     }
-    set {innerMessage = .jobMessage(newValue)}
+    set {_uniqueStorage()._innerMessage = .jobMessage(newValue)}
   }
 
   public var actorMessage: Ray_Rpc_ActorTableData {
     get {
-      if case .actorMessage(let v)? = innerMessage {return v}
+      if case .actorMessage(let v)? = _storage._innerMessage {return v}
       return Ray_Rpc_ActorTableData()
     }
-    set {innerMessage = .actorMessage(newValue)}
+    set {_uniqueStorage()._innerMessage = .actorMessage(newValue)}
+  }
+
+  public var resourcesMessage: Ray_Rpc_ResourcesData {
+    get {
+      if case .resourcesMessage(let v)? = _storage._innerMessage {return v}
+      return Ray_Rpc_ResourcesData()
+    }
+    set {_uniqueStorage()._innerMessage = .resourcesMessage(newValue)}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -1070,10 +1125,13 @@ public nonisolated struct Ray_Rpc_PubMessage: Sendable {
     case nodeInfoMessage(Ray_Rpc_GcsNodeInfo)
     case jobMessage(Ray_Rpc_JobTableData)
     case actorMessage(Ray_Rpc_ActorTableData)
+    case resourcesMessage(Ray_Rpc_ResourcesData)
 
   }
 
   public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct Ray_Rpc_GcsSubscriberPollRequest: Sendable {
@@ -1114,7 +1172,7 @@ public nonisolated struct Ray_Rpc_GcsSubscriberPollReply: Sendable {
 fileprivate nonisolated let _protobuf_package = "ray.rpc"
 
 nonisolated extension Ray_Rpc_ChannelType: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0GCS_NODE_INFO_CHANNEL\0\u{1}GCS_JOB_CHANNEL\0\u{1}GCS_ACTOR_CHANNEL\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0GCS_NODE_INFO_CHANNEL\0\u{1}GCS_JOB_CHANNEL\0\u{1}GCS_ACTOR_CHANNEL\0\u{1}GCS_RESOURCE_VIEW_CHANNEL\0")
 }
 
 nonisolated extension Ray_Rpc_GcsNodeInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -1424,7 +1482,7 @@ nonisolated extension Ray_Rpc_CheckAliveReply: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Ray_Rpc_JobTableData: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".JobTableData"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{3}is_dead\0\u{3}driver_address\0\u{3}driver_pid\0\u{1}entrypoint\0\u{3}start_time_ms\0\u{3}end_time_ms\0\u{1}namespace\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{3}is_dead\0\u{3}driver_address\0\u{3}driver_pid\0\u{1}entrypoint\0\u{3}start_time_ms\0\u{3}end_time_ms\0\u{1}namespace\0\u{3}worker_launch\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1440,6 +1498,7 @@ nonisolated extension Ray_Rpc_JobTableData: SwiftProtobuf.Message, SwiftProtobuf
       case 6: try { try decoder.decodeSingularUInt64Field(value: &self.startTimeMs) }()
       case 7: try { try decoder.decodeSingularUInt64Field(value: &self.endTimeMs) }()
       case 8: try { try decoder.decodeSingularStringField(value: &self.namespace) }()
+      case 9: try { try decoder.decodeSingularMessageField(value: &self._workerLaunch) }()
       default: break
       }
     }
@@ -1474,6 +1533,9 @@ nonisolated extension Ray_Rpc_JobTableData: SwiftProtobuf.Message, SwiftProtobuf
     if !self.namespace.isEmpty {
       try visitor.visitSingularStringField(value: self.namespace, fieldNumber: 8)
     }
+    try { if let v = self._workerLaunch {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1486,6 +1548,52 @@ nonisolated extension Ray_Rpc_JobTableData: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.startTimeMs != rhs.startTimeMs {return false}
     if lhs.endTimeMs != rhs.endTimeMs {return false}
     if lhs.namespace != rhs.namespace {return false}
+    if lhs._workerLaunch != rhs._workerLaunch {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_WorkerLaunch: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WorkerLaunch"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}executable\0\u{1}arguments\0\u{3}working_dir\0\u{1}environment\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.executable) }()
+      case 2: try { try decoder.decodeRepeatedStringField(value: &self.arguments) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.workingDir) }()
+      case 4: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.environment) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.executable.isEmpty {
+      try visitor.visitSingularStringField(value: self.executable, fieldNumber: 1)
+    }
+    if !self.arguments.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.arguments, fieldNumber: 2)
+    }
+    if !self.workingDir.isEmpty {
+      try visitor.visitSingularStringField(value: self.workingDir, fieldNumber: 3)
+    }
+    if !self.environment.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.environment, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_WorkerLaunch, rhs: Ray_Rpc_WorkerLaunch) -> Bool {
+    if lhs.executable != rhs.executable {return false}
+    if lhs.arguments != rhs.arguments {return false}
+    if lhs.workingDir != rhs.workingDir {return false}
+    if lhs.environment != rhs.environment {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2908,98 +3016,157 @@ nonisolated extension Ray_Rpc_GetAllResourceUsageReply: SwiftProtobuf.Message, S
 
 nonisolated extension Ray_Rpc_PubMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PubMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}channel_type\0\u{3}key_id\0\u{3}sequence_id\0\u{3}node_info_message\0\u{3}job_message\0\u{3}actor_message\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}channel_type\0\u{3}key_id\0\u{3}sequence_id\0\u{3}node_info_message\0\u{3}job_message\0\u{3}actor_message\0\u{3}resources_message\0")
+
+  fileprivate class _StorageClass {
+    var _channelType: Ray_Rpc_ChannelType = .gcsNodeInfoChannel
+    var _keyID: Data = Data()
+    var _sequenceID: Int64 = 0
+    var _innerMessage: Ray_Rpc_PubMessage.OneOf_InnerMessage?
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _channelType = source._channelType
+      _keyID = source._keyID
+      _sequenceID = source._sequenceID
+      _innerMessage = source._innerMessage
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularEnumField(value: &self.channelType) }()
-      case 2: try { try decoder.decodeSingularBytesField(value: &self.keyID) }()
-      case 3: try { try decoder.decodeSingularInt64Field(value: &self.sequenceID) }()
-      case 4: try {
-        var v: Ray_Rpc_GcsNodeInfo?
-        var hadOneofValue = false
-        if let current = self.innerMessage {
-          hadOneofValue = true
-          if case .nodeInfoMessage(let m) = current {v = m}
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularEnumField(value: &_storage._channelType) }()
+        case 2: try { try decoder.decodeSingularBytesField(value: &_storage._keyID) }()
+        case 3: try { try decoder.decodeSingularInt64Field(value: &_storage._sequenceID) }()
+        case 4: try {
+          var v: Ray_Rpc_GcsNodeInfo?
+          var hadOneofValue = false
+          if let current = _storage._innerMessage {
+            hadOneofValue = true
+            if case .nodeInfoMessage(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._innerMessage = .nodeInfoMessage(v)
+          }
+        }()
+        case 5: try {
+          var v: Ray_Rpc_JobTableData?
+          var hadOneofValue = false
+          if let current = _storage._innerMessage {
+            hadOneofValue = true
+            if case .jobMessage(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._innerMessage = .jobMessage(v)
+          }
+        }()
+        case 6: try {
+          var v: Ray_Rpc_ActorTableData?
+          var hadOneofValue = false
+          if let current = _storage._innerMessage {
+            hadOneofValue = true
+            if case .actorMessage(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._innerMessage = .actorMessage(v)
+          }
+        }()
+        case 7: try {
+          var v: Ray_Rpc_ResourcesData?
+          var hadOneofValue = false
+          if let current = _storage._innerMessage {
+            hadOneofValue = true
+            if case .resourcesMessage(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._innerMessage = .resourcesMessage(v)
+          }
+        }()
+        default: break
         }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.innerMessage = .nodeInfoMessage(v)
-        }
-      }()
-      case 5: try {
-        var v: Ray_Rpc_JobTableData?
-        var hadOneofValue = false
-        if let current = self.innerMessage {
-          hadOneofValue = true
-          if case .jobMessage(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.innerMessage = .jobMessage(v)
-        }
-      }()
-      case 6: try {
-        var v: Ray_Rpc_ActorTableData?
-        var hadOneofValue = false
-        if let current = self.innerMessage {
-          hadOneofValue = true
-          if case .actorMessage(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.innerMessage = .actorMessage(v)
-        }
-      }()
-      default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if self.channelType != .gcsNodeInfoChannel {
-      try visitor.visitSingularEnumField(value: self.channelType, fieldNumber: 1)
-    }
-    if !self.keyID.isEmpty {
-      try visitor.visitSingularBytesField(value: self.keyID, fieldNumber: 2)
-    }
-    if self.sequenceID != 0 {
-      try visitor.visitSingularInt64Field(value: self.sequenceID, fieldNumber: 3)
-    }
-    switch self.innerMessage {
-    case .nodeInfoMessage?: try {
-      guard case .nodeInfoMessage(let v)? = self.innerMessage else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
-    }()
-    case .jobMessage?: try {
-      guard case .jobMessage(let v)? = self.innerMessage else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
-    }()
-    case .actorMessage?: try {
-      guard case .actorMessage(let v)? = self.innerMessage else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
-    }()
-    case nil: break
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if _storage._channelType != .gcsNodeInfoChannel {
+        try visitor.visitSingularEnumField(value: _storage._channelType, fieldNumber: 1)
+      }
+      if !_storage._keyID.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._keyID, fieldNumber: 2)
+      }
+      if _storage._sequenceID != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._sequenceID, fieldNumber: 3)
+      }
+      switch _storage._innerMessage {
+      case .nodeInfoMessage?: try {
+        guard case .nodeInfoMessage(let v)? = _storage._innerMessage else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+      }()
+      case .jobMessage?: try {
+        guard case .jobMessage(let v)? = _storage._innerMessage else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+      }()
+      case .actorMessage?: try {
+        guard case .actorMessage(let v)? = _storage._innerMessage else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+      }()
+      case .resourcesMessage?: try {
+        guard case .resourcesMessage(let v)? = _storage._innerMessage else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+      }()
+      case nil: break
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Ray_Rpc_PubMessage, rhs: Ray_Rpc_PubMessage) -> Bool {
-    if lhs.channelType != rhs.channelType {return false}
-    if lhs.keyID != rhs.keyID {return false}
-    if lhs.sequenceID != rhs.sequenceID {return false}
-    if lhs.innerMessage != rhs.innerMessage {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._channelType != rhs_storage._channelType {return false}
+        if _storage._keyID != rhs_storage._keyID {return false}
+        if _storage._sequenceID != rhs_storage._sequenceID {return false}
+        if _storage._innerMessage != rhs_storage._innerMessage {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -177,11 +177,27 @@ public nonisolated struct Ray_Rpc_RequestWorkerLeaseRequest: Sendable {
   /// worker of a job stops when the driver does.
   public var isDetachedActor: Bool = false
 
+  public var schedulingStrategy: Ray_Rpc_SchedulingStrategy {
+    get {_schedulingStrategy ?? Ray_Rpc_SchedulingStrategy()}
+    set {_schedulingStrategy = newValue}
+  }
+  /// Returns true if `schedulingStrategy` has been explicitly set.
+  public var hasSchedulingStrategy: Bool {self._schedulingStrategy != nil}
+  /// Clears the value of `schedulingStrategy`. Subsequent reads from it will return its default value.
+  public mutating func clearSchedulingStrategy() {self._schedulingStrategy = nil}
+
+  public var labelSelector: Dictionary<String,String> = [:]
+
+  /// The request was spilled here by another raylet: grant it here (now or once resources free up) or
+  /// reject it, never spill it on (so a request cannot bounce between raylets whose views differ).
+  public var grantOrReject: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _ownerAddress: Ray_Rpc_Address? = nil
+  fileprivate var _schedulingStrategy: Ray_Rpc_SchedulingStrategy? = nil
 }
 
 public nonisolated struct Ray_Rpc_RequestWorkerLeaseReply: Sendable {
@@ -209,11 +225,28 @@ public nonisolated struct Ray_Rpc_RequestWorkerLeaseReply: Sendable {
   /// Not granted: cancelled by CancelWorkerLease, or the call's deadline is near (ask again if still needed).
   public var canceled: Bool = false
 
+  /// Spillback: another node can run it; ask that raylet (node_id, ip_address, port), with grant_or_reject.
+  public var retryAtRayletAddress: Ray_Rpc_Address {
+    get {_retryAtRayletAddress ?? Ray_Rpc_Address()}
+    set {_retryAtRayletAddress = newValue}
+  }
+  /// Returns true if `retryAtRayletAddress` has been explicitly set.
+  public var hasRetryAtRayletAddress: Bool {self._retryAtRayletAddress != nil}
+  /// Clears the value of `retryAtRayletAddress`. Subsequent reads from it will return its default value.
+  public mutating func clearRetryAtRayletAddress() {self._retryAtRayletAddress = nil}
+
+  /// A grant_or_reject request this node cannot take after all: ask the submitter's own raylet again.
+  public var rejected: Bool = false
+
+  /// It can never run as asked (hard node affinity to a node that is gone or too small); message says why.
+  public var unschedulable: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _workerAddress: Ray_Rpc_Address? = nil
+  fileprivate var _retryAtRayletAddress: Ray_Rpc_Address? = nil
 }
 
 /// Withdraws a waiting lease request (Ray: CancelWorkerLease). A request already granted stays granted:
@@ -585,7 +618,7 @@ nonisolated extension Ray_Rpc_DisconnectClientReply: SwiftProtobuf.Message, Swif
 
 nonisolated extension Ray_Rpc_RequestWorkerLeaseRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RequestWorkerLeaseRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{3}required_resources\0\u{3}owner_address\0\u{3}scheduling_class_name\0\u{3}request_id\0\u{4}\u{2}is_detached_actor\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{3}required_resources\0\u{3}owner_address\0\u{3}scheduling_class_name\0\u{3}request_id\0\u{4}\u{2}is_detached_actor\0\u{3}scheduling_strategy\0\u{3}label_selector\0\u{3}grant_or_reject\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -599,6 +632,9 @@ nonisolated extension Ray_Rpc_RequestWorkerLeaseRequest: SwiftProtobuf.Message, 
       case 4: try { try decoder.decodeSingularStringField(value: &self.schedulingClassName) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.requestID) }()
       case 7: try { try decoder.decodeSingularBoolField(value: &self.isDetachedActor) }()
+      case 8: try { try decoder.decodeSingularMessageField(value: &self._schedulingStrategy) }()
+      case 9: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.labelSelector) }()
+      case 10: try { try decoder.decodeSingularBoolField(value: &self.grantOrReject) }()
       default: break
       }
     }
@@ -627,6 +663,15 @@ nonisolated extension Ray_Rpc_RequestWorkerLeaseRequest: SwiftProtobuf.Message, 
     if self.isDetachedActor != false {
       try visitor.visitSingularBoolField(value: self.isDetachedActor, fieldNumber: 7)
     }
+    try { if let v = self._schedulingStrategy {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+    } }()
+    if !self.labelSelector.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.labelSelector, fieldNumber: 9)
+    }
+    if self.grantOrReject != false {
+      try visitor.visitSingularBoolField(value: self.grantOrReject, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -637,6 +682,9 @@ nonisolated extension Ray_Rpc_RequestWorkerLeaseRequest: SwiftProtobuf.Message, 
     if lhs.schedulingClassName != rhs.schedulingClassName {return false}
     if lhs.requestID != rhs.requestID {return false}
     if lhs.isDetachedActor != rhs.isDetachedActor {return false}
+    if lhs._schedulingStrategy != rhs._schedulingStrategy {return false}
+    if lhs.labelSelector != rhs.labelSelector {return false}
+    if lhs.grantOrReject != rhs.grantOrReject {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -644,7 +692,7 @@ nonisolated extension Ray_Rpc_RequestWorkerLeaseRequest: SwiftProtobuf.Message, 
 
 nonisolated extension Ray_Rpc_RequestWorkerLeaseReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RequestWorkerLeaseReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}worker_address\0\u{3}worker_pid\0\u{1}infeasible\0\u{1}message\0\u{1}canceled\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}worker_address\0\u{3}worker_pid\0\u{1}infeasible\0\u{1}message\0\u{1}canceled\0\u{3}retry_at_raylet_address\0\u{1}rejected\0\u{1}unschedulable\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -657,6 +705,9 @@ nonisolated extension Ray_Rpc_RequestWorkerLeaseReply: SwiftProtobuf.Message, Sw
       case 3: try { try decoder.decodeSingularBoolField(value: &self.infeasible) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.message) }()
       case 5: try { try decoder.decodeSingularBoolField(value: &self.canceled) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._retryAtRayletAddress) }()
+      case 7: try { try decoder.decodeSingularBoolField(value: &self.rejected) }()
+      case 8: try { try decoder.decodeSingularBoolField(value: &self.unschedulable) }()
       default: break
       }
     }
@@ -682,6 +733,15 @@ nonisolated extension Ray_Rpc_RequestWorkerLeaseReply: SwiftProtobuf.Message, Sw
     if self.canceled != false {
       try visitor.visitSingularBoolField(value: self.canceled, fieldNumber: 5)
     }
+    try { if let v = self._retryAtRayletAddress {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
+    if self.rejected != false {
+      try visitor.visitSingularBoolField(value: self.rejected, fieldNumber: 7)
+    }
+    if self.unschedulable != false {
+      try visitor.visitSingularBoolField(value: self.unschedulable, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -691,6 +751,9 @@ nonisolated extension Ray_Rpc_RequestWorkerLeaseReply: SwiftProtobuf.Message, Sw
     if lhs.infeasible != rhs.infeasible {return false}
     if lhs.message != rhs.message {return false}
     if lhs.canceled != rhs.canceled {return false}
+    if lhs._retryAtRayletAddress != rhs._retryAtRayletAddress {return false}
+    if lhs.rejected != rhs.rejected {return false}
+    if lhs.unschedulable != rhs.unschedulable {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -35,6 +35,11 @@ public struct ResourceSet: Sendable, Hashable, CustomStringConvertible {
         return missing
     }
 
+    /// As Ray's Python prints a resource dict (`ray status`, warnings): `{'CPU': 1.0, 'accel': 2.0}`.
+    public var rayDescription: String {
+        "{" + amounts.sorted { $0.key < $1.key }.map { "'\($0.key)': \($0.value)" }.joined(separator: ", ") + "}"
+    }
+
     public var description: String {
         "{" + amounts.sorted { $0.key < $1.key }.map { "\($0.key): \(format($0.value))" }.joined(separator: ", ") + "}"
     }

@@ -1,4 +1,4 @@
-import RayRaylet
+import RayScheduling
 import Testing
 
 @Suite struct ResourceSetTests {

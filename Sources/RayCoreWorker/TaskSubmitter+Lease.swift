@@ -1,0 +1,63 @@
+import RayCommon
+import RayConcurrency
+import RayProtos
+import RayRPC
+import RayServices
+
+extension CoreWorker {
+    enum LeaseOutcome: Sendable {
+        case granted(Ray_Rpc_RequestWorkerLeaseReply, by: RPCChannel)
+        case failed(TaskFailure)
+        case notNeeded
+    }
+
+    /// One lease, from this node's raylet or the one it spills the request to. A raylet holds the
+    /// request until resources free up, answering `canceled` just before the deadline if it could
+    /// not grant it: then ask again while `stillWanted`. `waitingAt` hears each raylet it waits at.
+    func lease(_ request: Ray_Rpc_RequestWorkerLeaseRequest, stillWanted: @Sendable () -> Bool,
+               waitingAt: @Sendable (RPCChannel) -> Void) async -> LeaseOutcome {
+        var request = request
+        var target = raylet
+        var hops = 0
+        while true {
+            waitingAt(target)
+            let answer: Ray_Rpc_RequestWorkerLeaseReply
+            do {
+                answer = try await target.unary(
+                    NodeManagerMethods.requestWorkerLease, request, options: CallOptions(timeout: .seconds(60)))
+            } catch {
+                if submitter.state.withLock({ $0.shutDown }) { return .notNeeded }
+                if target !== raylet {
+                    // The node it was spilled to is gone: start over at this node's raylet.
+                    target = raylet
+                    request.grantOrReject = false
+                    continue
+                }
+                return .failed(TaskFailure(kind: .connection, type: "", message: "no worker lease from the raylet: \(error)", function: request.schedulingClassName))
+            }
+            if answer.unschedulable || answer.infeasible {
+                return .failed(TaskFailure(kind: .infeasible, type: "", message: answer.message, function: request.schedulingClassName))
+            }
+            if answer.hasRetryAtRayletAddress {
+                hops += 1
+                if hops > 100 { try? await ThreadExecutor.coreWorker.sleep(for: .milliseconds(10)) }
+                do {
+                    target = try channels.channel(for: answer.retryAtRayletAddress)
+                } catch {
+                    target = raylet
+                    continue
+                }
+                request.grantOrReject = true
+                continue
+            }
+            if answer.rejected {
+                target = raylet
+                request.grantOrReject = false
+                try? await ThreadExecutor.coreWorker.sleep(for: .milliseconds(5))
+                continue
+            }
+            if !answer.canceled { return .granted(answer, by: target) }
+            if !stillWanted() { return .notNeeded }
+        }
+    }
+}

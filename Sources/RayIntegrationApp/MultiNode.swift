@@ -1,0 +1,107 @@
+// Scenarios on a cluster of several nodes (Tests/RayTests/MultiNodeTests.swift starts the nodes with
+// `ray start` and runs these as the driver, with RAY_ADDRESS set).
+import Distributed
+@preconcurrency import Glibc
+import Foundation
+@_spi(RayTesting) import Ray
+
+/// The node the task ran on, in hex.
+let whereAmI = RemoteFunction("whereAmI") { () -> String in Ray.currentNodeID?.hex ?? "" }
+/// Sleeps, then says where it ran (long enough that tasks submitted together overlap).
+let sleepThenWhere = RemoteFunction("sleepThenWhere") { (milliseconds: Int) -> String in
+    try await Task.sleep(for: .milliseconds(milliseconds))
+    return Ray.currentNodeID?.hex ?? ""
+}
+/// Calls a Counter from wherever this task runs: [the task's node, the count after adding n].
+let addFromAnotherNode = RemoteFunction("addFromAnotherNode") { (counter: Counter, n: Int) async throws -> [String] in
+    let count = try await counter.add(n)
+    return [Ray.currentNodeID?.hex ?? "", String(count)]
+}
+
+distributed actor Locator: RayActor {
+    init(actorSystem: RayActorSystem, args: Int) { self.actorSystem = actorSystem }
+    distributed func node() -> String { Ray.currentNodeID?.hex ?? "" }
+}
+
+let multiNodeFunctions: [any AnyRemoteFunction] = [whereAmI, sleepThenWhere, addFromAnotherNode]
+
+enum MultiNodeScenarios {
+    static func report(_ key: String, _ value: some CustomStringConvertible) { IntegrationApp.report(key, value) }
+
+    /// Node IDs by what the test started them with: the head, a node labelled zone=b, a node with
+    /// the only `accel` resource (zone=c).
+    static func nodes(_ ray: Ray) async throws -> (head: NodeID, zoneB: NodeID, accel: NodeID) {
+        let nodes = try await ray.nodes().filter(\.isAlive)
+        guard let head = nodes.first(where: \.isHead), let b = nodes.first(where: { $0.labels["zone"] == "b" }),
+              let accel = nodes.first(where: { $0.resources["accel"] != nil })
+        else { throw Failed("expected a head, a zone=b node and an accel node, got \(nodes)") }
+        return (head.id, b.id, accel.id)
+    }
+
+    static func run(_ scenario: String, _ arguments: [String], ray: Ray) async throws -> Bool {
+        switch scenario {
+        case "multinode":
+            let nodes = try await ray.nodes()
+            report("nodes_alive", nodes.filter(\.isAlive).count)
+            report("node_labels_have_ids", nodes.allSatisfy { $0.labels["ray.io/node-id"] == $0.id.hex } ? 1 : 0)
+            let (head, zoneB, accel) = try await Self.nodes(ray)
+            report("driver_on_head", ray.nodeID == head ? 1 : 0)
+
+            // SPREAD: three long tasks at once, one on each node.
+            let spread = (0..<3).map { _ in sleepThenWhere.options(scheduling: .spread).remote(1500) }
+            let spreadNodes = try await ray.get(spread, timeout: .seconds(60))
+            report("spread_distinct_nodes", Set(spreadNodes).count)
+
+            // Default (hybrid): one small task at a time stays on the driver's node.
+            var local = 0
+            for _ in 0..<5 where try await whereAmI.remote().get(timeout: .seconds(30)) == head.hex { local += 1 }
+            report("hybrid_local", local)
+
+            // A label selector picks the only node that matches; a custom resource the only node with it.
+            report("label_b_ok", try await whereAmI.options(labelSelector: ["zone": "b"]).remote().get(timeout: .seconds(30)) == zoneB.hex ? 1 : 0)
+            report("label_not_in_ok", try await whereAmI.options(labelSelector: ["zone": "!in(b,c)"]).remote().get(timeout: .seconds(30)) == head.hex ? 1 : 0)
+            report("accel_ok", try await whereAmI.options(numCPUs: 1, resources: ["accel": 1]).remote().get(timeout: .seconds(30)) == accel.hex ? 1 : 0)
+
+            // Node affinity: hard to a live node runs there; hard to a node that does not exist fails
+            // clearly; soft to it runs anyway.
+            report("affinity_ok", try await whereAmI.options(scheduling: .nodeAffinity(zoneB, soft: false)).remote().get(timeout: .seconds(30)) == zoneB.hex ? 1 : 0)
+            let nowhere = NodeID.random()
+            do {
+                _ = try await whereAmI.options(scheduling: .nodeAffinity(nowhere, soft: false)).remote().get(timeout: .seconds(30))
+                throw Failed("a task with hard affinity to a node that does not exist ran")
+            } catch let error as RayTaskError {
+                report("hard_affinity_kind", error.kind.rawValue)
+                report("hard_affinity_message_ok", error.message.contains("soft=False") ? 1 : 0)
+            }
+            report("soft_affinity_ran", try await whereAmI.options(scheduling: .nodeAffinity(nowhere, soft: true)).remote().get(timeout: .seconds(30)).isEmpty ? 0 : 1)
+
+            // An actor placed on the zone=b node, called from a task on the accel node.
+            let counter = try await ray.actor(Counter.self, args: 5, options: ActorOptions(labelSelector: ["zone": "b"]))
+            let locator = try await ray.actor(Locator.self, args: 0, options: ActorOptions(scheduling: .nodeAffinity(accel, soft: false)))
+            report("locator_on_accel", try await locator.node() == accel.hex ? 1 : 0)
+            let called = try await addFromAnotherNode.options(numCPUs: 1, resources: ["accel": 1]).remote(counter, 2).get(timeout: .seconds(30))
+            report("cross_node_call_from_accel", called[0] == accel.hex ? 1 : 0)
+            report("cross_node_call_count", called[1])
+            report("counter_after", try await counter.current())
+            return true
+
+        case "infeasible-then-join":
+            // Needs {"late": 1}, which no node has: it waits (the driver is warned) until the test
+            // adds a node that has it.
+            let late = whereAmI.options(numCPUs: 0, resources: ["late": 1]).remote()
+            do {
+                _ = try await late.get(timeout: .seconds(2))
+                throw Failed("a task needing a resource no node had ran")
+            } catch let error as RayError where error.kind == .getTimeout {
+                report("late_waiting", 1)
+            }
+            let ranOn = try await late.get(timeout: .seconds(60))
+            let nodes = try await ray.nodes()
+            report("late_ran_on_new_node", nodes.first { $0.id.hex == ranOn }?.resources["late"] == 1 ? 1 : 0)
+            return true
+
+        default:
+            return false
+        }
+    }
+}

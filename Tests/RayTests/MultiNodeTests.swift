@@ -1,0 +1,74 @@
+import Foundation
+import Testing
+
+/// Clusters of several nodes (a GCS and a raylet per node, each node at its own loopback address),
+/// started with `ray start --head` and `ray start --address`, driven by the integration app.
+@Suite(.serialized) struct MultiNodeTests {
+    @Test func tasksAndActorsGoWhereTheirStrategyLabelsAndResourcesSay() async throws {
+        let cluster = try await TestCluster.start(
+            head: ["--num-cpus", "2"],
+            workers: [["--num-cpus", "2", "--labels", "zone=b"],
+                      ["--num-cpus", "2", "--resources", "{\"accel\": 1}", "--labels", "zone=c"]])
+        do {
+            let run = try await IntegrationApp.run(["multinode"], environment: ["RAY_ADDRESS": cluster.address], timeout: .seconds(120))
+            #expect(run.status == 0, "\(run.output)")
+            #expect(run.int("nodes_alive") == 3)
+            #expect(run.int("node_labels_have_ids") == 1, "every node carries ray.io/node-id")
+            #expect(run.int("driver_on_head") == 1)
+            #expect(run.int("spread_distinct_nodes") == 3, "SPREAD put one of three long tasks on each node")
+            #expect(run.int("hybrid_local") == 5, "small work one at a time stays on the driver's node")
+            #expect(run.int("label_b_ok") == 1, "zone=b runs on the only zone=b node")
+            #expect(run.int("label_not_in_ok") == 1, "zone=!in(b,c) runs on the head, the only other node")
+            #expect(run.int("accel_ok") == 1, "a task needing accel runs on the only node with it")
+            #expect(run.int("affinity_ok") == 1)
+            #expect(run.values["hard_affinity_kind"] == "TaskUnschedulableError")
+            #expect(run.int("hard_affinity_message_ok") == 1)
+            #expect(run.int("soft_affinity_ran") == 1)
+            #expect(run.int("locator_on_accel") == 1, "an actor with hard affinity lives on that node")
+            #expect(run.int("cross_node_call_from_accel") == 1)
+            #expect(run.int("cross_node_call_count") == 7, "a task on one node called an actor on another")
+            #expect(run.int("counter_after") == 7)
+            // The job's workers on every node stop with it, and what their leases held is free again.
+            for raylet in cluster.rayletPIDs { try await IntegrationApp.expectNoWorkersLeft(startedBy: raylet) }
+            var status = ""
+            let deadline = ContinuousClock.now + .seconds(10)
+            while ContinuousClock.now < deadline {
+                status = try await TestCluster.runRay(["status", "--address", cluster.address], temp: cluster.nodes[0].temp).text
+                if status.contains(" 0.0/6.0 CPU\n") && status.contains(" 0.0/1.0 accel\n") { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(status.contains(" 0.0/6.0 CPU\n") && status.contains(" 0.0/1.0 accel\n"), "\(status)")
+            #expect(status.components(separatedBy: "\n 1 node_").count == 4, "three active nodes: \(status)")
+        } catch {
+            await cluster.stop()
+            throw error
+        }
+        await cluster.stop()
+    }
+
+    @Test func infeasibleWorkWaitsIsReportedAndRunsWhenANodeThatFitsJoins() async throws {
+        let cluster = try await TestCluster.start(head: ["--num-cpus", "2"])
+        do {
+            let app = try IntegrationApp.Running(["infeasible-then-join"], environment: ["RAY_ADDRESS": cluster.address])
+            #expect(try await app.value("late_waiting", within: .seconds(30)) == "1")
+            #expect(app.output.contains("cannot be scheduled right now: {'late': 1.0}"), "the driver is warned: \(app.output)")
+            // `ray status` lists it among the pending demands.
+            var status = ""
+            let deadline = ContinuousClock.now + .seconds(10)
+            while ContinuousClock.now < deadline {
+                status = try await TestCluster.runRay(["status", "--address", cluster.address], temp: cluster.nodes[0].temp).text
+                if status.contains("{'late': 1.0}: 1+ pending tasks/actors") { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(status.contains("{'late': 1.0}: 1+ pending tasks/actors"), "\(status)")
+            try await cluster.addNode(["--num-cpus", "1", "--resources", "{\"late\": 1}"])
+            let run = try await app.finish(timeout: .seconds(90))
+            #expect(run.status == 0, "\(run.output)")
+            #expect(run.int("late_ran_on_new_node") == 1, "it ran on the node that joined")
+        } catch {
+            await cluster.stop()
+            throw error
+        }
+        await cluster.stop()
+    }
+}
