@@ -66,6 +66,10 @@ public final class CoreWorker: Sendable {
     /// The node's resources, as its raylet reported them.
     public let nodeResources: [String: Double]
     let raylet: RPCChannel
+    /// The node's raylet, `host:port` (locations of this node's objects name it).
+    let rayletAddress: String
+    /// Copies of owned objects on other nodes, freed with the object.
+    let copies: CopyTable
     let server: RPCServer
     let store: MemoryStore
     let region: SharedMemoryRegion
@@ -103,14 +107,19 @@ public final class CoreWorker: Sendable {
             throw RayError(.connection, "cannot reach the raylet at \(configuration.rayletAddress)", cause: "\(error)")
         }
         self.raylet = raylet
+        rayletAddress = configuration.rayletAddress
         let deletes = DeleteBatcher(raylet: raylet)
         pendingDeletes = deletes
+        let copies = CopyTable()
+        self.copies = copies
         let channels = ChannelCache()
         self.channels = channels
         let me = configuration.workerID
         store = MemoryStore(
             onFree: { id, value in
                 if case .shared = value { deletes.delete(id) }
+                if case .remote(let location) = value { copies.add(id, location) }
+                copies.free(id)
             },
             onBorrowEnded: { id, owner in
                 // This process no longer holds the borrowed reference: its owner may free it.
@@ -338,11 +347,16 @@ public final class CoreWorker: Sendable {
             }
             values = ids.map { store.value($0) }
         }
+        // Objects on another node are pulled into this node's store first (Ray pulls on get too).
+        for index in ids.indices {
+            if case .remote(let location) = values[index] { values[index] = try await pullHere(ids[index], from: location) }
+        }
         return try ids.indices.map { index throws -> ResolvedObject in
             switch values[index] {
             case .inline(let bytes): return .inline(bytes)
             case .shared(let offset, let size):
                 return .shared(SharedBytes(UnsafeRawBufferPointer(start: region.base + offset, count: size)))
+            case .remote: throw RayError(.objectLost, "object \(ids[index]) was not pulled to this node")
             case .error(let failure): throw failure
             case nil: throw RayError(.objectLost, "object \(ids[index]) was freed: no reference to it was left")
             }
@@ -376,7 +390,7 @@ public final class CoreWorker: Sendable {
                     if reply.status == .outOfScope {
                         store.set(id, .error(TaskFailure(kind: .objectLost, type: "", message: "object \(id) is out of scope at its owner", function: "")))
                     } else {
-                        store.set(id, ObjectValue(reply.object))
+                        store.set(id, ObjectValue(reply.object, localNode: Data(nodeID.bytes)))
                     }
                 } catch {
                     store.set(id, .error(TaskFailure(kind: .objectLost, type: "", message: "the owner of object \(id) is unreachable: \(error)", function: "")))

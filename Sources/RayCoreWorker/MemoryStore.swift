@@ -135,6 +135,14 @@ final class MemoryStore: Sendable {
 
     func value(_ id: ObjectID) -> ObjectValue? { entries.withLock { $0[id]?.value } }
 
+    /// Replaces the value of an object that has one (a remote value by the local copy pulled here).
+    func replace(_ id: ObjectID, _ value: ObjectValue) {
+        entries.withLock { entries in
+            guard entries[id]?.value != nil else { return }
+            entries[id]!.value = value
+        }
+    }
+
     /// Waits until at least `count` of `ids` have values (or `timeout` passes, or the task is
     /// cancelled); returns which have values.
     func wait(_ ids: [ObjectID], count: Int, timeout: Duration?) async -> Set<ObjectID> {

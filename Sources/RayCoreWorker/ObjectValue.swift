@@ -7,15 +7,20 @@ import RayCommon
 import RayProtos
 
 /// What an object holds once it exists: its encoded bytes inline (small objects, kept in the owner's
-/// memory), a place in the node's shared-memory store (large ones), or the error its task raised.
+/// memory), a place in this node's shared-memory store (large ones), a place in another node's store
+/// (pulled here when read), or the error its task raised.
 public enum ObjectValue: Sendable {
     case inline([UInt8])
     case shared(offset: Int, size: Int)
+    case remote(Ray_Rpc_ObjectLocation)
     case error(TaskFailure)
 
-    init(_ object: Ray_Rpc_ReturnObject) {
+    /// The value a reply carries, seen from `localNode`: a location on another node is `remote`.
+    init(_ object: Ray_Rpc_ReturnObject, localNode: Data) {
         switch object.value {
         case .data(let data): self = .inline([UInt8](data))
+        case .location(let location) where !location.nodeID.isEmpty && location.nodeID != localNode:
+            self = .remote(location)
         case .location(let location): self = .shared(offset: Int(location.offset), size: Int(location.size))
         case .error(let error): self = .error(TaskFailure(error))
         case nil: self = .error(TaskFailure(kind: .taskError, type: "", message: "the task returned no value", function: ""))
@@ -61,7 +66,8 @@ public struct TaskFailure: Error, Sendable, Hashable, CustomStringConvertible {
 }
 
 extension ObjectValue {
-    var returnObject: Ray_Rpc_ReturnObject {
+    /// The value as a reply carries it (a local shared object named by this node and its raylet).
+    func returnObject(node: Data = Data(), raylet: String = "") -> Ray_Rpc_ReturnObject {
         var object = Ray_Rpc_ReturnObject()
         switch self {
         case .inline(let bytes): object.data = Data(bytes)
@@ -69,9 +75,14 @@ extension ObjectValue {
             var location = Ray_Rpc_ObjectLocation()
             location.offset = Int64(offset)
             location.size = Int64(size)
+            location.nodeID = node
+            location.rayletAddress = raylet
             object.location = location
+        case .remote(let location): object.location = location
         case .error(let failure): object.error = failure.proto
         }
         return object
     }
+
+    var returnObject: Ray_Rpc_ReturnObject { returnObject() }
 }

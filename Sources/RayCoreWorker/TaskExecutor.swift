@@ -218,7 +218,17 @@ final class TaskExecutor: Sendable {
         for (index, arg) in spec.args.enumerated() {
             switch arg.value {
             case .inlineData(let data): arguments.append(.bytes([UInt8](data)))
-            case .location(let location):
+            case .location(var location):
+                if !location.nodeID.isEmpty, location.nodeID != Data(worker.nodeID.bytes) {
+                    // The object lives on another node: this node's raylet pulls a copy first.
+                    do {
+                        location = try await worker.pullArgument(arg, from: location)
+                    } catch let error as RayError {
+                        return fail(TaskFailure(kind: error.kind, type: "", message: "argument \(index) of \(name): \(error.message)", function: name))
+                    } catch {
+                        return fail(TaskFailure(kind: .objectLost, type: "", message: "argument \(index) of \(name): \(error)", function: name))
+                    }
+                }
                 let offset = Int(location.offset)
                 let size = Int(location.size)
                 guard offset >= 0, size >= 0, offset + size <= worker.region.size else {
@@ -257,9 +267,7 @@ final class TaskExecutor: Sendable {
             }
             do {
                 let value = try await worker.createShared(id, size: result.size, owner: owner) { result.write(to: $0) }
-                var object = value.returnObject
-                object.location.nodeID = Data(worker.nodeID.bytes)
-                objects.append(object)
+                objects.append(value.returnObject(node: Data(worker.nodeID.bytes), raylet: worker.rayletAddress))
             } catch let error as RayError {
                 return fail(TaskFailure(kind: error.kind, type: "", message: "result \(index + 1) of \(name) (\(result.size) bytes) could not be stored: \(error.message)", function: name))
             } catch {
@@ -305,6 +313,16 @@ extension CoreWorker {
             for spec in request.tasks { reply.results.append(await worker.executor.run(spec, on: worker)) }
             return reply
         }
+        router.register(CoreWorkerMethods.addObjectLocation) { request, _ in
+            guard let worker = await box.worker else { throw RPCError(code: .unavailable, message: "the worker has shut down") }
+            let id = try ObjectID(request.objectID, field: "object_id")
+            guard !request.location.rayletAddress.isEmpty else {
+                throw RPCError(code: .invalidArgument, message: "a location needs the raylet address of its node")
+            }
+            // Still in scope: freed with the object. Already freed: free the copy now.
+            if worker.store.contains(id) { worker.copies.add(id, request.location) } else { worker.copies.delete([id], at: request.location.rayletAddress) }
+            return Ray_Rpc_AddObjectLocationReply()
+        }
         router.register(CoreWorkerMethods.getObjectStatus) { request, _ in
             guard let worker = await box.worker else { throw RPCError(code: .unavailable, message: "the worker has shut down") }
             let id = try ObjectID(request.objectID, field: "object_id")
@@ -319,7 +337,7 @@ extension CoreWorker {
                 return reply
             }
             reply.status = .created
-            reply.object = value.returnObject
+            reply.object = value.returnObject(node: Data(worker.nodeID.bytes), raylet: worker.rayletAddress)
             reply.object.objectID = request.objectID
             return reply
         }

@@ -269,9 +269,15 @@ extension CoreWorker {
             case .shared(let offset, let size):
                 var location = Ray_Rpc_ObjectLocation()
                 location.nodeID = Data(nodeID.bytes)
+                location.rayletAddress = rayletAddress
                 location.offset = Int64(offset)
                 location.size = Int64(size)
                 task.spec.args[index].location = location
+                task.spec.args[index].ownerAddress = store.owner(of: id) ?? address
+            case .remote(let location):
+                // On another node: the worker's raylet pulls it there.
+                task.spec.args[index].location = location
+                task.spec.args[index].ownerAddress = store.owner(of: id) ?? address
             case .error(let failure):
                 throw TaskFailure(kind: failure.kind, type: failure.type,
                                   message: "argument \(index) of \(task.spec.functionName) failed: \(failure.message)",
@@ -525,7 +531,7 @@ extension CoreWorker {
         }
         for (index, id) in task.returns.enumerated() {
             if index < result.returnObjects.count {
-                store.set(id, ObjectValue(result.returnObjects[index]))
+                store.set(id, ObjectValue(result.returnObjects[index], localNode: Data(nodeID.bytes)))
             } else {
                 store.set(id, .error(TaskFailure(kind: .system, type: "", message: "the task returned \(result.returnObjects.count) values, \(task.returns.count) expected", function: task.spec.functionName)))
             }

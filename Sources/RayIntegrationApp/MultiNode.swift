@@ -23,7 +23,16 @@ distributed actor Locator: RayActor {
     distributed func node() -> String { Ray.currentNodeID?.hex ?? "" }
 }
 
-let multiNodeFunctions: [any AnyRemoteFunction] = [whereAmI, sleepThenWhere, addFromAnotherNode]
+/// The checksum of the bytes (an object pulled to wherever this runs), and the node it ran on.
+let checksumWhere = RemoteFunction("checksumWhere") { (bytes: [UInt8]) -> ChecksumAt in
+    ChecksumAt(sum: sparseChecksum(bytes), node: Ray.currentNodeID?.hex ?? "")
+}
+struct ChecksumAt: Codable, Sendable {
+    var sum: UInt64
+    var node: String
+}
+
+let multiNodeFunctions: [any AnyRemoteFunction] = [whereAmI, sleepThenWhere, addFromAnotherNode, checksumWhere]
 
 enum MultiNodeScenarios {
     static func report(_ key: String, _ value: some CustomStringConvertible) { IntegrationApp.report(key, value) }
@@ -85,6 +94,12 @@ enum MultiNodeScenarios {
             report("counter_after", try await counter.current())
             return true
 
+        case "objects-across":
+            try await objectsAcross(arguments, ray: ray)
+            report("released", 1)
+            try await Task.sleep(for: .seconds(Int(ProcessInfo.processInfo.environment["APP_HOLD_SECONDS"] ?? "0") ?? 0))
+            return true
+
         case "infeasible-then-join":
             // Needs {"late": 1}, which no node has: it waits (the driver is warned) until the test
             // adds a node that has it.
@@ -103,5 +118,25 @@ enum MultiNodeScenarios {
         default:
             return false
         }
+    }
+
+    /// A big object made on the accel node, read by the driver on the head and by a task on the
+    /// zone=b node: both pulls must arrive intact. Its refs go when this returns.
+    static func objectsAcross(_ arguments: [String], ray: Ray) async throws {
+        let (_, zoneB, _) = try await Self.nodes(ray)
+        let size = Int(arguments.dropFirst().first ?? "") ?? 64 * 1024 * 1024
+        let expected = sparseChecksum(pattern(size))
+        let big = makeBytes.options(numCPUs: 1, resources: ["accel": 1]).remote(size)
+        let start = ContinuousClock.now
+        let bytes = try await big.getBuffer(timeout: .seconds(120))
+        report("driver_pull_ms", Int((ContinuousClock.now - start) / .milliseconds(1)))
+        report("driver_checksum_ok", bytes.withUnsafeBytes { sparseChecksum($0.bindMemory(to: UInt8.self)) } == expected ? 1 : 0)
+        let onB = checksumWhere.options(labelSelector: ["zone": "b"]).remote(big)
+        let result = try await onB.get(timeout: .seconds(120))
+        report("task_checksum_ok", result.sum == expected ? 1 : 0)
+        report("task_ran_on_b", result.node == zoneB.hex ? 1 : 0)
+        // Held until the test looked at every node's store: the object is on all three now.
+        report("holding", 1)
+        try await Task.sleep(for: .milliseconds(Int(ProcessInfo.processInfo.environment["APP_LOOK_MS"] ?? "0") ?? 0))
     }
 }

@@ -82,6 +82,20 @@ extension Raylet {
             owned.forget(ids)
             return Ray_Rpc_DeleteObjectsReply()
         }
+        let objects = ObjectManager(store: store, nodeID: nodeID)
+        router.registerServerStreaming(NodeManagerMethods.pullObject) { request, writer, _ in
+            try await objects.serve(request, to: writer)
+        }
+        router.register(NodeManagerMethods.fetchObject) { request, _ in
+            let objectID = try ObjectID(request.objectID, field: "object_id")
+            let owner = try WorkerID(request.ownerWorkerID, field: "owner_worker_id")
+            let location = try await objects.fetch(objectID, from: request.source)
+            owned.add(objectID, owner: owner)
+            var reply = Ray_Rpc_FetchObjectReply()
+            reply.offset = Int64(location.offset)
+            reply.size = Int64(location.size)
+            return reply
+        }
         router.register(NodeManagerMethods.getNodeStats) { _, _ in
             var reply = await nodeManager.stats()
             reply.objectStoreUsed = Int64(store.usedBytes)

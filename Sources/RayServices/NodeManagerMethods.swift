@@ -26,6 +26,9 @@ public enum NodeManagerMethods {
         method("DeleteObjects")
     public static let getNodeStats: RPCMethod<Ray_Rpc_GetNodeStatsRequest, Ray_Rpc_GetNodeStatsReply> =
         method("GetNodeStats")
+    /// Server streaming: another raylet pulls an object of this node's store, chunk by chunk.
+    public static let pullObject: RPCMethod<Ray_Rpc_PullObjectRequest, Ray_Rpc_ObjectChunk> = method("PullObject")
+    public static let fetchObject: RPCMethod<Ray_Rpc_FetchObjectRequest, Ray_Rpc_FetchObjectReply> = method("FetchObject")
 }
 
 /// The core worker's methods (Protos/ray/core_worker.proto), served by every driver and worker.
@@ -38,6 +41,8 @@ public enum CoreWorkerMethods {
     public static let getObjectStatus: RPCMethod<Ray_Rpc_GetObjectStatusRequest, Ray_Rpc_GetObjectStatusReply> =
         method("GetObjectStatus")
     public static let cancelTask: RPCMethod<Ray_Rpc_CancelTaskRequest, Ray_Rpc_CancelTaskReply> = method("CancelTask")
+    public static let addObjectLocation: RPCMethod<Ray_Rpc_AddObjectLocationRequest, Ray_Rpc_AddObjectLocationReply> =
+        method("AddObjectLocation")
     public static let addBorrower: RPCMethod<Ray_Rpc_AddBorrowerRequest, Ray_Rpc_AddBorrowerReply> = method("AddBorrower")
     public static let removeBorrower: RPCMethod<Ray_Rpc_RemoveBorrowerRequest, Ray_Rpc_RemoveBorrowerReply> =
         method("RemoveBorrower")

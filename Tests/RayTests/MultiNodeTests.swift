@@ -1,4 +1,7 @@
 import Foundation
+import RayProtos
+import RayRPC
+import RayServices
 import Testing
 
 /// Clusters of several nodes (a GCS and a raylet per node, each node at its own loopback address),
@@ -65,6 +68,48 @@ import Testing
             let run = try await app.finish(timeout: .seconds(90))
             #expect(run.status == 0, "\(run.output)")
             #expect(run.int("late_ran_on_new_node") == 1, "it ran on the node that joined")
+        } catch {
+            await cluster.stop()
+            throw error
+        }
+        await cluster.stop()
+    }
+
+    @Test func aBigObjectCrossesNodesIntactAndEveryCopyGoesWithItsRefs() async throws {
+        // 1 GiB as the issue asks; 256 MiB under the address sanitizer (its debug copy loops are slow).
+        let size = ProcessInfo.processInfo.environment["ASAN_OPTIONS"] == nil ? 1 << 30 : 256 << 20
+        let cluster = try await TestCluster.start(
+            head: ["--num-cpus", "2"],
+            workers: [["--num-cpus", "2", "--labels", "zone=b"],
+                      ["--num-cpus", "2", "--resources", "{\"accel\": 1}", "--labels", "zone=c"]])
+        do {
+            let gcs = try RPCChannel(target: cluster.address)
+            let nodes = try await gcs.unary(GCSMethods.getAllNodeInfo, Ray_Rpc_GetAllNodeInfoRequest(), options: CallOptions(timeout: .seconds(5))).nodeInfoList
+            let raylets = try nodes.map { try RPCChannel(host: $0.nodeManagerAddress, port: Int($0.nodeManagerPort)) }
+            func used() async throws -> [Int64] {
+                var bytes: [Int64] = []
+                for raylet in raylets {
+                    bytes.append(try await raylet.unary(NodeManagerMethods.getNodeStats, Ray_Rpc_GetNodeStatsRequest(), options: CallOptions(timeout: .seconds(5))).objectStoreUsed)
+                }
+                return bytes
+            }
+            let app = try IntegrationApp.Running(["objects-across", String(size)],
+                                                 environment: ["RAY_ADDRESS": cluster.address, "APP_LOOK_MS": "3000"])
+            _ = try await app.value("holding", within: .seconds(120))
+            let held = try await used()
+            #expect(held.allSatisfy { $0 >= Int64(size) }, "a copy on each of the 3 nodes (made, pulled by the driver, pulled for the task): \(held)")
+            let run = try await app.finish(timeout: .seconds(60))
+            #expect(run.status == 0, "\(run.output)")
+            #expect(run.int("driver_checksum_ok") == 1, "the driver's copy arrived intact")
+            #expect(run.int("task_checksum_ok") == 1, "the task's copy arrived intact")
+            #expect(run.int("task_ran_on_b") == 1)
+            var after = try await used()
+            let deadline = ContinuousClock.now + .seconds(10)
+            while after.contains(where: { $0 != 0 }) && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(100))
+                after = try await used()
+            }
+            #expect(after == [0, 0, 0], "every node's store is empty once the refs are gone: \(after)")
         } catch {
             await cluster.stop()
             throw error

@@ -65,6 +65,8 @@ public struct RayConfig: Sendable {
     public static let healthCheckFailureThreshold = Setting("health_check_failure_threshold", 5)
     /// The deadline of one health check.
     public static let healthCheckTimeoutMilliseconds = Setting("health_check_timeout_ms", 10_000)
+    /// Objects cross nodes in chunks of this many bytes (Ray's default, 5 MiB).
+    public static let objectManagerDefaultChunkSize = Setting("object_manager_default_chunk_size", 5 * 1024 * 1024)
     /// The GCS's default port.
     public static let gcsServerPort = Setting("gcs_server_port", 6379)
 

@@ -82,6 +82,10 @@ public nonisolated struct Ray_Rpc_ObjectLocation: Sendable {
 
   public var size: Int64 = 0
 
+  /// The raylet of node_id ("host:port"): a process on another node asks its own raylet to pull the
+  /// object from there.
+  public var rayletAddress: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -136,6 +140,16 @@ public nonisolated struct Ray_Rpc_TaskArg: Sendable {
   /// The object the argument came from (empty for a plain value).
   public var objectID: Data = Data()
 
+  /// Its owner: told when the executing node pulled a copy (it frees that copy too).
+  public var ownerAddress: Ray_Rpc_Address {
+    get {_ownerAddress ?? Ray_Rpc_Address()}
+    set {_ownerAddress = newValue}
+  }
+  /// Returns true if `ownerAddress` has been explicitly set.
+  public var hasOwnerAddress: Bool {self._ownerAddress != nil}
+  /// Clears the value of `ownerAddress`. Subsequent reads from it will return its default value.
+  public mutating func clearOwnerAddress() {self._ownerAddress = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Value: Equatable, Sendable {
@@ -147,6 +161,8 @@ public nonisolated struct Ray_Rpc_TaskArg: Sendable {
   }
 
   public init() {}
+
+  fileprivate var _ownerAddress: Ray_Rpc_Address? = nil
 }
 
 public nonisolated struct Ray_Rpc_ActorCreationTaskSpec: Sendable {
@@ -584,6 +600,41 @@ public nonisolated struct Ray_Rpc_PublishLogsReply: Sendable {
   public init() {}
 }
 
+/// A copy of an object this process owns now also lives on that node (its raylet pulled it): the owner
+/// frees it there too when the object goes out of scope.
+public nonisolated struct Ray_Rpc_AddObjectLocationRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var objectID: Data = Data()
+
+  public var location: Ray_Rpc_ObjectLocation {
+    get {_location ?? Ray_Rpc_ObjectLocation()}
+    set {_location = newValue}
+  }
+  /// Returns true if `location` has been explicitly set.
+  public var hasLocation: Bool {self._location != nil}
+  /// Clears the value of `location`. Subsequent reads from it will return its default value.
+  public mutating func clearLocation() {self._location = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _location: Ray_Rpc_ObjectLocation? = nil
+}
+
+public nonisolated struct Ray_Rpc_AddObjectLocationReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "ray.rpc"
@@ -594,7 +645,7 @@ nonisolated extension Ray_Rpc_TaskType: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension Ray_Rpc_ObjectLocation: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ObjectLocation"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{1}offset\0\u{1}size\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{1}offset\0\u{1}size\0\u{3}raylet_address\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -605,6 +656,7 @@ nonisolated extension Ray_Rpc_ObjectLocation: SwiftProtobuf.Message, SwiftProtob
       case 1: try { try decoder.decodeSingularBytesField(value: &self.nodeID) }()
       case 2: try { try decoder.decodeSingularInt64Field(value: &self.offset) }()
       case 3: try { try decoder.decodeSingularInt64Field(value: &self.size) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.rayletAddress) }()
       default: break
       }
     }
@@ -620,6 +672,9 @@ nonisolated extension Ray_Rpc_ObjectLocation: SwiftProtobuf.Message, SwiftProtob
     if self.size != 0 {
       try visitor.visitSingularInt64Field(value: self.size, fieldNumber: 3)
     }
+    if !self.rayletAddress.isEmpty {
+      try visitor.visitSingularStringField(value: self.rayletAddress, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -627,6 +682,7 @@ nonisolated extension Ray_Rpc_ObjectLocation: SwiftProtobuf.Message, SwiftProtob
     if lhs.nodeID != rhs.nodeID {return false}
     if lhs.offset != rhs.offset {return false}
     if lhs.size != rhs.size {return false}
+    if lhs.rayletAddress != rhs.rayletAddress {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -679,7 +735,7 @@ nonisolated extension Ray_Rpc_TaskError: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension Ray_Rpc_TaskArg: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TaskArg"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}inline_data\0\u{1}location\0\u{3}object_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}inline_data\0\u{1}location\0\u{3}object_id\0\u{3}owner_address\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -709,6 +765,7 @@ nonisolated extension Ray_Rpc_TaskArg: SwiftProtobuf.Message, SwiftProtobuf._Mes
         }
       }()
       case 3: try { try decoder.decodeSingularBytesField(value: &self.objectID) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._ownerAddress) }()
       default: break
       }
     }
@@ -733,12 +790,16 @@ nonisolated extension Ray_Rpc_TaskArg: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if !self.objectID.isEmpty {
       try visitor.visitSingularBytesField(value: self.objectID, fieldNumber: 3)
     }
+    try { if let v = self._ownerAddress {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Ray_Rpc_TaskArg, rhs: Ray_Rpc_TaskArg) -> Bool {
     if lhs.value != rhs.value {return false}
     if lhs.objectID != rhs.objectID {return false}
+    if lhs._ownerAddress != rhs._ownerAddress {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1549,6 +1610,64 @@ nonisolated extension Ray_Rpc_PublishLogsReply: SwiftProtobuf.Message, SwiftProt
   }
 
   public static func ==(lhs: Ray_Rpc_PublishLogsReply, rhs: Ray_Rpc_PublishLogsReply) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_AddObjectLocationRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AddObjectLocationRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}object_id\0\u{1}location\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.objectID) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._location) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.objectID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.objectID, fieldNumber: 1)
+    }
+    try { if let v = self._location {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_AddObjectLocationRequest, rhs: Ray_Rpc_AddObjectLocationRequest) -> Bool {
+    if lhs.objectID != rhs.objectID {return false}
+    if lhs._location != rhs._location {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_AddObjectLocationReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AddObjectLocationReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_AddObjectLocationReply, rhs: Ray_Rpc_AddObjectLocationReply) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

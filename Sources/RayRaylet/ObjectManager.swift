@@ -1,0 +1,139 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import RayCommon
+import RayConcurrency
+import RayObjectStore
+import RayProtos
+import RayRPC
+import RayServices
+import Synchronization
+
+/// Copies objects between the stores of nodes: it serves the chunks of a sealed local object to the
+/// raylets that pull it, and pulls remote objects into the local store for the processes of this
+/// node (one pull per object however many ask; the copy is sealed, so visible, only once every byte
+/// arrived, and a pull that fails leaves nothing behind).
+final class ObjectManager: Sendable {
+    let store: ObjectStore
+    let nodeID: NodeID
+    let chunkSize: Int
+    /// Pulls in flight, by object: later askers wait for the same one.
+    private let pulls = Mutex<[ObjectID: Task<ObjectStore.Location, any Error>]>([:])
+    private let raylets = Mutex<[String: RPCChannel]>([:])
+
+    init(store: ObjectStore, nodeID: NodeID, chunkSize: Int = RayConfig()[RayConfig.objectManagerDefaultChunkSize]) {
+        self.store = store
+        self.nodeID = nodeID
+        self.chunkSize = max(64 * 1024, chunkSize)
+    }
+
+    // MARK: serving
+
+    /// Streams the object's bytes in chunks (the object stays pinned meanwhile, so a delete waits).
+    func serve(_ request: Ray_Rpc_PullObjectRequest, to writer: RPCWriter<Ray_Rpc_ObjectChunk>) async throws {
+        let id = try ObjectID(request.objectID, field: "object_id")
+        guard let location = store.get(id) else {
+            throw RPCError(code: .notFound, message: "object \(id) is not in the store of node \(nodeID.hex)")
+        }
+        defer { store.release(id) }
+        let chunk = request.chunkSize > 0 ? Int(min(request.chunkSize, 64 * 1024 * 1024)) : chunkSize
+        let bytes = store.bytes(at: location)
+        var offset = 0
+        repeat {
+            let end = min(bytes.count, offset + chunk)
+            var message = Ray_Rpc_ObjectChunk()
+            message.offset = Int64(offset)
+            message.objectSize = Int64(bytes.count)
+            message.data = Data(UnsafeRawBufferPointer(rebasing: bytes[offset..<end]))
+            try await writer.write(message)
+            offset = end
+        } while offset < bytes.count
+    }
+
+    // MARK: pulling
+
+    /// The object in this node's store: at once if it is here, else pulled from `source`'s raylet.
+    /// Throws `ObjectLostError` if the copy there is gone or the node cannot be reached.
+    func fetch(_ id: ObjectID, from source: Ray_Rpc_ObjectLocation) async throws -> ObjectStore.Location {
+        if let here = store.get(id) {
+            store.release(id)
+            return here
+        }
+        let task = pulls.withLock { pulls -> Task<ObjectStore.Location, any Error> in
+            if let running = pulls[id] { return running }
+            let task = Task(executorPreference: ThreadExecutor.raylet) { try await self.pull(id, from: source) }
+            pulls[id] = task
+            return task
+        }
+        defer { _ = pulls.withLock { $0.removeValue(forKey: id) } }
+        return try await task.value
+    }
+
+    private func pull(_ id: ObjectID, from source: Ray_Rpc_ObjectLocation) async throws -> ObjectStore.Location {
+        let size = Int(source.size)
+        guard size >= 0, !source.rayletAddress.isEmpty else {
+            throw RPCError(code: .invalidArgument, message: "object \(id): a source needs a raylet address and a size")
+        }
+        let sourceNode = (try? NodeID(bytes: source.nodeID))?.hex ?? "?"
+        let channel = try raylet(source.rayletAddress)
+        let buffer: UnsafeMutableRawBufferPointer
+        do {
+            buffer = try store.create(id, size: size)
+        } catch {
+            // Made meanwhile by another path (a put, an earlier pull): use that one once sealed.
+            if error.kind == .objectExists, let here = store.get(id) {
+                store.release(id)
+                return here
+            }
+            throw RPCError(code: error.kind == .objectStoreFull ? .resourceExhausted : .internalError, message: error.message)
+        }
+        var request = Ray_Rpc_PullObjectRequest()
+        request.objectID = Data(id.bytes)
+        request.chunkSize = Int64(chunkSize)
+        do {
+            let received = try await channel.serverStreaming(
+                NodeManagerMethods.pullObject, request, options: CallOptions(timeout: .seconds(600))
+            ) { chunks -> Int in
+                var received = 0
+                for try await chunk in chunks {
+                    let start = Int(chunk.offset)
+                    guard chunk.objectSize == Int64(size), start == received, start + chunk.data.count <= size else {
+                        throw RPCError(code: .dataLoss, message: "object \(id) from node \(sourceNode): a chunk at \(chunk.offset) of \(chunk.data.count) bytes (object \(chunk.objectSize)) does not fit the \(size) bytes expected after \(received)")
+                    }
+                    chunk.data.withUnsafeBytes { data in
+                        UnsafeMutableRawBufferPointer(rebasing: buffer[start..<start + data.count]).copyMemory(from: data)
+                    }
+                    received += chunk.data.count
+                }
+                return received
+            }
+            guard received == size else {
+                throw RPCError(code: .dataLoss, message: "object \(id) from node \(sourceNode): \(received) of \(size) bytes arrived")
+            }
+            try store.seal(id)
+        } catch {
+            store.delete(id)  // never sealed: nobody saw it
+            if let error = error as? RPCError, error.code == .notFound || error.code == .unavailable || error.code == .deadlineExceeded {
+                throw RPCError(code: .notFound, message: "ObjectLostError: all copies of object \(id) are lost: node \(sourceNode) (\(source.rayletAddress)) \(error.code == .notFound ? "no longer has it" : "cannot be reached"): \(error.message)")
+            }
+            throw error
+        }
+        guard let location = store.get(id) else {
+            throw RPCError(code: .notFound, message: "object \(id) was deleted as soon as it arrived")
+        }
+        store.release(id)
+        return location
+    }
+
+    private func raylet(_ address: String) throws(RPCError) -> RPCChannel {
+        if let channel = raylets.withLock({ $0[address] }) { return channel }
+        let channel = try RPCChannel(target: address)
+        return raylets.withLock { raylets in
+            if let existing = raylets[address] { return existing }
+            raylets[address] = channel
+            return channel
+        }
+    }
+}
