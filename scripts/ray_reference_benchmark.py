@@ -240,13 +240,67 @@ def idle_cluster_cpu_percent(seconds=60):
         return used / (os.sysconf("SC_CLK_TCK") * seconds) * 100
 
 
+def cross_node_figures(transfers=6):
+    """cross_node_transfer_1gib_gbps as ray-multinode-benchmark measures it: a 1 GiB array made by a
+    task on another node (NodeAffinity), waited for, then timed `ray.get` by this driver (whose node
+    is RAY_NODE_IP_ADDRESS)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    ray.init(address=os.environ["RAY_ADDRESS"], _node_ip_address=os.environ.get("RAY_NODE_IP_ADDRESS"))
+    here = ray.get_runtime_context().get_node_id()
+    other = next(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["NodeID"] != here)
+
+    @ray.remote(num_cpus=0)
+    def make_bytes(size):
+        return np.zeros(size, dtype=np.uint8)
+
+    size = 1 << 30
+    gbps = []
+    for _ in range(transfers):
+        made = make_bytes.options(scheduling_strategy=NodeAffinitySchedulingStrategy(other, soft=False)).remote(size)
+        ray.wait([made], timeout=120, fetch_local=False)
+        start = time.perf_counter()
+        value = ray.get(made)
+        elapsed = time.perf_counter() - start
+        assert value.nbytes == size
+        del value, made
+        gbps.append(size / elapsed / 1e9)
+    rest = sorted(gbps[1:])
+    figures = {"cross_node_transfer_1gib_gbps_first": gbps[0], "cross_node_transfer_1gib_gbps": rest[len(rest) // 2],
+               "cross_node_transfer_1gib_gbps_best": rest[-1]}
+    print("transfers_gbps: " + " ".join(f"{x:.2f}" for x in gbps))
+    ray.shutdown()
+    return figures
+
+
+def tasks_async_on(address):
+    """single_client_tasks_async against a running cluster (multi_node_tasks_async on a multi-node one)."""
+    ray.init(address=address, _node_ip_address=os.environ.get("RAY_NODE_IP_ADDRESS"))
+
+    def batch():
+        ray.get([small_value.remote() for _ in range(1000)])
+
+    results = timeit("multi node tasks async", batch, 1000, warmup_time_sec=2)
+    ray.shutdown()
+    return {"multi_node_tasks_async": results[0][1]}
+
+
 def main():
     parser = argparse.ArgumentParser()
+    parser.add_argument("--cross-node", action="store_true", help="cross_node_transfer_1gib_gbps on the cluster at RAY_ADDRESS")
+    parser.add_argument("--address", help="with --only tasks_async: the cluster to run single_client_tasks_async on")
     parser.add_argument("--json")
     parser.add_argument("--only-actors", action="store_true", help="only the actor figures")
     parser.add_argument("--only", help="with --only-actors: only the actor figures whose names contain this")
     parser.add_argument("--only-idle-cpu", action="store_true", help="only idle_cluster_cpu_percent")
     args = parser.parse_args()
+    if args.cross_node or (args.address and args.only == "tasks_async"):
+        figures = cross_node_figures() if args.cross_node else tasks_async_on(args.address)
+        for name, value in figures.items():
+            print(f"{name}: {value:.2f}")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(figures, f, indent=2, sort_keys=True)
+        return
     if args.only_actors:
         ray.init()
         figures = {}
