@@ -462,7 +462,7 @@ extension CoreWorker {
             let cancelled = submitter.state.withLock { $0.cancelled.remove(task.taskID) != nil }
             finish(task, with: cancelled
                 ? TaskFailure(kind: .taskCancelled, type: "", message: "the task was cancelled (its worker was killed)", function: task.spec.functionName)
-                : TaskFailure(kind: .workerCrashed, type: "", message: "the worker (pid=\(lease.pid)) running \(task.spec.functionName) died: \(error.message)", function: task.spec.functionName))
+                : TaskFailure(kind: .workerCrashed, type: "", message: "the worker (pid=\(lease.pid), node \(lease.worker.nodeID.map { String(format: "%02x", $0) }.joined())) running \(task.spec.functionName) died: \(error.message)", function: task.spec.functionName))
         }
         Task(executorPreference: ThreadExecutor.coreWorker) { await self.endLease(key: key, lease: lease, workerDied: true) }
     }

@@ -280,6 +280,19 @@ actor ActorManager {
         }
     }
 
+    /// A node died: the actors it hosted are dead with Ray's cause (naming the node), and the
+    /// non-detached actors whose owner ran there go too.
+    func nodeDied(_ raw: Data, reason: String, expected: Bool) async {
+        let hex = raw.map { String(format: "%02x", $0) }.joined()
+        let cause = "The actor died because its node has died. Node Id: \(hex)\n\tthe actor's node was terminated \(expected ? "expectedly" : "unexpectedly"): \(reason)"
+        for (id, actor) in actors where actor.state != .dead && actor.address.nodeID == raw {
+            await markDead(id, cause: cause)
+        }
+        for (id, actor) in actors where actor.state != .dead && !actor.isDetached && actor.ownerAddress.nodeID == raw {
+            await end(id, cause: "its owner's node \(hex) died")
+        }
+    }
+
     /// A job's driver finished: its non-detached actors go with it.
     func jobFinished(_ raw: Data) async {
         for (id, actor) in actors where actor.state != .dead && !actor.isDetached && actor.jobID == raw {

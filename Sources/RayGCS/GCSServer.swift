@@ -43,7 +43,8 @@ public final class GCSServer: Sendable {
         }
         if let healthCheckTimeout { settings.timeout = healthCheckTimeout }
         if let healthCheckFailureThreshold { settings.failureThreshold = healthCheckFailureThreshold }
-        let checker = HealthChecker(state: state, settings: settings)
+        var checker = HealthChecker(state: state, settings: settings)
+        checker.nodeDied = { node, reason in await actors.nodeDied(node, reason: reason, expected: false) }
         self.healthChecks = Task(executorPreference: ThreadExecutor.gcs) { await checker.run() }
     }
 
@@ -67,6 +68,7 @@ public final class GCSServer: Sendable {
         }
         router.register(GCSMethods.unregisterNode) { request, _ in
             try await state.unregisterNode(request.nodeID, reason: request.deathReason)
+            await actors.nodeDied(request.nodeID, reason: request.deathReason, expected: true)
             return Ray_Rpc_UnregisterNodeReply()
         }
         router.register(GCSMethods.getAllNodeInfo) { _, _ in

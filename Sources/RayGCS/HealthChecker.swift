@@ -30,6 +30,8 @@ struct HealthChecker: Sendable {
 
     let state: GCSState
     let settings: Settings
+    /// Hears each node marked dead here (its ID, why): the actor manager fails over what was on it.
+    var nodeDied: @Sendable (Data, String) async -> Void = { _, _ in }
 
     /// Runs until cancelled (on the GCS's thread, its checks included: they inherit its executor).
     func run() async {
@@ -72,9 +74,9 @@ struct HealthChecker: Sendable {
                     } else {
                         failures[id, default: 0] += 1
                         if failures[id]! >= settings.failureThreshold {
-                            try? await state.unregisterNode(
-                                Data(id.bytes),
-                                reason: "the raylet failed \(settings.failureThreshold) health checks in a row")
+                            let reason = "health check failed due to missing too many heartbeats (\(settings.failureThreshold) in a row)"
+                            try? await state.unregisterNode(Data(id.bytes), reason: reason)
+                            await nodeDied(Data(id.bytes), reason)
                             failures[id] = nil
                             channels[id] = nil
                         }

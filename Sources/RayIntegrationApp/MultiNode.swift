@@ -100,6 +100,52 @@ enum MultiNodeScenarios {
             try await Task.sleep(for: .seconds(Int(ProcessInfo.processInfo.environment["APP_HOLD_SECONDS"] ?? "0") ?? 0))
             return true
 
+        case "node-death":
+            // An actor, an object and a long task on the zone=b node; the test SIGKILLs its raylet.
+            let nodes = try await ray.nodes().filter(\.isAlive)
+            guard let doomed = nodes.first(where: { $0.labels["zone"] == "b" }) else { throw Failed("no zone=b node in \(nodes)") }
+            let counter = try await ray.actor(Counter.self, args: 1, options: ActorOptions(labelSelector: ["zone": "b"]))
+            report("actor_first_call", try await counter.add(1))
+            let onlyThere = makeBytes.options(labelSelector: ["zone": "b"]).remote(1 << 20)
+            _ = await ray.wait([onlyThere], numReturns: 1, timeout: .seconds(30))
+            let running = sleepThenWhere.options(labelSelector: ["zone": "b"]).remote(120_000)
+            try await Task.sleep(for: .milliseconds(500))
+            report("doomed_node", doomed.id.hex)
+            report("ready", 1)
+            let start = ContinuousClock.now
+            while try await ray.nodes().first(where: { $0.id == doomed.id })?.isAlive != false {
+                guard ContinuousClock.now - start < .seconds(30) else { throw Failed("node \(doomed.id.hex) was not marked dead within 30 s") }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            report("marked_dead", 1)
+            do {
+                _ = try await counter.add(1)
+                throw Failed("an actor on a dead node answered")
+            } catch let error as RayError {
+                report("actor_kind", error.kind.rawValue)
+                report("actor_names_node", error.message.contains(doomed.id.hex) ? 1 : 0)
+            } catch let error as RayTaskError {
+                report("actor_kind", error.kind.rawValue)
+                report("actor_names_node", error.message.contains(doomed.id.hex) ? 1 : 0)
+            }
+            do {
+                _ = try await onlyThere.getBuffer(timeout: .seconds(30))
+                throw Failed("an object whose only copy was on a dead node was read")
+            } catch let error as RayError {
+                report("object_kind", error.kind.rawValue)
+                report("object_names_node", error.message.contains(doomed.id.hex) ? 1 : 0)
+            }
+            do {
+                _ = try await running.get(timeout: .seconds(30))
+                throw Failed("a task on a dead node finished")
+            } catch let error as RayTaskError {
+                report("task_kind", error.kind.rawValue)
+                report("task_names_node", error.message.contains(doomed.id.hex) ? 1 : 0)
+            }
+            // The cluster goes on without it.
+            report("after_ok", try await whereAmI.remote().get(timeout: .seconds(30)).isEmpty ? 0 : 1)
+            return true
+
         case "infeasible-then-join":
             // Needs {"late": 1}, which no node has: it waits (the driver is warned) until the test
             // adds a node that has it.

@@ -104,7 +104,7 @@ import Testing
         }
         let dead = try #require(nodes.first { $0.nodeID == Data(goneID.bytes) })
         #expect(dead.state == .dead, "the GCS did not notice the missing raylet within 10 s")
-        #expect(dead.deathReason.contains("health checks"))
+        #expect(dead.deathReason.contains("missing too many heartbeats"))
         let alive = try #require(nodes.first { $0.nodeID == Data(healthy.nodeID.bytes) })
         #expect(alive.state == .alive, "a raylet that answers must stay alive")
 

@@ -116,4 +116,36 @@ import Testing
         }
         await cluster.stop()
     }
+
+    @Test func aNodeWhoseRayletIsKilledIsMarkedDeadAndWhatWasOnItFailsClearly() async throws {
+        let fastChecks = ["RAY_health_check_period_ms": "200", "RAY_health_check_failure_threshold": "3",
+                          "RAY_health_check_timeout_ms": "500"]
+        let cluster = try await TestCluster.start(head: ["--num-cpus", "2"], workers: [["--num-cpus", "2", "--labels", "zone=b"]],
+                                                  headEnvironment: fastChecks)
+        do {
+            let app = try IntegrationApp.Running(["node-death"], environment: ["RAY_ADDRESS": cluster.address])
+            _ = try await app.value("ready", within: .seconds(60))
+            let doomed = try #require(TestCluster.recordedPIDs(in: cluster.nodes[1].temp, role: "raylet").first)
+            let killed = ContinuousClock.now
+            kill(doomed, SIGKILL)
+            _ = try await app.value("marked_dead", within: .seconds(15))
+            // 3 missed checks 200 ms apart, each up to 500 ms: well within 5 s.
+            #expect(ContinuousClock.now - killed < .seconds(5), "the GCS marked the node dead within its health-check settings")
+            let run = try await app.finish(timeout: .seconds(90))
+            #expect(run.status == 0, "\(run.output)")
+            #expect(run.values["actor_kind"] == "ActorDiedError")
+            #expect(run.int("actor_names_node") == 1, "the actor's callers hear which node died: \(run.output)")
+            #expect(run.values["object_kind"] == "ObjectLostError")
+            #expect(run.int("object_names_node") == 1, "\(run.output)")
+            #expect(run.values["task_kind"] == "WorkerCrashedError")
+            #expect(run.int("task_names_node") == 1, "\(run.output)")
+            #expect(run.int("after_ok") == 1, "the cluster goes on without the node")
+            // The killed raylet's workers went with it.
+            try await IntegrationApp.expectNoWorkersLeft(startedBy: doomed)
+        } catch {
+            await cluster.stop()
+            throw error
+        }
+        await cluster.stop()
+    }
 }

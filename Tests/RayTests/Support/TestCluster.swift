@@ -20,9 +20,12 @@ final class TestCluster: @unchecked Sendable {
     }
 
     /// Starts the head (`ray start --head` with `head`'s flags), then one node per entry of `workers`.
-    static func start(head: [String] = ["--num-cpus", "2"], workers: [[String]] = []) async throws -> TestCluster {
+    /// `headEnvironment` goes to the head's daemons (the GCS's `RAY_health_check_*`, say).
+    static func start(head: [String] = ["--num-cpus", "2"], workers: [[String]] = [],
+                      headEnvironment: [String: String] = [:]) async throws -> TestCluster {
         let temp = freshTemp()
-        let output = try await runRay(["start", "--head", "--port", "0", "--node-ip-address", "127.0.0.1"] + head, temp: temp)
+        let output = try await runRay(["start", "--head", "--port", "0", "--node-ip-address", "127.0.0.1"] + head, temp: temp,
+                                      environment: headEnvironment)
         guard output.status == 0, let address = output.text.split(separator: "\n").first(where: { $0.contains("GCS address:") })?
             .split(separator: " ").last.map(String.init)
         else { throw ClusterFailure("ray start --head failed:\n\(output.text)") }
