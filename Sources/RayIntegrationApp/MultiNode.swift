@@ -146,6 +146,27 @@ enum MultiNodeScenarios {
             report("after_ok", try await whereAmI.remote().get(timeout: .seconds(30)).isEmpty ? 0 : 1)
             return true
 
+        case "netns":
+            // The driver's node and a zone=b node in another network namespace: tasks, an actor
+            // and objects both ways cross the veth between them.
+            let nodes = try await ray.nodes().filter(\.isAlive)
+            guard let other = nodes.first(where: { $0.labels["zone"] == "b" }) else { throw Failed("no zone=b node in \(nodes)") }
+            report("driver_address", nodes.first { $0.id == ray.nodeID }?.address ?? "")
+            report("other_address", other.address)
+            let ran = try await ray.get((0..<3).map { _ in whereAmI.options(labelSelector: ["zone": "b"]).remote() }, timeout: .seconds(60))
+            report("tasks_on_other", ran.filter { $0 == other.id.hex }.count)
+            let locator = try await ray.actor(Locator.self, args: 0, options: ActorOptions(labelSelector: ["zone": "b"]))
+            report("actor_on_other", try await locator.node() == other.id.hex ? 1 : 0)
+            let size = 256 << 20
+            let expected = sparseChecksum(pattern(size))
+            let made = makeBytes.options(labelSelector: ["zone": "b"]).remote(size)
+            let bytes = try await made.getBuffer(timeout: .seconds(120))
+            report("pulled_ok", bytes.withUnsafeBytes { sparseChecksum($0.bindMemory(to: UInt8.self)) } == expected ? 1 : 0)
+            let put = try await ray.put(pattern(size))
+            let there = try await checksumWhere.options(labelSelector: ["zone": "b"]).remote(put).get(timeout: .seconds(120))
+            report("pushed_ok", there.sum == expected && there.node == other.id.hex ? 1 : 0)
+            return true
+
         case "infeasible-then-join":
             // Needs {"late": 1}, which no node has: it waits (the driver is warned) until the test
             // adds a node that has it.

@@ -40,12 +40,19 @@ struct IntegrationApp {
         private let outputFile: URL
         private let handle: FileHandle
 
-        init(_ arguments: [String], environment extra: [String: String] = [:]) throws {
+        /// `launcher` runs the app through another command (`["/usr/sbin/ip", "netns", "exec", name]`),
+        /// which must exec it (the pid is the app's).
+        init(_ arguments: [String], environment extra: [String: String] = [:], launcher: [String] = []) throws {
             self.arguments = arguments
             temp = FileManager.default.temporaryDirectory.appendingPathComponent("swift-ray-app-\(UUID().uuidString)")
             #expect(FileManager.default.fileExists(atPath: executable.path), "ray-integration-app must be built next to the tests")
-            process.executableURL = executable
-            process.arguments = arguments
+            if let command = launcher.first {
+                process.executableURL = URL(fileURLWithPath: command)
+                process.arguments = Array(launcher.dropFirst()) + [executable.path] + arguments
+            } else {
+                process.executableURL = executable
+                process.arguments = arguments
+            }
             var environment = ProcessInfo.processInfo.environment
             environment["GRPC_VERBOSITY"] = "NONE"
             environment["RAY_ADDRESS"] = nil

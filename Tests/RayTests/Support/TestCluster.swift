@@ -98,12 +98,17 @@ final class TestCluster: @unchecked Sendable {
     }
 
     /// Runs `ray <arguments>` to completion (at most 30 s).
-    static func runRay(_ arguments: [String], temp: URL, environment extra: [String: String] = [:]) async throws
-        -> (status: Int32, text: String)
+    static func runRay(_ arguments: [String], temp: URL, environment extra: [String: String] = [:],
+                       launcher: [String] = []) async throws -> (status: Int32, text: String)
     {
         let process = Process()
-        process.executableURL = ray
-        process.arguments = arguments
+        if let command = launcher.first {
+            process.executableURL = URL(fileURLWithPath: command)
+            process.arguments = Array(launcher.dropFirst()) + [ray.path] + arguments
+        } else {
+            process.executableURL = ray
+            process.arguments = arguments
+        }
         var environment = ProcessInfo.processInfo.environment
         environment["RAY_TMPDIR"] = temp.path
         environment["RAY_ADDRESS"] = nil

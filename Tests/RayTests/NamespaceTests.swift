@@ -1,0 +1,105 @@
+import Foundation
+import Testing
+
+/// Two network namespaces joined by a veth pair: one host each, so nothing between the nodes can
+/// lean on a shared loopback or abstract Unix sockets. Torn down (processes, then namespaces) by
+/// `close()`.
+final class TwoHosts: @unchecked Sendable {
+    let names: [String]
+    let addresses: [String]
+
+    init() throws {
+        let tag = String(UInt32.random(in: 0..<0xFFFF_FFFF), radix: 16)
+        let subnet = Int.random(in: 1...250)
+        names = ["sr-a-\(tag)", "sr-b-\(tag)"]
+        addresses = ["10.231.\(subnet).1", "10.231.\(subnet).2"]
+        let veth = ["sra\(tag)", "srb\(tag)"]
+        do {
+            for name in names { try Self.ip(["netns", "add", name]) }
+            try Self.ip(["link", "add", veth[0], "type", "veth", "peer", "name", veth[1]])
+            for i in 0..<2 {
+                try Self.ip(["link", "set", veth[i], "netns", names[i]])
+                try Self.ip(["-n", names[i], "addr", "add", "\(addresses[i])/24", "dev", veth[i]])
+                try Self.ip(["-n", names[i], "link", "set", veth[i], "up"])
+                try Self.ip(["-n", names[i], "link", "set", "lo", "up"])
+            }
+        } catch {
+            close()
+            throw error
+        }
+    }
+
+    /// Runs a command in host `i`'s namespace: `ip netns exec <name>` execs it.
+    func launcher(_ i: Int) -> [String] { ["/usr/sbin/ip", "netns", "exec", names[i]] }
+
+    /// Deletes the namespaces (the veth pair goes with them).
+    func close() {
+        for name in names { try? Self.ip(["netns", "del", name]) }
+    }
+
+    struct Failure: Error, CustomStringConvertible { var description: String }
+
+    static func ip(_ arguments: [String]) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardError = pipe
+        process.standardOutput = pipe
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            throw Failure(description: "ip \(arguments.joined(separator: " ")) failed: \(text)")
+        }
+    }
+}
+
+@Suite(.serialized) struct NamespaceTests {
+    @Test func aDriverOnOneHostRunsTasksAnActorAndMovesObjectsOnAnother() async throws {
+        let hosts = try TwoHosts()
+        let temps = [TestCluster.freshTemp(), TestCluster.freshTemp()]
+        var daemons: [pid_t] = []
+        do {
+            let head = try await TestCluster.runRay(
+                ["start", "--head", "--port", "0", "--node-ip-address", hosts.addresses[0], "--num-cpus", "2"],
+                temp: temps[0], launcher: hosts.launcher(0))
+            let address = try #require(head.text.split(separator: "\n").first { $0.contains("GCS address:") }?
+                .split(separator: " ").last.map(String.init), "\(head.text)")
+            #expect(address.hasPrefix(hosts.addresses[0] + ":"))
+            let joined = try await TestCluster.runRay(
+                ["start", "--address", address, "--node-ip-address", hosts.addresses[1], "--num-cpus", "2", "--labels", "zone=b"],
+                temp: temps[1], launcher: hosts.launcher(1))
+            #expect(joined.status == 0, "\(joined.text)")
+            daemons = temps.flatMap { TestCluster.recordedPIDs(in: $0) }
+            let app = try IntegrationApp.Running(
+                ["netns"], environment: ["RAY_ADDRESS": address, "RAY_NODE_IP_ADDRESS": hosts.addresses[0]],
+                launcher: hosts.launcher(0))
+            let run = try await app.finish(timeout: .seconds(120))
+            #expect(run.status == 0, "\(run.output)")
+            #expect(run.values["driver_address"] == hosts.addresses[0])
+            #expect(run.values["other_address"] == hosts.addresses[1])
+            #expect(run.int("tasks_on_other") == 3, "the tasks ran on the other host")
+            #expect(run.int("actor_on_other") == 1)
+            #expect(run.int("pulled_ok") == 1, "256 MiB made on the other host arrived intact")
+            #expect(run.int("pushed_ok") == 1, "256 MiB put here arrived intact at a task there")
+        } catch {
+            await Self.stop(temps, hosts, daemons)
+            throw error
+        }
+        await Self.stop(temps, hosts, daemons)
+    }
+
+    static func stop(_ temps: [URL], _ hosts: TwoHosts, _ daemons: [pid_t]) async {
+        for i in [1, 0] {
+            let stopped = try? await TestCluster.runRay(["stop"], temp: temps[i], launcher: hosts.launcher(i))
+            #expect(stopped?.status == 0, "ray stop on host \(i): \(stopped?.text ?? "did not run")")
+        }
+        for pid in daemons {
+            #expect(!processIsAlive(pid), "daemon \(pid) outlived ray stop")
+            if processIsAlive(pid) { kill(pid, SIGKILL) }
+        }
+        hosts.close()
+        for temp in temps { try? FileManager.default.removeItem(at: temp) }
+    }
+}
