@@ -183,9 +183,19 @@ public final class Raylet: Sendable {
         return removed
     }
 
-    /// The node's labels: the ones it was given, and Ray's own (`ray.io/node-id`, the node ID in hex).
-    public static func labels(_ given: [String: String], nodeID: NodeID) -> [String: String] {
-        var labels = given
+    /// The node's labels: Ray's defaults (`ray.io/node-id`, and as Ray sets them from the environment
+    /// `ray.io/market-type` ← `RAY_NODE_MARKET_TYPE`, `ray.io/node-group` ← `RAY_NODE_TYPE_NAME`,
+    /// `ray.io/availability-region` ← `RAY_NODE_REGION`, `ray.io/availability-zone` ← `RAY_NODE_ZONE`),
+    /// under the ones it was given; the node ID always wins.
+    public static func labels(_ given: [String: String], nodeID: NodeID,
+                              environment: [String: String] = ProcessInfo.processInfo.environment) -> [String: String] {
+        var labels: [String: String] = [:]
+        let fromEnvironment = ["ray.io/market-type": "RAY_NODE_MARKET_TYPE", "ray.io/node-group": "RAY_NODE_TYPE_NAME",
+                               "ray.io/availability-region": "RAY_NODE_REGION", "ray.io/availability-zone": "RAY_NODE_ZONE"]
+        for (label, variable) in fromEnvironment {
+            if let value = environment[variable], !value.isEmpty { labels[label] = value }
+        }
+        labels.merge(given) { _, given in given }
         labels[Labels.nodeID] = nodeID.hex
         return labels
     }

@@ -245,6 +245,41 @@ func processIsAlive(_ pid: pid_t) -> Bool {
         await cli.cleanUp()
     }
 
+    @Test(arguments: [
+        (["--resources", "{\"accel\": \"one\"}"], "the amount of accel must be a number"),
+        (["--resources", "[1, 2]"], "must be a JSON object"),
+        (["--resources", "{\"accel\": -1}"], "accel cannot be -1"),
+        (["--resources", "{\"GPU\": 1}"], "use --num-gpus"),
+        (["--labels", "zone"], "Label string is not a key-value pair."),
+        (["--labels", "zone=a b"], "value 'a b'"),
+        (["--labels", "ray.io/node-id=x"], "the node's own ID"),
+        (["--min-worker-port", "20000", "--max-worker-port", "10000"], "is above --max-worker-port"),
+        (["--object-store-memory", "1000"], "at least 64 MiB"),
+    ])
+    func aNodeWithBadFlagsRefusesToStartSayingWhatIsWrong(flags: [String], message: String) async throws {
+        let cli = try RayCLI()
+        let started = try await cli.run(["start", "--head", "--port", "0"] + flags)
+        #expect(started.status != 0)
+        #expect(started.output.contains(message), "\(started.output)")
+        #expect(cli.recordedPIDs().isEmpty, "nothing started")
+        await cli.cleanUp()
+    }
+
+    @Test func aNodeJoiningAnAddressWithNoGCSFailsWithinSecondsNamingIt() async throws {
+        let cli = try RayCLI()
+        let start = ContinuousClock.now
+        let joined = try await cli.run(["start", "--address", "127.0.0.1:1", "--num-cpus", "1"])
+        #expect(joined.status != 0)
+        #expect(joined.output.contains("no GCS answers at 127.0.0.1:1"), "\(joined.output)")
+        #expect(ContinuousClock.now - start < .seconds(8), "it failed within a few seconds")
+        #expect(cli.recordedPIDs().isEmpty, "nothing started")
+        let neither = try await cli.run(["start", "--num-cpus", "1"])
+        #expect(neither.output.contains("`--address` is a required flag unless starting a head node with `--head`."), "\(neither.output)")
+        let portOnWorker = try await cli.run(["start", "--address", "127.0.0.1:1", "--port", "7000"])
+        #expect(portOnWorker.output.contains("`--port` should only be specified when starting head node with `--head`."))
+        await cli.cleanUp()
+    }
+
     @Test func badResourcesAreRejectedBeforeAnythingStarts() async throws {
         let cli = try RayCLI()
         let started = try await cli.run(["start", "--head", "--port", "0", "--resources", "not json"])

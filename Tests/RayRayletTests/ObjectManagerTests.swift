@@ -1,0 +1,153 @@
+import Foundation
+import RayCommon
+import RayGCS
+import RayProtos
+import RayRaylet
+import RayRPC
+import RayServices
+import Testing
+
+/// The object manager with real raylets (and, for a source that breaks off mid-object, a source
+/// raylet's PullObject served by a test server beside them).
+@Suite(.serialized, .timeLimit(.minutes(1))) struct ObjectManagerTests {
+    static let size = 12 * 1024 * 1024 + 123  // three 5 MiB chunks, the last one short
+
+    func withRaylets(_ body: (Raylet, RPCChannel, Raylet, RPCChannel) async throws -> Void) async throws {
+        let gcs = try GCSServer()
+        var options = Raylet.Options()
+        options.resources = ["CPU": 1]
+        options.objectStoreMemory = 64 * 1024 * 1024
+        options.logDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("raylet-test-\(UUID().uuidString)").path
+        let a = try await Raylet(gcsAddress: "127.0.0.1:\(gcs.port)", options: options)
+        let b = try await Raylet(gcsAddress: "127.0.0.1:\(gcs.port)", options: options)
+        let channels = (try RPCChannel(host: "127.0.0.1", port: a.port), try RPCChannel(host: "127.0.0.1", port: b.port))
+        do {
+            try await body(a, channels.0, b, channels.1)
+        } catch {
+            await a.shutdown()
+            await b.shutdown()
+            await gcs.shutdown(grace: .zero)
+            throw error
+        }
+        await a.shutdown()
+        await b.shutdown()
+        await gcs.shutdown(grace: .zero)
+    }
+
+    static func bytes(_ i: Int) -> UInt8 { UInt8(truncatingIfNeeded: i &* 31 &+ i >> 13) }
+
+    /// Creates and seals an object of `size` patterned bytes in `raylet`'s store.
+    func put(_ id: ObjectID, on raylet: Raylet, _ channel: RPCChannel) async throws {
+        var create = Ray_Rpc_CreateObjectRequest()
+        create.objectID = Data(id.bytes)
+        create.dataSize = Int64(Self.size)
+        create.ownerWorkerID = Data(WorkerID.random().bytes)
+        let offset = Int(try await channel.unary(NodeManagerMethods.createObject, create).offset)
+        let base = UnsafeMutableRawPointer(mutating: raylet.objectStore.region.base) + offset
+        for i in 0..<Self.size { base.storeBytes(of: Self.bytes(i), toByteOffset: i, as: UInt8.self) }
+        var seal = Ray_Rpc_SealObjectRequest()
+        seal.objectID = Data(id.bytes)
+        _ = try await channel.unary(NodeManagerMethods.sealObject, seal)
+    }
+
+    func fetch(_ id: ObjectID, from address: String, node: NodeID, via channel: RPCChannel) async throws -> Ray_Rpc_FetchObjectReply {
+        var request = Ray_Rpc_FetchObjectRequest()
+        request.objectID = Data(id.bytes)
+        request.source.nodeID = Data(node.bytes)
+        request.source.rayletAddress = address
+        request.source.size = Int64(Self.size)
+        request.ownerWorkerID = Data(WorkerID.random().bytes)
+        return try await channel.unary(NodeManagerMethods.fetchObject, request, options: CallOptions(timeout: .seconds(20)))
+    }
+
+    func stats(_ channel: RPCChannel) async throws -> Ray_Rpc_GetNodeStatsReply {
+        try await channel.unary(NodeManagerMethods.getNodeStats, Ray_Rpc_GetNodeStatsRequest())
+    }
+
+    @Test func anObjectIsPulledInChunksIntactAndOnlyOnceHoweverManyAsk() async throws {
+        try await withRaylets { a, channelA, b, channelB in
+            let id = ObjectID.random()
+            try await put(id, on: a, channelA)
+            let replies = try await withThrowingTaskGroup(of: Ray_Rpc_FetchObjectReply.self) { group in
+                for _ in 0..<3 { group.addTask { try await fetch(id, from: "127.0.0.1:\(a.port)", node: a.nodeID, via: channelB) } }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(Set(replies.map(\.offset)).count == 1, "one copy for three askers")
+            let copy = UnsafeRawBufferPointer(start: b.objectStore.region.base + Int(replies[0].offset), count: Int(replies[0].size))
+            #expect(copy.count == Self.size)
+            #expect(copy.indices.allSatisfy { copy[$0] == Self.bytes($0) }, "every byte arrived in place")
+            #expect(try await stats(channelB).numObjects == 1)
+        }
+    }
+
+    @Test func aSourceThatBreaksOffMidObjectFailsThePullAndLeavesNothingBehind() async throws {
+        try await withRaylets { _, _, b, channelB in
+            // A source raylet that sends two good chunks of the three, then fails.
+            var router = RPCRouter()
+            router.registerServerStreaming(NodeManagerMethods.pullObject) { request, writer, _ in
+                for index in 0..<2 {
+                    var chunk = Ray_Rpc_ObjectChunk()
+                    chunk.offset = Int64(index * 5 * 1024 * 1024)
+                    chunk.objectSize = Int64(Self.size)
+                    chunk.data = Data(repeating: 7, count: 5 * 1024 * 1024)
+                    try await writer.write(chunk)
+                }
+                throw RPCError(code: .unavailable, message: "the source node went away")
+            }
+            let breaking = try RPCServer(host: "127.0.0.1", port: 0, router: router)
+            // And one whose chunk does not fit the object.
+            var lyingRouter = RPCRouter()
+            lyingRouter.registerServerStreaming(NodeManagerMethods.pullObject) { request, writer, _ in
+                var chunk = Ray_Rpc_ObjectChunk()
+                chunk.offset = Int64(Self.size - 10)
+                chunk.objectSize = Int64(Self.size)
+                chunk.data = Data(repeating: 1, count: 100)
+                try await writer.write(chunk)
+            }
+            let lying = try RPCServer(host: "127.0.0.1", port: 0, router: lyingRouter)
+            let id = ObjectID.random()
+            let started = ContinuousClock.now
+            await #expect {
+                _ = try await fetch(id, from: "127.0.0.1:\(breaking.port)", node: .random(), via: channelB)
+            } throws: { error in
+                let message = (error as? RPCError)?.message ?? "\(error)"
+                return message.contains("all copies of object") && message.contains("cannot be reached")
+            }
+            #expect(ContinuousClock.now - started < .seconds(10), "no hang")
+            await #expect {
+                _ = try await fetch(id, from: "127.0.0.1:\(lying.port)", node: .random(), via: channelB)
+            } throws: { error in
+                (error as? RPCError)?.code == .dataLoss && "\(error)".contains("does not fit")
+            }
+            await #expect(throws: RPCError.self) {
+                _ = try await fetch(id, from: "127.0.0.1:1", node: .random(), via: channelB)
+            }
+            // Nothing half-written is visible, and the store is as it was.
+            #expect(b.objectStore.get(id) == nil)
+            let after = try await stats(channelB)
+            #expect(after.numObjects == 0 && after.objectStoreUsed == 0, "\(after)")
+            await breaking.shutdown(grace: .zero)
+            await lying.shutdown(grace: .zero)
+        }
+    }
+
+    @Test func badFetchesAreRejected() async throws {
+        try await withRaylets { _, _, _, channelB in
+            var request = Ray_Rpc_FetchObjectRequest()
+            request.objectID = Data([1, 2])
+            await #expect { _ = try await channelB.unary(NodeManagerMethods.fetchObject, request) } throws: {
+                ($0 as? RPCError)?.code == .invalidArgument
+            }
+            request.objectID = Data(ObjectID.random().bytes)
+            request.ownerWorkerID = Data(WorkerID.random().bytes)
+            await #expect { _ = try await channelB.unary(NodeManagerMethods.fetchObject, request) } throws: {
+                ($0 as? RPCError)?.code == .invalidArgument && "\($0)".contains("raylet address")
+            }
+            var pull = Ray_Rpc_PullObjectRequest()
+            pull.objectID = Data(ObjectID.random().bytes)
+            await #expect {
+                try await channelB.serverStreaming(NodeManagerMethods.pullObject, pull) { chunks in for try await _ in chunks {} }
+            } throws: { ($0 as? RPCError)?.code == .notFound }
+        }
+    }
+}
