@@ -275,11 +275,13 @@ public final class Ray: Sendable {
             exit(1)
         }
         // A worker lives as long as the process that started it: exit when it is gone (checked on the
-        // core worker's thread, so a worker whose tasks keep the pool busy still notices).
+        // core worker's thread, so a worker whose tasks keep the pool busy still notices), within
+        // 100 ms: before the GCS's health checks call its node dead (by default 5 misses 3 s apart),
+        // so the callers of an actor on a dead node do not reach a worker that outlived its raylet.
         let parent = environment["RAY_RAYLET_PID"].flatMap { pid_t($0) } ?? getppid()
         await withTaskExecutorPreference(ThreadExecutor.coreWorker) { () async -> Never in
             while true {
-                try? await ThreadExecutor.coreWorker.sleep(for: .milliseconds(500))
+                try? await ThreadExecutor.coreWorker.sleep(for: .milliseconds(100))
                 if getppid() != parent { exit(0) }
             }
         }

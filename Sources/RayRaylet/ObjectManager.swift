@@ -31,8 +31,13 @@ final class ObjectManager: Sendable {
 
     // MARK: serving
 
+    /// A chunk on the wire: a header of two little-endian Int64s (where it starts in the object, the
+    /// object's size), then its bytes. Raw, not a protobuf `bytes` field: that would copy each chunk
+    /// once more on each side.
+    static let chunkHeader = 16
+
     /// Streams the object's bytes in chunks (the object stays pinned meanwhile, so a delete waits).
-    func serve(_ request: Ray_Rpc_PullObjectRequest, to writer: RPCWriter<Ray_Rpc_ObjectChunk>) async throws {
+    func serve(_ request: Ray_Rpc_PullObjectRequest, to writer: RPCRawWriter) async throws {
         let id = try ObjectID(request.objectID, field: "object_id")
         guard let location = store.get(id) else {
             throw RPCError(code: .notFound, message: "object \(id) is not in the store of node \(nodeID.hex)")
@@ -43,10 +48,13 @@ final class ObjectManager: Sendable {
         var offset = 0
         repeat {
             let end = min(bytes.count, offset + chunk)
-            var message = Ray_Rpc_ObjectChunk()
-            message.offset = Int64(offset)
-            message.objectSize = Int64(bytes.count)
-            message.data = Data(UnsafeRawBufferPointer(rebasing: bytes[offset..<end]))
+            let message = [UInt8](unsafeUninitializedCapacity: Self.chunkHeader + end - offset) { buffer, count in
+                let raw = UnsafeMutableRawBufferPointer(buffer)
+                raw.storeBytes(of: Int64(offset).littleEndian, toByteOffset: 0, as: Int64.self)
+                raw.storeBytes(of: Int64(bytes.count).littleEndian, toByteOffset: 8, as: Int64.self)
+                UnsafeMutableRawBufferPointer(rebasing: raw[Self.chunkHeader...]).copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[offset..<end]))
+                count = buffer.count
+            }
             try await writer.write(message)
             offset = end
         } while offset < bytes.count
@@ -93,19 +101,24 @@ final class ObjectManager: Sendable {
         request.objectID = Data(id.bytes)
         request.chunkSize = Int64(chunkSize)
         do {
-            let received = try await channel.serverStreaming(
-                NodeManagerMethods.pullObject, request, options: CallOptions(timeout: .seconds(600))
+            let received = try await channel.rawServerStreaming(
+                path: NodeManagerMethods.pullObject.path, request, options: CallOptions(timeout: .seconds(600))
             ) { chunks -> Int in
                 var received = 0
-                for try await chunk in chunks {
-                    let start = Int(chunk.offset)
-                    guard chunk.objectSize == Int64(size), start == received, start + chunk.data.count <= size else {
-                        throw RPCError(code: .dataLoss, message: "object \(id) from node \(sourceNode): a chunk at \(chunk.offset) of \(chunk.data.count) bytes (object \(chunk.objectSize)) does not fit the \(size) bytes expected after \(received)")
-                    }
-                    chunk.data.withUnsafeBytes { data in
+                for try await message in chunks {
+                    try message.withUnsafeBytes { raw in
+                        guard raw.count >= Self.chunkHeader else {
+                            throw RPCError(code: .dataLoss, message: "object \(id) from node \(sourceNode): a chunk of \(raw.count) bytes has no header")
+                        }
+                        let start = Int(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: 0, as: Int64.self)))
+                        let objectSize = Int64(littleEndian: raw.loadUnaligned(fromByteOffset: 8, as: Int64.self))
+                        let data = UnsafeRawBufferPointer(rebasing: raw[Self.chunkHeader...])
+                        guard objectSize == Int64(size), start == received, start + data.count <= size else {
+                            throw RPCError(code: .dataLoss, message: "object \(id) from node \(sourceNode): a chunk at \(start) of \(data.count) bytes (object \(objectSize)) does not fit the \(size) bytes expected after \(received)")
+                        }
                         UnsafeMutableRawBufferPointer(rebasing: buffer[start..<start + data.count]).copyMemory(from: data)
+                        received += data.count
                     }
-                    received += chunk.data.count
                 }
                 return received
             }

@@ -83,7 +83,7 @@ extension Raylet {
             return Ray_Rpc_DeleteObjectsReply()
         }
         let objects = ObjectManager(store: store, nodeID: nodeID)
-        router.registerServerStreaming(NodeManagerMethods.pullObject) { request, writer, _ in
+        router.registerRawServerStreaming(path: NodeManagerMethods.pullObject.path, request: Ray_Rpc_PullObjectRequest.self) { request, writer, _ in
             try await objects.serve(request, to: writer)
         }
         router.register(NodeManagerMethods.fetchObject) { request, _ in

@@ -36,6 +36,11 @@ import Testing
 
     static func bytes(_ i: Int) -> UInt8 { UInt8(truncatingIfNeeded: i &* 31 &+ i >> 13) }
 
+    /// A chunk as PullObject sends it: where it starts, the object's size (little-endian), the bytes.
+    static func chunk(at offset: Int, _ data: [UInt8]) -> [UInt8] {
+        withUnsafeBytes(of: Int64(offset).littleEndian, Array.init) + withUnsafeBytes(of: Int64(size).littleEndian, Array.init) + data
+    }
+
     /// Creates and seals an object of `size` patterned bytes in `raylet`'s store.
     func put(_ id: ObjectID, on raylet: Raylet, _ channel: RPCChannel) async throws {
         var create = Ray_Rpc_CreateObjectRequest()
@@ -84,25 +89,18 @@ import Testing
         try await withRaylets { _, _, b, channelB in
             // A source raylet that sends two good chunks of the three, then fails.
             var router = RPCRouter()
-            router.registerServerStreaming(NodeManagerMethods.pullObject) { request, writer, _ in
+            router.registerRawServerStreaming(path: NodeManagerMethods.pullObject.path, request: Ray_Rpc_PullObjectRequest.self) { _, writer, _ in
                 for index in 0..<2 {
-                    var chunk = Ray_Rpc_ObjectChunk()
-                    chunk.offset = Int64(index * 5 * 1024 * 1024)
-                    chunk.objectSize = Int64(Self.size)
-                    chunk.data = Data(repeating: 7, count: 5 * 1024 * 1024)
-                    try await writer.write(chunk)
+                    try await writer.write(Self.chunk(at: index * 5 * 1024 * 1024, [UInt8](repeating: 7, count: 5 * 1024 * 1024)))
                 }
                 throw RPCError(code: .unavailable, message: "the source node went away")
             }
             let breaking = try RPCServer(host: "127.0.0.1", port: 0, router: router)
             // And one whose chunk does not fit the object.
             var lyingRouter = RPCRouter()
-            lyingRouter.registerServerStreaming(NodeManagerMethods.pullObject) { request, writer, _ in
-                var chunk = Ray_Rpc_ObjectChunk()
-                chunk.offset = Int64(Self.size - 10)
-                chunk.objectSize = Int64(Self.size)
-                chunk.data = Data(repeating: 1, count: 100)
-                try await writer.write(chunk)
+            lyingRouter.registerRawServerStreaming(path: NodeManagerMethods.pullObject.path, request: Ray_Rpc_PullObjectRequest.self) { _, writer, _ in
+                try await writer.write(Self.chunk(at: 0, [1, 2, 3]))  // a good start, then one past the end
+                try await writer.write(Self.chunk(at: 3, [UInt8](repeating: 1, count: Self.size)))
             }
             let lying = try RPCServer(host: "127.0.0.1", port: 0, router: lyingRouter)
             let id = ObjectID.random()
@@ -146,7 +144,7 @@ import Testing
             var pull = Ray_Rpc_PullObjectRequest()
             pull.objectID = Data(ObjectID.random().bytes)
             await #expect {
-                try await channelB.serverStreaming(NodeManagerMethods.pullObject, pull) { chunks in for try await _ in chunks {} }
+                try await channelB.rawServerStreaming(path: NodeManagerMethods.pullObject.path, pull) { chunks in for try await _ in chunks {} }
             } throws: { ($0 as? RPCError)?.code == .notFound }
         }
     }

@@ -42,7 +42,7 @@ extension RPCChannel {
         }
     }
 
-    private func withStreamCall<Result: Sendable>(
+    func withStreamCall<Result: Sendable>(
         _ path: String, _ options: CallOptions, _ body: (ClientStreamCall) async throws -> Result
     ) async throws -> Result {
         let call = try ClientStreamCall.start(channel: self, path: path, options: options)

@@ -22,7 +22,7 @@ public struct RPCRouter: Sendable {
         case stream(@Sendable (ServerStreamCall, ServerContext) async throws -> Void)
     }
 
-    private(set) var handlers: [String: Handler] = [:]
+    var handlers: [String: Handler] = [:]
 
     public init() {}
 
