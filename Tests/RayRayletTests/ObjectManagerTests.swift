@@ -10,7 +10,7 @@ import Testing
 /// The object manager with real raylets (and, for a source that breaks off mid-object, a source
 /// raylet's PullObject served by a test server beside them).
 @Suite(.serialized, .timeLimit(.minutes(1))) struct ObjectManagerTests {
-    static let size = 12 * 1024 * 1024 + 123  // three 5 MiB chunks, the last one short
+    static let size = 12 * 1024 * 1024 + 123  // twelve 1 MiB chunks and a short one
 
     func withRaylets(_ body: (Raylet, RPCChannel, Raylet, RPCChannel) async throws -> Void) async throws {
         let gcs = try GCSServer()

@@ -65,8 +65,10 @@ public struct RayConfig: Sendable {
     public static let healthCheckFailureThreshold = Setting("health_check_failure_threshold", 5)
     /// The deadline of one health check.
     public static let healthCheckTimeoutMilliseconds = Setting("health_check_timeout_ms", 10_000)
-    /// Objects cross nodes in chunks of this many bytes (Ray's default, 5 MiB).
-    public static let objectManagerDefaultChunkSize = Setting("object_manager_default_chunk_size", 5 * 1024 * 1024)
+    /// Objects cross nodes in chunks of this many bytes. Ray's setting; Ray's default is 5 MiB, ours
+    /// 1 MiB: over our gRPC streams 1 MiB chunks moved a 1 GiB object at 2.3–2.7 GB/s on this project's
+    /// machine, 5 MiB ones at 1.5–1.7 (docs/benchmarks.md).
+    public static let objectManagerDefaultChunkSize = Setting("object_manager_default_chunk_size", 1024 * 1024)
     /// The GCS's default port.
     public static let gcsServerPort = Setting("gcs_server_port", 6379)
 

@@ -436,7 +436,9 @@ public nonisolated struct Ray_Rpc_GetNodeStatsReply: Sendable {
 }
 
 /// Another raylet asks for a sealed object of this node's store: it streams in chunks of chunk_size
-/// bytes (Ray's object_manager_default_chunk_size, 5 MiB), in order.
+/// bytes (object_manager_default_chunk_size: Ray 5 MiB, ours 1 MiB), in order. The replies are raw gRPC messages,
+/// not protobuf: each is two little-endian int64s (where the chunk starts in the object, the object's
+/// size) followed by the chunk's bytes (a protobuf bytes field would cost a copy on each side).
 public nonisolated struct Ray_Rpc_PullObjectRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -451,12 +453,12 @@ public nonisolated struct Ray_Rpc_PullObjectRequest: Sendable {
   public init() {}
 }
 
+/// The fields of a chunk's header, for reference (PullObject's replies are raw, see above).
 public nonisolated struct Ray_Rpc_ObjectChunk: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Where the chunk starts in the object, and the object's whole size.
   public var offset: Int64 = 0
 
   public var objectSize: Int64 = 0
