@@ -19,6 +19,7 @@ let package = Package(
         .executable(name: "ray-demo", targets: ["RayDemo"]),
         .executable(name: "ray-microbenchmark", targets: ["RayMicrobenchmark"]),
         .executable(name: "ray-multinode-benchmark", targets: ["RayMultiNodeBenchmark"]),
+        .executable(name: "ray-scalability", targets: ["RayScalability"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
@@ -90,6 +91,8 @@ let package = Package(
             dependencies: ["Ray", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // Figures of a cluster of several nodes (scripts/multinode_benchmark.sh starts one).
         .executableTarget(name: "RayMultiNodeBenchmark", dependencies: ["Ray"]),
+        // Ray's scalability envelope (release/benchmarks names), scaled to this machine.
+        .executableTarget(name: "RayScalability", dependencies: ["Ray"]),
         // `make demo`: tasks, objects, refs as arguments and a parallel speed-up on an embedded cluster.
         .executableTarget(name: "RayDemo", dependencies: ["Ray"], path: "examples/RayDemo"),
         // The `ray` command: start, stop, status, and the daemons it runs.

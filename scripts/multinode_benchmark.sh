@@ -4,12 +4,13 @@
 # node, and stops every node. Usage:
 #   scripts/multinode_benchmark.sh transfer [N=2]     cross_node_transfer_1gib_gbps (ray-multinode-benchmark)
 #   scripts/multinode_benchmark.sh tasks [N=4]        multi_node_tasks_async (ray-microbenchmark --only tasks_async)
+#   scripts/multinode_benchmark.sh broadcast [N=4]    broadcast_1gib_to_3_nodes_s (ray-scalability broadcast)
 # RAY_BENCH_PYTHON=/path/to/venv/bin/python runs Ray 2.60's side the same way instead
 # (scripts/ray_reference_benchmark.py --cross-node / --only tasks_async, with Ray's own `ray start`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-transfer}
-nodes=${2:-$([ "$what" = tasks ] && echo 4 || echo 2)}
+nodes=${2:-$([ "$what" = transfer ] && echo 2 || echo 4)}
 cpus=$(( $(nproc) > 1 ? $(nproc) / 2 : 1 ))
 temp=$(mktemp -d /tmp/swift-ray-bench.XXXXXX)
 if [ -n "${RAY_BENCH_PYTHON:-}" ]; then
@@ -19,6 +20,7 @@ else
   swift build -c release --product ray >&2
   swift build -c release --product ray-multinode-benchmark >&2
   swift build -c release --product ray-microbenchmark >&2
+  swift build -c release --product ray-scalability >&2
   ray=".build/release/ray"
 fi
 stop() {
@@ -47,5 +49,8 @@ case "$what" in
   tasks)
     if [ -n "${RAY_BENCH_PYTHON:-}" ]; then "$RAY_BENCH_PYTHON" scripts/ray_reference_benchmark.py --only tasks_async --address "$address"
     else .build/release/ray-microbenchmark --only tasks_async; fi ;;
-  *) echo "usage: $0 transfer|tasks [nodes]" >&2; exit 64 ;;
+  broadcast)
+    if [ -n "${RAY_BENCH_PYTHON:-}" ]; then "$RAY_BENCH_PYTHON" scripts/ray_reference_benchmark.py --broadcast
+    else .build/release/ray-scalability broadcast; fi ;;
+  *) echo "usage: $0 transfer|tasks|broadcast [nodes]" >&2; exit 64 ;;
 esac

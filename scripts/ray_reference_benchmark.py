@@ -284,8 +284,107 @@ def tasks_async_on(address):
     return {"multi_node_tasks_async": results[0][1]}
 
 
+def broadcast_figures():
+    """broadcast_1gib_to_3_nodes_s: a 1 GiB array put by this driver, read by a task on each of three
+    other nodes (NodeAffinity), on the cluster at RAY_ADDRESS."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    ray.init(address=os.environ["RAY_ADDRESS"], _node_ip_address=os.environ.get("RAY_NODE_IP_ADDRESS"))
+    here = ray.get_runtime_context().get_node_id()
+    others = [n["NodeID"] for n in ray.nodes() if n["Alive"] and n["NodeID"] != here][:3]
+    assert len(others) == 3, "needs four nodes"
+
+    @ray.remote(num_cpus=0)
+    def byte_count(array):
+        return array.nbytes
+
+    big = ray.put(np.ones(1 << 30, dtype=np.uint8))
+    start = time.perf_counter()
+    counts = ray.get([byte_count.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote(big)
+                      for n in others])
+    assert counts == [1 << 30] * 3
+    figures = {"broadcast_1gib_to_3_nodes_s": time.perf_counter() - start}
+    ray.shutdown()
+    return figures
+
+
+def scalability_figures(only=None):
+    """ray-scalability's figures as Ray's release/benchmarks/single_node/test_single_node.py runs them
+    (its sizes and steps), on a local cluster. SCALABILITY_TASKS scales the queued-tasks figure down:
+    Ray's 1,000,000 does not finish within 10 minutes on this machine."""
+    ray.init()
+    figures = {}
+
+    @ray.remote
+    def sum_args(*args):
+        return sum(sum(arg) for arg in args)
+
+    @ray.remote(num_returns=3000)
+    def many_returns():
+        return tuple(list(range(10000)) for _ in range(3000))
+
+    @ray.remote
+    class Gate:
+        def __init__(self):
+            self.open = False
+
+        def release(self):
+            self.open = True
+
+        def is_open(self):
+            return self.open
+
+    @ray.remote(num_cpus=1)
+    def block(gate):
+        while not ray.get(gate.is_open.remote()):
+            time.sleep(0.005)
+
+    @ray.remote(num_cpus=1)
+    def f():
+        pass
+
+    def wanted(name):
+        return only is None or only in name
+
+    if wanted("10000_args_to_one_task_s"):
+        start = time.perf_counter()
+        args = [[1 for _ in range(10000)] for _ in range(10000)]
+        assert ray.get(sum_args.remote(*args)) == 10000 * 10000
+        figures["10000_args_to_one_task_s"] = time.perf_counter() - start
+    if wanted("3000_returns_from_one_task_s"):
+        start = time.perf_counter()
+        refs = many_returns.remote()
+        for ref in refs:
+            assert ray.get(ref) == list(range(10000))
+        figures["3000_returns_from_one_task_s"] = time.perf_counter() - start
+    if wanted("get_10000_objects_s"):
+        start = time.perf_counter()
+        refs = [ray.put(list(range(10000))) for _ in range(10000)]
+        results = ray.get(refs)
+        assert all(obj == list(range(10000)) for obj in results)
+        refs = [ray.put(np.arange(10000)) for _ in range(10000)]
+        results = ray.get(refs)
+        assert all((obj == np.arange(10000)).all() for obj in results)
+        figures["get_10000_objects_s"] = time.perf_counter() - start
+    if only is not None and "tasks_queued" in only:
+        n = int(os.environ.get("SCALABILITY_TASKS", "1000000"))
+        gate = Gate.remote()
+        ray.get(gate.is_open.remote())
+        start = time.perf_counter()
+        blocked = [block.remote(gate) for _ in range(int(ray.cluster_resources()["CPU"]))]
+        pending = [f.remote() for _ in range(n)]
+        gate.release.remote()
+        for ref in pending:
+            assert ray.get(ref) is None
+        ray.get(blocked)
+        figures[f"{n}_tasks_queued_s"] = time.perf_counter() - start
+    ray.shutdown()
+    return figures
+
+
 def main():
     parser = argparse.ArgumentParser()
+    parser.add_argument("--broadcast", action="store_true", help="broadcast_1gib_to_3_nodes_s on the cluster at RAY_ADDRESS")
+    parser.add_argument("--scalability", action="store_true", help="ray-scalability's figures (10000 args, get 10000; --only tasks_queued for 1M tasks)")
     parser.add_argument("--cross-node", action="store_true", help="cross_node_transfer_1gib_gbps on the cluster at RAY_ADDRESS")
     parser.add_argument("--address", help="with --only tasks_async: the cluster to run single_client_tasks_async on")
     parser.add_argument("--json")
@@ -293,6 +392,10 @@ def main():
     parser.add_argument("--only", help="with --only-actors: only the actor figures whose names contain this")
     parser.add_argument("--only-idle-cpu", action="store_true", help="only idle_cluster_cpu_percent")
     args = parser.parse_args()
+    if args.scalability or args.broadcast:
+        for name, value in (broadcast_figures() if args.broadcast else scalability_figures(args.only)).items():
+            print(f"{name}: {value:.3f}")
+        return
     if args.cross_node or (args.address and args.only == "tasks_async"):
         figures = cross_node_figures() if args.cross_node else tasks_async_on(args.address)
         for name, value in figures.items():

@@ -121,3 +121,89 @@ func encodeAll<each T: Encodable>(_ values: repeat each T, function: String) thr
     for value in repeat each values { results += try encodeResult(value, function: function) }
     return results
 }
+
+/// A remote function whose number of returns is chosen at each call (Ray's `num_returns=N` on a
+/// function returning N values, as in Ray's `3000_returns` benchmark): the body returns an array and
+/// each element becomes its own object. A task whose array has another length fails, saying so.
+///
+/// ```swift
+/// let chunks = ManyReturnFunction("chunks") { (n: Int) in (0..<n).map { [UInt8](repeating: 1, count: $0) } }
+/// let refs = chunks.remote(100, numReturns: 100)   // [ObjectRef<[UInt8]>]
+/// ```
+public struct ManyReturnFunction<Args, Element: Codable & Sendable>: AnyRemoteFunction {
+    public let name: String
+    public var taskOptions: TaskOptions
+    public let _body: TaskFunction
+
+    @usableFromInline
+    init(name: String, body: @escaping TaskFunction) {
+        self.name = name
+        self._body = body
+        self.taskOptions = TaskOptions()
+    }
+
+    /// A copy with other resource requests (see ``RemoteFunction/options(numCPUs:resources:)``).
+    public func options(numCPUs: Double? = nil, resources: [String: Double]? = nil) -> ManyReturnFunction {
+        var copy = self
+        copy.taskOptions = taskOptions.with(numCPUs: numCPUs, resources: resources)
+        return copy
+    }
+
+    /// A copy with other resources and a place to run (see ``RemoteFunction/options(numCPUs:resources:scheduling:labelSelector:)``).
+    public func options(numCPUs: Double? = nil, resources: [String: Double]? = nil, scheduling: SchedulingStrategy,
+                        labelSelector: [String: String] = [:]) -> ManyReturnFunction {
+        var copy = options(numCPUs: numCPUs, resources: resources)
+        copy.taskOptions.schedulingStrategy = scheduling.proto
+        copy.taskOptions.labelSelector = labelSelector
+        return copy
+    }
+
+    @usableFromInline
+    func submit(_ arguments: [TaskArgument], numReturns: Int) -> [ObjectRef<Element>] {
+        precondition(numReturns >= 1, "\(name): numReturns must be at least 1, was \(numReturns)")
+        let worker = Ray.requireWorker()
+        var options = taskOptions
+        options.numReturns = numReturns
+        return worker.submitTask(name, arguments: arguments, options: options).map { ObjectRef(adopting: $0, worker: worker) }
+    }
+}
+
+extension ManyReturnFunction where Args == Void {
+    @inlinable
+    public init(_ name: String, _ body: @escaping @Sendable () async throws -> [Element]) {
+        self.init(name: name) { arguments in
+            try checkArity(arguments, 0, function: name)
+            return try encodeEach(try await body(), function: name)
+        }
+    }
+
+    @inlinable
+    public func remote(numReturns: Int) -> [ObjectRef<Element>] { submit([], numReturns: numReturns) }
+}
+
+extension ManyReturnFunction where Args: Codable & Sendable {
+    @inlinable
+    public init(_ name: String, _ body: @escaping @Sendable (Args) async throws -> [Element]) {
+        self.init(name: name) { arguments in
+            try checkArity(arguments, 1, function: name)
+            let a = try decodeArgument(Args.self, arguments, 0, function: name)
+            return try encodeEach(try await body(a), function: name)
+        }
+    }
+
+    @inlinable
+    public func remote(_ a: Args, numReturns: Int) -> [ObjectRef<Element>] {
+        submit([encodeArgument(a, function: name, index: 1)], numReturns: numReturns)
+    }
+    @inlinable
+    public func remote(_ a: ObjectRef<Args>, numReturns: Int) -> [ObjectRef<Element>] { submit([a.argument], numReturns: numReturns) }
+}
+
+/// Each element encoded as its own result.
+@inlinable
+func encodeEach<T: Encodable>(_ values: [T], function: String) throws -> [EncodedResult] {
+    var results: [EncodedResult] = []
+    results.reserveCapacity(values.count)
+    for value in values { results += try encodeResult(value, function: function) }
+    return results
+}

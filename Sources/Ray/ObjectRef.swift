@@ -103,3 +103,14 @@ extension ObjectRef where T == Data {
         }
     }
 }
+
+extension Array {
+    /// The values of these refs, in order, in one batch (see ``Ray/get(_:timeout:)``). Works where no
+    /// `Ray` is at hand, such as inside a task given an array of refs.
+    @inlinable
+    public func get<T>(timeout: Duration? = nil) async throws -> [T] where Element == ObjectRef<T> {
+        guard let worker = first?.worker else { return [] }
+        let resolved = try await worker.get(map(\.id), timeout: timeout)
+        return try zip(resolved, self).map { try ObjectRef<T>.decode($0, id: $1.id) }
+    }
+}

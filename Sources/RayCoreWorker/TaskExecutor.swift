@@ -253,7 +253,7 @@ final class TaskExecutor: Sendable {
             return fail(TaskFailure(kind: .taskError, type: String(reflecting: type(of: error)), message: "\(error)", function: name))
         }
         guard results.count == numReturns else {
-            return fail(TaskFailure(kind: .system, type: "", message: "\(name) produced \(results.count) values, \(numReturns) expected", function: name))
+            return fail(TaskFailure(kind: .system, type: "", message: "\(name) returned \(results.count) objects, but num_returns=\(numReturns)", function: name))
         }
         let owner = (try? WorkerID(bytes: spec.callerAddress.workerID)) ?? worker.workerID
         let threshold = worker.inlineThreshold

@@ -84,6 +84,7 @@ let sumRefs = RemoteFunction("sumRefs") { (refs: [ObjectRef<Int>]) async throws 
 }
 
 let divmod = MultiReturnFunction("divmod") { (a: Int, b: Int) in (a / b, a % b) }
+let ranges = ManyReturnFunction("ranges") { (n: Int) in (0..<n).map { Array(0..<$0) } }
 let stats = MultiReturnFunction("stats") { (values: [Double]) in (values.min() ?? 0, values.max() ?? 0, "\(values.count)") }
 let byteCount = RemoteFunction("byteCount") { (bytes: [UInt8]) in bytes.count }
 let dataCount = RemoteFunction("dataCount") { (data: Data) in data.count }
@@ -121,7 +122,7 @@ let clearStash = RemoteFunction("clearStash") { () -> Int in
 struct IntegrationApp: RayApplication {
     static let remoteFunctions: [any AnyRemoteFunction] = [
         square, add, increment, sumFloats, checksum, makeBytes, fail, workerPID, sleepThenPID, sleepMs, interval,
-        fanOut, shout, brokenResult, maybeSquares, takesUnencodable, sumRefs, divmod, stats, byteCount, dataCount, spin,
+        fanOut, shout, brokenResult, maybeSquares, takesUnencodable, sumRefs, divmod, ranges, stats, byteCount, dataCount, spin,
         stash, sumStashed, clearStash, hogPool, taskThreads,
     ] + actorFunctions + multiNodeFunctions
 
@@ -333,6 +334,15 @@ struct IntegrationApp: RayApplication {
             report("divmod", "\(try await quotient.get()),\(try await remainder.get())")
             let (low, high, count) = stats.remote([3, 1, 4, 1, 5, 9, 2, 6])
             report("stats", "\(try await low.get()),\(try await high.get()),\(try await count.get())")
+            // As many returns as the call asks for; each its own object.
+            let lists = try await ray.get(ranges.remote(300, numReturns: 300))
+            report("many_returns", lists.enumerated().allSatisfy { $0.element == Array(0..<$0.offset) } ? lists.count : -1)
+            do {
+                _ = try await ranges.remote(3, numReturns: 4)[0].get(timeout: .seconds(30))
+                report("many_returns_mismatch", "no error")
+            } catch let error as RayTaskError {
+                report("many_returns_mismatch", error.message)
+            }
             // A 3 MB argument value goes through the store, not inline in the push.
             report("large_argument", try await byteCount.remote([UInt8](repeating: 1, count: 3_000_000)).get())
             let data = try await ray.put(Data(repeating: 42, count: 2_000_000))

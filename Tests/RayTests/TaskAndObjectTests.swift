@@ -145,6 +145,9 @@ import Testing
         #expect(run.status == 0, "\(run.output)")
         #expect(run.values["divmod"] == "3,2")
         #expect(run.values["stats"] == "1.0,9.0,8", "three returns of three types")
+        #expect(run.int("many_returns") == 300, "300 returns chosen at the call, each its value")
+        #expect(run.values["many_returns_mismatch"]?.contains("returned 3 objects, but num_returns=4") == true,
+                "\(run.values["many_returns_mismatch"] ?? "none")")
         #expect(run.int("large_argument") == 3_000_000)
         #expect(run.int("data_zero_copy") == 1)
         #expect(run.int("data_task") == 2_000_000)
