@@ -96,6 +96,19 @@ private func roundTrip<T: Codable & Equatable>(_ value: T) throws -> T {
         #expect(try roundTrip([Int64]()) == [])
     }
 
+    /// Large arrays decode through huge pages and, above 64 MiB, a copy split over the cores: every
+    /// byte lands where it belongs, at the parts' edges and in a tail shorter than a page.
+    @Test(arguments: [9 << 20 | 3, 70 << 20 | 5])
+    func largeArraysDecodeIntact(byteCount: Int) throws {
+        var value = [UInt8](repeating: 0xA5, count: byteCount)
+        for position in stride(from: 0, to: byteCount, by: 1 << 20) { value[position] = UInt8(truncatingIfNeeded: position >> 20) }
+        value[byteCount - 1] = 0x5A
+        let decoded = try roundTrip(value)
+        #expect(decoded.count == byteCount)
+        let same = decoded.withUnsafeBytes { a in value.withUnsafeBytes { b in memcmp(a.baseAddress!, b.baseAddress!, byteCount) == 0 } }
+        #expect(same)
+    }
+
     /// `put` and task results write a one-block value from its direct encoding, inline or into the
     /// store; a reader decodes it as any encoding: the two must be the same bytes.
     @Test func aDirectEncodingIsTheValuesEncoding() throws {
