@@ -77,7 +77,7 @@ let package = Package(
         // The library in every driver and worker: submits and executes tasks, owns objects.
         .target(
             name: "RayCoreWorker",
-            dependencies: ["RayCommon", "RayConcurrency", "RayObjectStore", "RayRPC", "RayProtos", "RayServices"]),
+            dependencies: ["RayCommon", "RayConcurrency", "RayGCSClient", "RayObjectStore", "RayRPC", "RayProtos", "RayServices"]),
         // The public API: remote functions, ObjectRef, put/get/wait/cancel, RayApplication, and an
         // embedded local cluster (so it links the daemons; they never depend on it).
         .target(

@@ -14,14 +14,30 @@ import Synchronization
 /// owner frees the object.
 extension CoreWorker {
     /// Pulls `id` (on another node, at `location`) into this node's store and returns it as a local
-    /// value, which replaces the remote one. The owner hears of the copy (it frees it too).
+    /// value, which replaces the remote one. The owner hears of the copy (it frees it too). An owner
+    /// whose copy cannot be pulled tries the other copies it knows of before it gives up (their node
+    /// may have died before the GCS said so).
     func pullHere(_ id: ObjectID, from location: Ray_Rpc_ObjectLocation) async throws -> ObjectValue {
-        let here = try await fetch(id, from: location, owner: store.owner(of: id)?.workerID ?? Data(workerID.bytes))
+        let owner = store.owner(of: id)?.workerID ?? Data(workerID.bytes)
+        let here: Ray_Rpc_ObjectLocation
+        let source: Ray_Rpc_ObjectLocation
+        do {
+            here = try await fetch(id, from: location, owner: owner)
+            source = location
+        } catch {
+            guard store.owner(of: id) == nil else { throw error }
+            var pulled: (Ray_Rpc_ObjectLocation, Ray_Rpc_ObjectLocation)?
+            for copy in copies.locations(of: id) where copy.nodeID != location.nodeID {
+                if let copied = try? await fetch(id, from: copy, owner: owner) { pulled = (copied, copy); break }
+            }
+            guard let pulled else { throw error }
+            (here, source) = pulled
+        }
         let value = ObjectValue.shared(offset: Int(here.offset), size: Int(here.size))
         store.replace(id, value)
         if let owner = store.owner(of: id) {
             tellOwner(owner, id, here)
-        } else {
+        } else if source == location {
             copies.add(id, location)  // the copy it came from, freed with ours
         }
         return value
@@ -89,6 +105,27 @@ final class CopyTable: Sendable {
     func free(_ id: ObjectID) {
         guard let locations = copies.withLock({ $0.removeValue(forKey: id) }) else { return }
         for address in Set(locations.map(\.rayletAddress)) where !address.isEmpty { delete([id], at: address) }
+    }
+
+    /// Where the copies of `id` are.
+    func locations(of id: ObjectID) -> [Ray_Rpc_ObjectLocation] { copies.withLock { $0[id] ?? [] } }
+
+    /// Removes and returns a copy of `id` on a node other than `node` (which died), if one is left.
+    func takeSurvivor(_ id: ObjectID, excluding node: Data) -> Ray_Rpc_ObjectLocation? {
+        copies.withLock { copies in
+            guard let index = copies[id]?.firstIndex(where: { $0.nodeID != node }) else { return nil }
+            return copies[id]!.remove(at: index)
+        }
+    }
+
+    /// Forgets every copy on `node` (it died, and its store with it).
+    func dropNode(_ node: Data) {
+        copies.withLock { copies in
+            for id in Array(copies.keys) {
+                copies[id]!.removeAll { $0.nodeID == node }
+                if copies[id]!.isEmpty { copies[id] = nil }
+            }
+        }
     }
 
     /// How many objects have copies elsewhere (for tests).

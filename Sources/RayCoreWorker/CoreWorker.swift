@@ -80,6 +80,8 @@ public final class CoreWorker: Sendable {
     let actorReceiver = ActorTaskReceiver()
     private let host = Mutex<(any ActorHost)?>(nil)
     private let gcs = Mutex<RPCChannel?>(nil)
+    /// Follows node deaths the GCS publishes (``followNodeDeaths(gcsAddress:)``), until shutdown.
+    private let nodeWatch = Mutex<Task<Void, Never>?>(nil)
     private let gcsAddress: String
     let channels: ChannelCache
     /// Objects up to this many bytes travel inline (`RAY_max_direct_call_object_size`, 100 KiB).
@@ -193,6 +195,8 @@ public final class CoreWorker: Sendable {
         if let makeHost = configuration.actorHost { host.withLock { $0 = makeHost(self) } }
         configuration.willServe?(self)
         box.set(self)
+        let watch = followNodeDeaths(gcsAddress: configuration.gcsAddress)
+        nodeWatch.withLock { $0 = watch }
     }
 
     /// The host part of `host:port` (127.0.0.1 if there is none).
@@ -229,6 +233,7 @@ public final class CoreWorker: Sendable {
 
     /// Leaves the raylet (a driver's workers stop with it) and stops serving.
     public func shutdown() async {
+        nodeWatch.withLock { $0?.cancel() }
         submitter.shutdown()
         await pendingDeletes.flush()
         var request = Ray_Rpc_DisconnectClientRequest()
@@ -357,7 +362,7 @@ public final class CoreWorker: Sendable {
             case .shared(let offset, let size):
                 return .shared(SharedBytes(UnsafeRawBufferPointer(start: region.base + offset, count: size)))
             case .remote: throw RayError(.objectLost, "object \(ids[index]) was not pulled to this node")
-            case .error(let failure): throw failure
+            case .error(let failure): throw failure.kind == .objectLost ? RayError(.objectLost, failure.message) : failure
             case nil: throw RayError(.objectLost, "object \(ids[index]) was freed: no reference to it was left")
             }
         }

@@ -1,3 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 import RayCommon
 import RayConcurrency
 import RayProtos
@@ -141,6 +146,27 @@ final class MemoryStore: Sendable {
             guard entries[id]?.value != nil else { return }
             entries[id]!.value = value
         }
+    }
+
+    /// The node `node` died: each owned object whose copy was there gets the value `survivor` gives
+    /// (another copy, or the loss); a borrowed object's remote value is forgotten, so the next `get`
+    /// asks its owner again. Returns how many objects changed.
+    @discardableResult
+    func nodeDied(_ node: Data, survivor: (ObjectID, Ray_Rpc_ObjectLocation) -> ObjectValue) -> Int {
+        let affected = entries.withLock { entries -> [(ObjectID, Ray_Rpc_ObjectLocation, Bool)] in
+            entries.compactMap { id, entry in
+                guard case .remote(let location) = entry.value, location.nodeID == node else { return nil }
+                return (id, location, entry.owner == nil)
+            }
+        }
+        for (id, location, owned) in affected {
+            let replacement = owned ? survivor(id, location) : nil
+            entries.withLock { entries in
+                guard case .remote(let current) = entries[id]?.value, current.nodeID == node else { return }
+                entries[id]!.value = replacement
+            }
+        }
+        return affected.count
     }
 
     /// Waits until at least `count` of `ids` have values (or `timeout` passes, or the task is

@@ -108,6 +108,12 @@ enum MultiNodeScenarios {
             report("actor_first_call", try await counter.add(1))
             let onlyThere = makeBytes.options(labelSelector: ["zone": "b"]).remote(1 << 20)
             _ = await ray.wait([onlyThere], numReturns: 1, timeout: .seconds(30))
+            // Made there and copied to the zone=c node (a task there reads it): the owner reads the
+            // copy that is left once the node is gone.
+            let twoCopies = makeBytes.options(labelSelector: ["zone": "b"]).remote(1 << 20)
+            let readThere = try await checksumWhere.options(labelSelector: ["zone": "c"]).remote(twoCopies).get(timeout: .seconds(30))
+            let zoneC = nodes.first { $0.labels["zone"] == "c" }?.id.hex
+            report("copied_to_c", zoneC != nil && readThere.node == zoneC ? 1 : 0)
             let running = sleepThenWhere.options(labelSelector: ["zone": "b"]).remote(120_000)
             try await Task.sleep(for: .milliseconds(500))
             report("doomed_node", doomed.id.hex)
@@ -135,6 +141,8 @@ enum MultiNodeScenarios {
                 report("object_kind", error.kind.rawValue)
                 report("object_names_node", error.message.contains(doomed.id.hex) ? 1 : 0)
             }
+            let survivor = try await twoCopies.getBuffer(timeout: .seconds(30))
+            report("survivor_ok", survivor.withUnsafeBytes { sparseChecksum($0.bindMemory(to: UInt8.self)) } == readThere.sum ? 1 : 0)
             do {
                 _ = try await running.get(timeout: .seconds(30))
                 throw Failed("a task on a dead node finished")

@@ -88,4 +88,48 @@ import Testing
         #expect(all == [ids[0], ids[2]], "ids[1] never came")
         #expect(ContinuousClock.now - start >= .milliseconds(100))
     }
+
+    /// A node's death, as the owner applies it: an object whose copy was there moves to a copy left
+    /// on a live node, or fails naming the node; a borrowed one is forgotten (asked of its owner
+    /// again); objects elsewhere are untouched.
+    @Test func aDeadNodesCopiesLeaveTheOwnersTables() throws {
+        let store = store(Events())
+        let copies = CopyTable()
+        func location(_ node: UInt8, offset: Int64) -> Ray_Rpc_ObjectLocation {
+            var location = Ray_Rpc_ObjectLocation()
+            location.nodeID = Data(repeating: node, count: 28)
+            location.rayletAddress = "127.0.0.\(node):1"
+            location.offset = offset
+            location.size = 10
+            return location
+        }
+        let dead = Data(repeating: 2, count: 28)
+        let survives = ObjectID.random(), lost = ObjectID.random(), elsewhere = ObjectID.random(), borrowed = ObjectID.random()
+        store.addOwned(survives, value: .remote(location(2, offset: 0)))
+        copies.add(survives, location(2, offset: 0))
+        copies.add(survives, location(3, offset: 64))
+        store.addOwned(lost, value: .remote(location(2, offset: 128)))
+        store.addOwned(elsewhere, value: .remote(location(3, offset: 256)))
+        var owner = Ray_Rpc_Address()
+        owner.workerID = Data(repeating: 9, count: 28)
+        store.addLocalReference(borrowed, owner: owner)
+        store.set(borrowed, .remote(location(2, offset: 512)))
+
+        let changed = store.nodeDied(dead) { id, _ in
+            guard let copy = copies.takeSurvivor(id, excluding: dead) else {
+                return .error(TaskFailure(kind: .objectLost, type: "", message: "lost with node 02", function: ""))
+            }
+            return .remote(copy)
+        }
+        copies.dropNode(dead)
+        #expect(changed == 3)
+        guard case .remote(let moved) = store.value(survives) else { Issue.record("\(String(describing: store.value(survives)))"); return }
+        #expect(moved.nodeID == Data(repeating: 3, count: 28) && moved.offset == 64, "the copy on the live node")
+        guard case .error(let failure) = store.value(lost) else { Issue.record("\(String(describing: store.value(lost)))"); return }
+        #expect(failure.kind == .objectLost)
+        guard case .remote(let kept) = store.value(elsewhere) else { Issue.record("untouched"); return }
+        #expect(kept.offset == 256)
+        #expect(store.value(borrowed) == nil, "a borrower asks the owner again")
+        #expect(copies.locations(of: survives).isEmpty, "the survivor became the primary; the dead node's copy is gone")
+    }
 }

@@ -120,8 +120,10 @@ import Testing
     @Test func aNodeWhoseRayletIsKilledIsMarkedDeadAndWhatWasOnItFailsClearly() async throws {
         let fastChecks = ["RAY_health_check_period_ms": "200", "RAY_health_check_failure_threshold": "3",
                           "RAY_health_check_timeout_ms": "500"]
-        let cluster = try await TestCluster.start(head: ["--num-cpus", "2"], workers: [["--num-cpus", "2", "--labels", "zone=b"]],
-                                                  headEnvironment: fastChecks)
+        let cluster = try await TestCluster.start(
+            head: ["--num-cpus", "2"],
+            workers: [["--num-cpus", "2", "--labels", "zone=b"], ["--num-cpus", "1", "--labels", "zone=c"]],
+            headEnvironment: fastChecks)
         do {
             let app = try IntegrationApp.Running(["node-death"], environment: ["RAY_ADDRESS": cluster.address])
             _ = try await app.value("ready", within: .seconds(60))
@@ -137,6 +139,8 @@ import Testing
             #expect(run.int("actor_names_node") == 1, "the actor's callers hear which node died: \(run.output)")
             #expect(run.values["object_kind"] == "ObjectLostError")
             #expect(run.int("object_names_node") == 1, "\(run.output)")
+            #expect(run.int("copied_to_c") == 1, "\(run.output)")
+            #expect(run.int("survivor_ok") == 1, "an object with a copy on a live node is read from it: \(run.output)")
             #expect(run.values["task_kind"] == "WorkerCrashedError")
             #expect(run.int("task_names_node") == 1, "\(run.output)")
             #expect(run.int("after_ok") == 1, "the cluster goes on without the node")
