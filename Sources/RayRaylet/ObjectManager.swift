@@ -19,14 +19,24 @@ final class ObjectManager: Sendable {
     let store: ObjectStore
     let nodeID: NodeID
     let chunkSize: Int
+    /// Outbound bytes over every stream served (`object_manager_max_bytes_in_flight`).
+    let outbound: ByteBudget
     /// Pulls in flight, by object: later askers wait for the same one.
     private let pulls = Mutex<[ObjectID: Task<ObjectStore.Location, any Error>]>([:])
     private let raylets = Mutex<[String: RPCChannel]>([:])
 
-    init(store: ObjectStore, nodeID: NodeID, chunkSize: Int = RayConfig()[RayConfig.objectManagerDefaultChunkSize]) {
+    init(store: ObjectStore, nodeID: NodeID, chunkSize: Int = RayConfig()[RayConfig.objectManagerDefaultChunkSize],
+         maxBytesInFlight: Int = RayConfig()[RayConfig.objectManagerMaxBytesInFlight]) {
         self.store = store
         self.nodeID = nodeID
         self.chunkSize = max(64 * 1024, chunkSize)
+        self.outbound = ByteBudget(limit: maxBytesInFlight)
+    }
+
+    /// What one stream may have outbound at once: the stream's window and the chunk being written
+    /// (or the whole object, if smaller).
+    static func reservation(objectSize: Int, chunk: Int) -> Int {
+        min(objectSize, RPCServer.Configuration().streamWindowBytes + chunk) + chunkHeader
     }
 
     // MARK: serving
@@ -45,6 +55,11 @@ final class ObjectManager: Sendable {
         defer { store.release(id) }
         let chunk = request.chunkSize > 0 ? Int(min(request.chunkSize, 64 * 1024 * 1024)) : chunkSize
         let bytes = store.bytes(at: location)
+        // Waits while other streams hold the budget (the puller's deadline bounds the wait: its
+        // cancellation ends this one).
+        let reserved = Self.reservation(objectSize: bytes.count, chunk: chunk)
+        try await outbound.acquire(reserved)
+        defer { outbound.release(reserved) }
         var offset = 0
         repeat {
             let end = min(bytes.count, offset + chunk)

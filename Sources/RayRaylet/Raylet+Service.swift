@@ -13,7 +13,7 @@ import Synchronization
 extension Raylet {
     /// The NodeManagerService handlers (Protos/ray/node_manager.proto).
     static func registerNodeManager(
-        on router: inout RPCRouter, nodeManager: NodeManager, store: ObjectStore,
+        on router: inout RPCRouter, nodeManager: NodeManager, store: ObjectStore, objects: ObjectManager,
         owned: OwnedObjects, nodeID: NodeID
     ) {
         router.register(NodeManagerMethods.registerClient) { request, _ in
@@ -82,7 +82,6 @@ extension Raylet {
             owned.forget(ids)
             return Ray_Rpc_DeleteObjectsReply()
         }
-        let objects = ObjectManager(store: store, nodeID: nodeID)
         router.registerRawServerStreaming(path: NodeManagerMethods.pullObject.path, request: Ray_Rpc_PullObjectRequest.self) { request, writer, _ in
             try await objects.serve(request, to: writer)
         }
@@ -100,6 +99,7 @@ extension Raylet {
             var reply = await nodeManager.stats()
             reply.objectStoreUsed = Int64(store.usedBytes)
             reply.numObjects = Int32(store.objectCount)
+            reply.objectManagerPeakBytesInFlight = Int64(objects.outbound.peak)
             return reply
         }
     }

@@ -46,6 +46,8 @@ public final class Raylet: Sendable {
         public var logDirectory: String?
         /// Idle workers above one per CPU are stopped after this long (Ray: 1 s).
         public var idleWorkerTimeout: Duration = .seconds(1)
+        /// Bytes the object manager may have outbound at once (nil: `object_manager_max_bytes_in_flight`).
+        public var objectManagerMaxBytesInFlight: Int?
         /// The object manager's port (0: a free one).
         public var objectManagerPort = 0
         /// Ports the node's workers bind (`--min-worker-port`…`--max-worker-port`); nil: any free one.
@@ -99,7 +101,9 @@ public final class Raylet: Sendable {
             })
         var router = RPCRouter()
         HealthMethods.register(on: &router)
-        Self.registerNodeManager(on: &router, nodeManager: nodeManager, store: objectStore, owned: owned, nodeID: nodeID)
+        let objects = ObjectManager(store: objectStore, nodeID: nodeID,
+                                    maxBytesInFlight: options.objectManagerMaxBytesInFlight ?? RayConfig()[RayConfig.objectManagerMaxBytesInFlight])
+        Self.registerNodeManager(on: &router, nodeManager: nodeManager, store: objectStore, objects: objects, owned: owned, nodeID: nodeID)
         var configuration = RPCServer.Configuration()
         configuration.executor = .raylet
         self.server = try RPCServer(host: options.host, port: options.port, router: router, configuration: configuration)

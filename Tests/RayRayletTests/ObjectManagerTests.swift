@@ -12,14 +12,16 @@ import Testing
 @Suite(.serialized, .timeLimit(.minutes(1))) struct ObjectManagerTests {
     static let size = 12 * 1024 * 1024 + 123  // twelve 1 MiB chunks and a short one
 
-    func withRaylets(_ body: (Raylet, RPCChannel, Raylet, RPCChannel) async throws -> Void) async throws {
+    /// Raylets a (its object manager's outbound bytes capped at `sourceMaxBytesInFlight`) and b.
+    func withRaylets(sourceMaxBytesInFlight: Int? = nil, _ body: (Raylet, RPCChannel, Raylet, RPCChannel) async throws -> Void) async throws {
         let gcs = try GCSServer()
         var options = Raylet.Options()
         options.resources = ["CPU": 1]
         options.objectStoreMemory = 64 * 1024 * 1024
         options.logDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("raylet-test-\(UUID().uuidString)").path
-        let a = try await Raylet(gcsAddress: "127.0.0.1:\(gcs.port)", options: options)
         let b = try await Raylet(gcsAddress: "127.0.0.1:\(gcs.port)", options: options)
+        options.objectManagerMaxBytesInFlight = sourceMaxBytesInFlight
+        let a = try await Raylet(gcsAddress: "127.0.0.1:\(gcs.port)", options: options)
         let channels = (try RPCChannel(host: "127.0.0.1", port: a.port), try RPCChannel(host: "127.0.0.1", port: b.port))
         do {
             try await body(a, channels.0, b, channels.1)
@@ -41,26 +43,32 @@ import Testing
         withUnsafeBytes(of: Int64(offset).littleEndian, Array.init) + withUnsafeBytes(of: Int64(size).littleEndian, Array.init) + data
     }
 
-    /// Creates and seals an object of `size` patterned bytes in `raylet`'s store.
-    func put(_ id: ObjectID, on raylet: Raylet, _ channel: RPCChannel) async throws {
+    /// Creates and seals an object of `size` patterned bytes in `raylet`'s store (with `marked`, the
+    /// bytes are one value but the first of each MiB, which is its index: quick to make and check).
+    func put(_ id: ObjectID, on raylet: Raylet, _ channel: RPCChannel, size: Int = size, marked: Bool = false) async throws {
         var create = Ray_Rpc_CreateObjectRequest()
         create.objectID = Data(id.bytes)
-        create.dataSize = Int64(Self.size)
+        create.dataSize = Int64(size)
         create.ownerWorkerID = Data(WorkerID.random().bytes)
         let offset = Int(try await channel.unary(NodeManagerMethods.createObject, create).offset)
         let base = UnsafeMutableRawPointer(mutating: raylet.objectStore.region.base) + offset
-        for i in 0..<Self.size { base.storeBytes(of: Self.bytes(i), toByteOffset: i, as: UInt8.self) }
+        if marked {
+            memset(base, 0x5A, size)
+            for mib in 0..<(size >> 20) { base.storeBytes(of: UInt8(truncatingIfNeeded: mib), toByteOffset: mib << 20, as: UInt8.self) }
+        } else {
+            for i in 0..<size { base.storeBytes(of: Self.bytes(i), toByteOffset: i, as: UInt8.self) }
+        }
         var seal = Ray_Rpc_SealObjectRequest()
         seal.objectID = Data(id.bytes)
         _ = try await channel.unary(NodeManagerMethods.sealObject, seal)
     }
 
-    func fetch(_ id: ObjectID, from address: String, node: NodeID, via channel: RPCChannel) async throws -> Ray_Rpc_FetchObjectReply {
+    func fetch(_ id: ObjectID, from address: String, node: NodeID, via channel: RPCChannel, size: Int = size) async throws -> Ray_Rpc_FetchObjectReply {
         var request = Ray_Rpc_FetchObjectRequest()
         request.objectID = Data(id.bytes)
         request.source.nodeID = Data(node.bytes)
         request.source.rayletAddress = address
-        request.source.size = Int64(Self.size)
+        request.source.size = Int64(size)
         request.ownerWorkerID = Data(WorkerID.random().bytes)
         return try await channel.unary(NodeManagerMethods.fetchObject, request, options: CallOptions(timeout: .seconds(20)))
     }
@@ -126,6 +134,35 @@ import Testing
             #expect(after.numObjects == 0 && after.objectStoreUsed == 0, "\(after)")
             await breaking.shutdown(grace: .zero)
             await lying.shutdown(grace: .zero)
+        }
+    }
+
+    /// Two objects pulled from one node at once: within its `object_manager_max_bytes_in_flight`
+    /// (here one byte, so one stream at a time) the streams take turns and both arrive intact;
+    /// with Ray's default of 2 GiB they run side by side.
+    @Test(arguments: [1, nil] as [Int?])
+    func pullsFromOneNodeStayWithinItsBytesInFlight(cap: Int?) async throws {
+        let size = 24 << 20
+        try await withRaylets(sourceMaxBytesInFlight: cap) { a, channelA, b, channelB in
+            let ids = [ObjectID.random(), ObjectID.random()]
+            for id in ids { try await put(id, on: a, channelA, size: size, marked: true) }
+            let replies = try await withThrowingTaskGroup(of: Ray_Rpc_FetchObjectReply.self) { group in
+                for id in ids { group.addTask { try await fetch(id, from: "127.0.0.1:\(a.port)", node: a.nodeID, via: channelB, size: size) } }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            for reply in replies {
+                let copy = UnsafeRawBufferPointer(start: b.objectStore.region.base + Int(reply.offset), count: Int(reply.size))
+                #expect(copy.count == size)
+                #expect((0..<(size >> 20)).allSatisfy { copy[$0 << 20] == UInt8($0) && copy[($0 << 20) + 1] == 0x5A } && copy[size - 1] == 0x5A)
+            }
+            // One stream's share: its window (4 MiB) and a chunk (1 MiB) with its header.
+            let oneStream = Int64(min(size, 4 << 20 + 1 << 20) + 16)
+            let peak = try await stats(channelA).objectManagerPeakBytesInFlight
+            if cap != nil {
+                #expect(peak == oneStream, "one stream at a time: \(peak)")
+            } else {
+                #expect(peak == 2 * oneStream, "both at once: \(peak)")
+            }
         }
     }
 

@@ -69,6 +69,9 @@ public struct RayConfig: Sendable {
     /// 1 MiB: over our gRPC streams 1 MiB chunks moved a 1 GiB object at 2.3–2.7 GB/s on this project's
     /// machine, 5 MiB ones at 1.5–1.7 (docs/benchmarks.md).
     public static let objectManagerDefaultChunkSize = Setting("object_manager_default_chunk_size", 1024 * 1024)
+    /// Bytes the object manager may have outbound at once, over every object it serves (Ray's
+    /// setting and default, 2 GiB): each stream holds its window's worth while it runs.
+    public static let objectManagerMaxBytesInFlight = Setting("object_manager_max_bytes_in_flight", 2 * 1024 * 1024 * 1024)
     /// The GCS's default port.
     public static let gcsServerPort = Setting("gcs_server_port", 6379)
 

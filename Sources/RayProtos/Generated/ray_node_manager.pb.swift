@@ -430,6 +430,9 @@ public nonisolated struct Ray_Rpc_GetNodeStatsReply: Sendable {
 
   public var numObjects: Int32 = 0
 
+  /// The most bytes the object manager had outbound at once (object_manager_max_bytes_in_flight caps it).
+  public var objectManagerPeakBytesInFlight: Int64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1200,7 +1203,7 @@ nonisolated extension Ray_Rpc_GetNodeStatsRequest: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Ray_Rpc_GetNodeStatsReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GetNodeStatsReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}resources_total\0\u{3}resources_available\0\u{3}pending_demand\0\u{3}num_workers\0\u{3}num_idle_workers\0\u{3}object_store_used\0\u{3}num_objects\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}resources_total\0\u{3}resources_available\0\u{3}pending_demand\0\u{3}num_workers\0\u{3}num_idle_workers\0\u{3}object_store_used\0\u{3}num_objects\0\u{3}object_manager_peak_bytes_in_flight\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1215,6 +1218,7 @@ nonisolated extension Ray_Rpc_GetNodeStatsReply: SwiftProtobuf.Message, SwiftPro
       case 5: try { try decoder.decodeSingularInt32Field(value: &self.numIdleWorkers) }()
       case 6: try { try decoder.decodeSingularInt64Field(value: &self.objectStoreUsed) }()
       case 7: try { try decoder.decodeSingularInt32Field(value: &self.numObjects) }()
+      case 8: try { try decoder.decodeSingularInt64Field(value: &self.objectManagerPeakBytesInFlight) }()
       default: break
       }
     }
@@ -1242,6 +1246,9 @@ nonisolated extension Ray_Rpc_GetNodeStatsReply: SwiftProtobuf.Message, SwiftPro
     if self.numObjects != 0 {
       try visitor.visitSingularInt32Field(value: self.numObjects, fieldNumber: 7)
     }
+    if self.objectManagerPeakBytesInFlight != 0 {
+      try visitor.visitSingularInt64Field(value: self.objectManagerPeakBytesInFlight, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1253,6 +1260,7 @@ nonisolated extension Ray_Rpc_GetNodeStatsReply: SwiftProtobuf.Message, SwiftPro
     if lhs.numIdleWorkers != rhs.numIdleWorkers {return false}
     if lhs.objectStoreUsed != rhs.objectStoreUsed {return false}
     if lhs.numObjects != rhs.numObjects {return false}
+    if lhs.objectManagerPeakBytesInFlight != rhs.objectManagerPeakBytesInFlight {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
