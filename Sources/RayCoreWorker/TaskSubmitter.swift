@@ -351,6 +351,10 @@ extension CoreWorker {
             s.classes[key].flatMap { c in c.queued > 0 ? c.queue[c.head].spec.functionName : nil } ?? key
         }
         request.requestID = String(requestID)
+        // The head task's arguments in a store: the granting raylet pulls the remote ones first.
+        request.dependencies = submitter.state.withLock { s in
+            s.classes[key].flatMap { c in c.queued > 0 ? c.queue[c.head].spec.args.filter { if case .location = $0.value { true } else { false } } : nil } ?? []
+        }
         let outcome = await lease(request, stillWanted: { [self] in
             submitter.state.withLock { s in
                 !s.shutDown && (s.classes[key]?.queued ?? 0) > 0 && s.classes[key]?.requests.contains(requestID) == true

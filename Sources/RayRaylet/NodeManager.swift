@@ -154,6 +154,12 @@ actor NodeManager {
 
     func setNodeManagerAddress(_ address: String) { settings.nodeManagerAddress = address }
 
+    /// Pulls a lease's arguments that live on other nodes into this node's store (the raylet sets it).
+    private var pullArguments: (@Sendable ([Ray_Rpc_TaskArg], ContinuousClock.Instant?) async -> Void)?
+    func setArgumentPuller(_ puller: @escaping @Sendable ([Ray_Rpc_TaskArg], ContinuousClock.Instant?) async -> Void) {
+        pullArguments = puller
+    }
+
     private func startLoops(logStream: AsyncStream<(JobID, Ray_Rpc_WorkerLogLines)>) {
         forwarder = Task(executorPreference: ThreadExecutor.raylet) { [weak self] in
             for await (jobID, batch) in logStream {
@@ -308,6 +314,9 @@ actor NodeManager {
                 warnInfeasible(jobID, scheduling.resources, "\(request.schedulingClassName): \(message)")
             }
         }
+        // A lease is granted once its task's arguments are here (Ray's dependency manager): pulled
+        // before the request queues for resources, so none are held meanwhile.
+        if !infeasible, !request.dependencies.isEmpty, let pullArguments { await pullArguments(request.dependencies, deadline) }
         let resources = scheduling.resources
         nextLeaseID += 1
         let id = nextLeaseID

@@ -24,6 +24,7 @@ final class ObjectManager: Sendable {
     /// Pulls in flight, by object: later askers wait for the same one.
     private let pulls = Mutex<[ObjectID: Task<ObjectStore.Location, any Error>]>([:])
     private let raylets = Mutex<[String: RPCChannel]>([:])
+    private let pulledForLeases = Mutex(0)
 
     init(store: ObjectStore, nodeID: NodeID, chunkSize: Int = RayConfig()[RayConfig.objectManagerDefaultChunkSize],
          maxBytesInFlight: Int = RayConfig()[RayConfig.objectManagerMaxBytesInFlight]) {
@@ -94,6 +95,51 @@ final class ObjectManager: Sendable {
         return try await task.value
     }
 
+    /// Arguments pulled for leases before they were granted (GetNodeStats).
+    var argumentsPulled: Int { pulledForLeases.withLock { $0 } }
+
+    /// Pulls the arguments among `args` that are on other nodes, at most until `deadline` (less a
+    /// margin, so the lease can still be answered); `pulled` hears each copy made (its owner must
+    /// learn of it). One that cannot be pulled is left to the worker, which reports the error.
+    func pullArguments(_ args: [Ray_Rpc_TaskArg], deadline: ContinuousClock.Instant?,
+                       pulled: @escaping @Sendable (Ray_Rpc_TaskArg, ObjectStore.Location) -> Void) async {
+        let remote = args.filter { arg in
+            guard case .location(let location) = arg.value, !location.nodeID.isEmpty, location.nodeID != Data(nodeID.bytes),
+                  let id = try? ObjectID(bytes: arg.objectID) else { return false }
+            guard store.get(id) == nil else {
+                store.release(id)
+                return false
+            }
+            return true
+        }
+        guard !remote.isEmpty else { return }
+        let limit = deadline.map { ($0 - .now) - .seconds(2) } ?? .seconds(60)
+        guard limit > .zero else { return }
+        // The pulls, or the limit, whichever comes first: a pull still running then goes on (later
+        // askers join it), the lease does not wait for it.
+        let done = ResumeOnce()
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            done.arm(continuation)
+            Task(executorPreference: ThreadExecutor.raylet) {
+                await withTaskGroup(of: Void.self) { pulls in
+                    for arg in remote {
+                        pulls.addTask {
+                            guard case .location(let location) = arg.value, let id = try? ObjectID(bytes: arg.objectID),
+                                  let here = try? await self.fetch(id, from: location) else { return }
+                            self.pulledForLeases.withLock { $0 += 1 }
+                            pulled(arg, here)
+                        }
+                    }
+                }
+                done.resume()
+            }
+            done.timer = Task(executorPreference: ThreadExecutor.raylet) {
+                try? await ThreadExecutor.raylet.sleep(for: limit)
+                done.resume()
+            }
+        }
+    }
+
     private func pull(_ id: ObjectID, from source: Ray_Rpc_ObjectLocation) async throws -> ObjectStore.Location {
         let size = Int(source.size)
         guard size >= 0, !source.rayletAddress.isEmpty else {
@@ -155,6 +201,15 @@ final class ObjectManager: Sendable {
         return location
     }
 
+    /// Tells an object's owner of a copy made here (it frees the copy with the object).
+    func tellOwner(_ owner: Ray_Rpc_Address, _ request: Ray_Rpc_AddObjectLocationRequest) {
+        guard let channel = try? raylet("\(owner.ipAddress):\(owner.port)") else { return }
+        Task(executorPreference: ThreadExecutor.raylet) {
+            _ = try? await channel.unary(CoreWorkerMethods.addObjectLocation, request, options: CallOptions(timeout: .seconds(10)))
+        }
+    }
+
+    /// A channel to another raylet (or a core worker) at `host:port`, kept for later calls.
     private func raylet(_ address: String) throws(RPCError) -> RPCChannel {
         if let channel = raylets.withLock({ $0[address] }) { return channel }
         let channel = try RPCChannel(target: address)
@@ -163,5 +218,29 @@ final class ObjectManager: Sendable {
             raylets[address] = channel
             return channel
         }
+    }
+}
+
+/// Resumes a continuation once, whichever of several paths comes first.
+final class ResumeOnce: Sendable {
+    private let continuation = Mutex<CheckedContinuation<Void, Never>?>(nil)
+    private let timerTask = Mutex<Task<Void, Never>?>(nil)
+    private let resumed = Mutex(false)
+
+    var timer: Task<Void, Never>? {
+        get { timerTask.withLock { $0 } }
+        set {
+            timerTask.withLock { $0 = newValue }
+            if resumed.withLock({ $0 }) { newValue?.cancel() }
+        }
+    }
+
+    func arm(_ continuation: CheckedContinuation<Void, Never>) { self.continuation.withLock { $0 = continuation } }
+
+    func resume() {
+        guard let continuation = continuation.withLock({ c -> CheckedContinuation<Void, Never>? in defer { c = nil }; return c }) else { return }
+        resumed.withLock { $0 = true }
+        timer?.cancel()
+        continuation.resume()
     }
 }

@@ -100,6 +100,7 @@ extension Raylet {
             reply.objectStoreUsed = Int64(store.usedBytes)
             reply.numObjects = Int32(store.objectCount)
             reply.objectManagerPeakBytesInFlight = Int64(objects.outbound.peak)
+            reply.leaseArgumentsPulled = Int64(objects.argumentsPulled)
             return reply
         }
     }

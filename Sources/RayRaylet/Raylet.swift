@@ -107,7 +107,21 @@ public final class Raylet: Sendable {
         var configuration = RPCServer.Configuration()
         configuration.executor = .raylet
         self.server = try RPCServer(host: options.host, port: options.port, router: router, configuration: configuration)
-        await nodeManager.setNodeManagerAddress("\(options.host):\(server.port)")
+        let rayletAddress = "\(options.host):\(server.port)"
+        await nodeManager.setNodeManagerAddress(rayletAddress)
+        await nodeManager.setArgumentPuller { [nodeID] args, deadline in
+            await objects.pullArguments(args, deadline: deadline) { arg, here in
+                guard let id = try? ObjectID(bytes: arg.objectID), let owner = try? WorkerID(bytes: arg.ownerAddress.workerID) else { return }
+                owned.add(id, owner: owner)
+                var request = Ray_Rpc_AddObjectLocationRequest()
+                request.objectID = arg.objectID
+                request.location.nodeID = Data(nodeID.bytes)
+                request.location.rayletAddress = rayletAddress
+                request.location.offset = Int64(here.offset)
+                request.location.size = Int64(here.size)
+                objects.tellOwner(arg.ownerAddress, request)
+            }
+        }
         var node = Ray_Rpc_GcsNodeInfo()
         node.nodeID = Data(nodeID.bytes)
         node.nodeManagerAddress = options.host

@@ -103,6 +103,10 @@ import Testing
             #expect(run.int("driver_checksum_ok") == 1, "the driver's copy arrived intact")
             #expect(run.int("task_checksum_ok") == 1, "the task's copy arrived intact")
             #expect(run.int("task_ran_on_b") == 1)
+            let zoneB = try #require(nodes.firstIndex { $0.labels["zone"] == "b" })
+            let pulledForLeases = try await raylets[zoneB].unary(
+                NodeManagerMethods.getNodeStats, Ray_Rpc_GetNodeStatsRequest(), options: CallOptions(timeout: .seconds(5))).leaseArgumentsPulled
+            #expect(pulledForLeases >= 1, "b's raylet pulled the task's argument before it granted the lease: \(pulledForLeases)")
             var after = try await used()
             let deadline = ContinuousClock.now + .seconds(10)
             while after.contains(where: { $0 != 0 }) && ContinuousClock.now < deadline {

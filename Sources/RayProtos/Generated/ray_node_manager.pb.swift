@@ -192,6 +192,11 @@ public nonisolated struct Ray_Rpc_RequestWorkerLeaseRequest: Sendable {
   /// reject it, never spill it on (so a request cannot bounce between raylets whose views differ).
   public var grantOrReject: Bool = false
 
+  /// The arguments of the task the lease is asked for that live in a node's store (Ray's
+  /// dependencies): the raylet that will grant the lease pulls the ones on other nodes first, holding
+  /// no resources meanwhile, and tells their owners of the copy.
+  public var dependencies: [Ray_Rpc_TaskArg] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -432,6 +437,9 @@ public nonisolated struct Ray_Rpc_GetNodeStatsReply: Sendable {
 
   /// The most bytes the object manager had outbound at once (object_manager_max_bytes_in_flight caps it).
   public var objectManagerPeakBytesInFlight: Int64 = 0
+
+  /// Arguments this raylet pulled from other nodes before granting the lease their task asked for.
+  public var leaseArgumentsPulled: Int64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -700,7 +708,7 @@ nonisolated extension Ray_Rpc_DisconnectClientReply: SwiftProtobuf.Message, Swif
 
 nonisolated extension Ray_Rpc_RequestWorkerLeaseRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RequestWorkerLeaseRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{3}required_resources\0\u{3}owner_address\0\u{3}scheduling_class_name\0\u{3}request_id\0\u{4}\u{2}is_detached_actor\0\u{3}scheduling_strategy\0\u{3}label_selector\0\u{3}grant_or_reject\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{3}required_resources\0\u{3}owner_address\0\u{3}scheduling_class_name\0\u{3}request_id\0\u{4}\u{2}is_detached_actor\0\u{3}scheduling_strategy\0\u{3}label_selector\0\u{3}grant_or_reject\0\u{1}dependencies\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -717,6 +725,7 @@ nonisolated extension Ray_Rpc_RequestWorkerLeaseRequest: SwiftProtobuf.Message, 
       case 8: try { try decoder.decodeSingularMessageField(value: &self._schedulingStrategy) }()
       case 9: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.labelSelector) }()
       case 10: try { try decoder.decodeSingularBoolField(value: &self.grantOrReject) }()
+      case 11: try { try decoder.decodeRepeatedMessageField(value: &self.dependencies) }()
       default: break
       }
     }
@@ -754,6 +763,9 @@ nonisolated extension Ray_Rpc_RequestWorkerLeaseRequest: SwiftProtobuf.Message, 
     if self.grantOrReject != false {
       try visitor.visitSingularBoolField(value: self.grantOrReject, fieldNumber: 10)
     }
+    if !self.dependencies.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.dependencies, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -767,6 +779,7 @@ nonisolated extension Ray_Rpc_RequestWorkerLeaseRequest: SwiftProtobuf.Message, 
     if lhs._schedulingStrategy != rhs._schedulingStrategy {return false}
     if lhs.labelSelector != rhs.labelSelector {return false}
     if lhs.grantOrReject != rhs.grantOrReject {return false}
+    if lhs.dependencies != rhs.dependencies {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1203,7 +1216,7 @@ nonisolated extension Ray_Rpc_GetNodeStatsRequest: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Ray_Rpc_GetNodeStatsReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GetNodeStatsReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}resources_total\0\u{3}resources_available\0\u{3}pending_demand\0\u{3}num_workers\0\u{3}num_idle_workers\0\u{3}object_store_used\0\u{3}num_objects\0\u{3}object_manager_peak_bytes_in_flight\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}resources_total\0\u{3}resources_available\0\u{3}pending_demand\0\u{3}num_workers\0\u{3}num_idle_workers\0\u{3}object_store_used\0\u{3}num_objects\0\u{3}object_manager_peak_bytes_in_flight\0\u{3}lease_arguments_pulled\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1219,6 +1232,7 @@ nonisolated extension Ray_Rpc_GetNodeStatsReply: SwiftProtobuf.Message, SwiftPro
       case 6: try { try decoder.decodeSingularInt64Field(value: &self.objectStoreUsed) }()
       case 7: try { try decoder.decodeSingularInt32Field(value: &self.numObjects) }()
       case 8: try { try decoder.decodeSingularInt64Field(value: &self.objectManagerPeakBytesInFlight) }()
+      case 9: try { try decoder.decodeSingularInt64Field(value: &self.leaseArgumentsPulled) }()
       default: break
       }
     }
@@ -1249,6 +1263,9 @@ nonisolated extension Ray_Rpc_GetNodeStatsReply: SwiftProtobuf.Message, SwiftPro
     if self.objectManagerPeakBytesInFlight != 0 {
       try visitor.visitSingularInt64Field(value: self.objectManagerPeakBytesInFlight, fieldNumber: 8)
     }
+    if self.leaseArgumentsPulled != 0 {
+      try visitor.visitSingularInt64Field(value: self.leaseArgumentsPulled, fieldNumber: 9)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1261,6 +1278,7 @@ nonisolated extension Ray_Rpc_GetNodeStatsReply: SwiftProtobuf.Message, SwiftPro
     if lhs.objectStoreUsed != rhs.objectStoreUsed {return false}
     if lhs.numObjects != rhs.numObjects {return false}
     if lhs.objectManagerPeakBytesInFlight != rhs.objectManagerPeakBytesInFlight {return false}
+    if lhs.leaseArgumentsPulled != rhs.leaseArgumentsPulled {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
