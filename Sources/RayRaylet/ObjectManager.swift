@@ -25,6 +25,37 @@ final class ObjectManager: Sendable {
     private let pulls = Mutex<[ObjectID: Task<ObjectStore.Location, any Error>]>([:])
     private let raylets = Mutex<[String: RPCChannel]>([:])
     private let pulledForLeases = Mutex(0)
+    /// Where each live node's object manager listens (`host:object_manager_port`), from the GCS.
+    private let objectManagers = Mutex<[Data: String]>([:])
+    private let lookUpNode = Mutex<(@Sendable (Data) async -> Ray_Rpc_GcsNodeInfo?)?>(nil)
+
+    /// Asks the GCS for a node this raylet has not heard of yet (set by the raylet).
+    var lookUp: (@Sendable (Data) async -> Ray_Rpc_GcsNodeInfo?)? {
+        get { lookUpNode.withLock { $0 } }
+        set { lookUpNode.withLock { $0 = newValue } }
+    }
+
+    /// A node joined or left: where its object manager listens.
+    func learn(_ info: Ray_Rpc_GcsNodeInfo) {
+        objectManagers.withLock { managers in
+            if info.state == .alive, info.objectManagerPort > 0 {
+                managers[info.nodeID] = "\(info.nodeManagerAddress):\(info.objectManagerPort)"
+            } else {
+                managers[info.nodeID] = nil
+            }
+        }
+    }
+
+    /// Where to pull from: the source node's object manager; for a node the GCS does not know (or
+    /// one without an object-manager port), the location's raylet address.
+    func objectManagerAddress(of source: Ray_Rpc_ObjectLocation) async -> String {
+        if let known = objectManagers.withLock({ $0[source.nodeID] }) { return known }
+        if !source.nodeID.isEmpty, let info = await lookUp?(source.nodeID) {
+            learn(info)
+            if let known = objectManagers.withLock({ $0[source.nodeID] }) { return known }
+        }
+        return source.rayletAddress
+    }
 
     init(store: ObjectStore, nodeID: NodeID, chunkSize: Int = RayConfig()[RayConfig.objectManagerDefaultChunkSize],
          maxBytesInFlight: Int = RayConfig()[RayConfig.objectManagerMaxBytesInFlight]) {
@@ -146,7 +177,8 @@ final class ObjectManager: Sendable {
             throw RPCError(code: .invalidArgument, message: "object \(id): a source needs a raylet address and a size")
         }
         let sourceNode = (try? NodeID(bytes: source.nodeID))?.hex ?? "?"
-        let channel = try raylet(source.rayletAddress)
+        let sourceAddress = await objectManagerAddress(of: source)
+        let channel = try raylet(sourceAddress)
         let buffer: UnsafeMutableRawBufferPointer
         do {
             buffer = try store.create(id, size: size)
@@ -190,7 +222,7 @@ final class ObjectManager: Sendable {
         } catch {
             store.delete(id)  // never sealed: nobody saw it
             if let error = error as? RPCError, error.code == .notFound || error.code == .unavailable || error.code == .deadlineExceeded {
-                throw RPCError(code: .notFound, message: "ObjectLostError: all copies of object \(id) are lost: node \(sourceNode) (\(source.rayletAddress)) \(error.code == .notFound ? "no longer has it" : "cannot be reached"): \(error.message)")
+                throw RPCError(code: .notFound, message: "ObjectLostError: all copies of object \(id) are lost: node \(sourceNode) (\(sourceAddress)) \(error.code == .notFound ? "no longer has it" : "cannot be reached"): \(error.message)")
             }
             throw error
         }

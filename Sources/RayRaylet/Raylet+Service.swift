@@ -82,9 +82,6 @@ extension Raylet {
             owned.forget(ids)
             return Ray_Rpc_DeleteObjectsReply()
         }
-        router.registerRawServerStreaming(path: NodeManagerMethods.pullObject.path, request: Ray_Rpc_PullObjectRequest.self) { request, writer, _ in
-            try await objects.serve(request, to: writer)
-        }
         router.register(NodeManagerMethods.fetchObject) { request, _ in
             let objectID = try ObjectID(request.objectID, field: "object_id")
             let owner = try WorkerID(request.ownerWorkerID, field: "owner_worker_id")

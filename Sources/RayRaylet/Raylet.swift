@@ -61,6 +61,9 @@ public final class Raylet: Sendable {
     /// The node's shared-memory object store.
     public let objectStore: ObjectStore
     private let server: RPCServer
+    /// The object manager's own server (`--object-manager-port`): other raylets pull objects there.
+    private let objectServer: RPCServer
+    public var objectManagerPort: Int { objectServer.port }
     private let gcs: GCSClient
     let nodeManager: NodeManager
     /// Sends the node manager's reports (workers, resource view) to the GCS, in order.
@@ -107,7 +110,22 @@ public final class Raylet: Sendable {
         var configuration = RPCServer.Configuration()
         configuration.executor = .raylet
         self.server = try RPCServer(host: options.host, port: options.port, router: router, configuration: configuration)
+        var objectRouter = RPCRouter()
+        HealthMethods.register(on: &objectRouter)
+        objectRouter.registerRawServerStreaming(path: NodeManagerMethods.pullObject.path, request: Ray_Rpc_PullObjectRequest.self) { request, writer, _ in
+            try await objects.serve(request, to: writer)
+        }
+        do {
+            self.objectServer = try RPCServer(host: options.host, port: options.objectManagerPort, router: objectRouter, configuration: configuration)
+        } catch {
+            await server.shutdown(grace: .zero)
+            throw RayError(.connection, "the object manager cannot listen on \(options.host):\(options.objectManagerPort)", cause: "\(error)")
+        }
         let rayletAddress = "\(options.host):\(server.port)"
+        let gcsLookup = self.gcs
+        objects.lookUp = { node in
+            (try? await gcsLookup.nodes())?.first { $0.nodeID == node && $0.state == .alive }
+        }
         await nodeManager.setNodeManagerAddress(rayletAddress)
         await nodeManager.setArgumentPuller { [nodeID] args, deadline in
             await objects.pullArguments(args, deadline: deadline) { arg, here in
@@ -131,7 +149,7 @@ public final class Raylet: Sendable {
         node.resourcesTotal = options.resources
         node.resourcesTotal["object_store_memory"] = Double(objectStore.capacity)
         node.labels = labels
-        node.objectManagerPort = Int32(options.objectManagerPort)
+        node.objectManagerPort = Int32(objectServer.port)
         node.labels["ray.io/object-store"] = objectStore.region.name
         let gcsClient = self.gcs
         let nodeManager = self.nodeManager
@@ -150,13 +168,18 @@ public final class Raylet: Sendable {
             // Subscribed before the snapshot, so no change falls between the two.
             let changes = try await gcs.subscribe([.gcsNodeInfoChannel, .gcsResourceViewChannel, .gcsJobChannel])
             try await gcs.register(node: node)
-            for info in try await gcs.nodes() where info.state == .alive { await nodeManager.applyNode(info) }
+            for info in try await gcs.nodes() where info.state == .alive {
+                objects.learn(info)
+                await nodeManager.applyNode(info)
+            }
             for report in try await gcs.resourceUsage() { await nodeManager.applyResources(report) }
             let follower = Task(executorPreference: ThreadExecutor.raylet) {
                 do {
                     for try await message in changes {
                         switch message.innerMessage {
-                        case .nodeInfoMessage(let info): await nodeManager.applyNode(info)
+                        case .nodeInfoMessage(let info):
+                            objects.learn(info)
+                            await nodeManager.applyNode(info)
                         case .resourcesMessage(let report): await nodeManager.applyResources(report)
                         case .jobMessage(let job) where job.isDead:
                             if let id = try? JobID(bytes: job.jobID) { await nodeManager.jobEnded(id) }
@@ -170,6 +193,7 @@ public final class Raylet: Sendable {
             reporter.cancel()
             await nodeManager.shutdown()
             await server.shutdown(grace: .zero)
+            await objectServer.shutdown(grace: .zero)
             throw RayError(.connection, "the raylet could not register with the GCS at \(gcsAddress)", cause: "\(error)")
         }
     }
@@ -181,6 +205,7 @@ public final class Raylet: Sendable {
         viewFollower.withLock { $0?.cancel() }
         try? await gcs.unregister(node: nodeID, reason: reason)
         await server.shutdown(grace: .seconds(1))
+        await objectServer.shutdown(grace: .zero)
     }
 
     /// `swift-ray-<pid>-<node>`: the raylet's pid in the name lets a later raylet remove the store of

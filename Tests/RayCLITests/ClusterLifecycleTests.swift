@@ -94,6 +94,12 @@ func processIsAlive(_ pid: pid_t) -> Bool {
             #expect(nodes.first?.isHeadNode == true)
             #expect(nodes.first?.resourcesTotal["CPU"] == 3)
             #expect(nodes.first?.resourcesTotal["GPU_like"] == 2)
+            // The object manager listens on a port of its own (Ray's --object-manager-port; 0: any free one).
+            let node = try #require(nodes.first)
+            #expect(node.objectManagerPort > 0 && node.objectManagerPort != node.nodeManagerPort, "\(node)")
+            let objectManager = try RPCChannel(host: node.nodeManagerAddress, port: Int(node.objectManagerPort))
+            let health = try await objectManager.unary(HealthMethods.check, Grpc_Health_V1_HealthCheckRequest(), options: CallOptions(timeout: .seconds(5)))
+            #expect(health.status == .serving)
 
             let status = try await cli.run(["status"])
             #expect(status.status == 0)

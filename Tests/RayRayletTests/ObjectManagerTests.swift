@@ -167,7 +167,7 @@ import Testing
     }
 
     @Test func badFetchesAreRejected() async throws {
-        try await withRaylets { _, _, _, channelB in
+        try await withRaylets { _, _, b, channelB in
             var request = Ray_Rpc_FetchObjectRequest()
             request.objectID = Data([1, 2])
             await #expect { _ = try await channelB.unary(NodeManagerMethods.fetchObject, request) } throws: {
@@ -178,11 +178,17 @@ import Testing
             await #expect { _ = try await channelB.unary(NodeManagerMethods.fetchObject, request) } throws: {
                 ($0 as? RPCError)?.code == .invalidArgument && "\($0)".contains("raylet address")
             }
+            // Objects are served on the object manager's own port, not the raylet's.
+            let objectManagerB = try RPCChannel(host: "127.0.0.1", port: b.objectManagerPort)
             var pull = Ray_Rpc_PullObjectRequest()
             pull.objectID = Data(ObjectID.random().bytes)
             await #expect {
-                try await channelB.rawServerStreaming(path: NodeManagerMethods.pullObject.path, pull) { chunks in for try await _ in chunks {} }
+                try await objectManagerB.rawServerStreaming(path: NodeManagerMethods.pullObject.path, pull) { chunks in for try await _ in chunks {} }
             } throws: { ($0 as? RPCError)?.code == .notFound }
+            #expect(b.objectManagerPort != b.port)
+            await #expect {
+                try await channelB.rawServerStreaming(path: NodeManagerMethods.pullObject.path, pull) { chunks in for try await _ in chunks {} }
+            } throws: { ($0 as? RPCError)?.code == .unimplemented }
         }
     }
 }
