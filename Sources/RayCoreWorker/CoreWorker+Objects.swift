@@ -18,7 +18,7 @@ extension CoreWorker {
     /// whose copy cannot be pulled tries the other copies it knows of before it gives up (their node
     /// may have died before the GCS said so).
     func pullHere(_ id: ObjectID, from location: Ray_Rpc_ObjectLocation) async throws -> ObjectValue {
-        let owner = store.owner(of: id)?.workerID ?? Data(workerID.bytes)
+        let owner = store.owner(of: id) ?? address
         let here: Ray_Rpc_ObjectLocation
         let source: Ray_Rpc_ObjectLocation
         do {
@@ -46,7 +46,7 @@ extension CoreWorker {
     /// A task argument on another node: pulled here; the owner hears of the copy.
     func pullArgument(_ arg: Ray_Rpc_TaskArg, from location: Ray_Rpc_ObjectLocation) async throws -> Ray_Rpc_ObjectLocation {
         let id = try ObjectID(bytes: arg.objectID)
-        let here = try await fetch(id, from: location, owner: arg.hasOwnerAddress ? arg.ownerAddress.workerID : Data(workerID.bytes))
+        let here = try await fetch(id, from: location, owner: arg.hasOwnerAddress ? arg.ownerAddress : address)
         if arg.hasOwnerAddress, arg.ownerAddress.workerID != address.workerID {
             tellOwner(arg.ownerAddress, id, here)
         } else {
@@ -56,11 +56,12 @@ extension CoreWorker {
     }
 
     /// This node's raylet pulls the object; the location of the local copy.
-    private func fetch(_ id: ObjectID, from location: Ray_Rpc_ObjectLocation, owner: Data) async throws -> Ray_Rpc_ObjectLocation {
+    private func fetch(_ id: ObjectID, from location: Ray_Rpc_ObjectLocation, owner: Ray_Rpc_Address) async throws -> Ray_Rpc_ObjectLocation {
         var request = Ray_Rpc_FetchObjectRequest()
         request.objectID = Data(id.bytes)
         request.source = location
-        request.ownerWorkerID = owner
+        request.ownerWorkerID = owner.workerID
+        request.ownerNodeID = owner.nodeID
         let reply: Ray_Rpc_FetchObjectReply
         do {
             reply = try await raylet.unary(NodeManagerMethods.fetchObject, request, options: CallOptions(timeout: .seconds(600)))

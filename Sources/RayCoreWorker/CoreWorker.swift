@@ -304,13 +304,14 @@ public final class CoreWorker: Sendable {
     }
 
     /// Creates an object of `size` bytes in the node's store, lets `write` fill it, and seals it.
-    func createShared(_ id: ObjectID, size: Int, owner: WorkerID, write: (UnsafeMutableRawPointer) -> Void)
-        async throws -> ObjectValue
+    func createShared(_ id: ObjectID, size: Int, owner: WorkerID, ownerNode: Data = Data(),
+                      write: (UnsafeMutableRawPointer) -> Void) async throws -> ObjectValue
     {
         var create = Ray_Rpc_CreateObjectRequest()
         create.objectID = Data(id.bytes)
         create.dataSize = Int64(size)
         create.ownerWorkerID = Data(owner.bytes)
+        if ownerNode != Data(nodeID.bytes) { create.ownerNodeID = ownerNode }
         let offset: Int
         do {
             offset = Int(try await raylet.unary(NodeManagerMethods.createObject, create).offset)

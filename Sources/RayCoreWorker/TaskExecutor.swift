@@ -266,7 +266,9 @@ final class TaskExecutor: Sendable {
                 continue
             }
             do {
-                let value = try await worker.createShared(id, size: result.size, owner: owner) { result.write(to: $0) }
+                let value = try await worker.createShared(id, size: result.size, owner: owner, ownerNode: spec.callerAddress.nodeID) {
+                    result.write(to: $0)
+                }
                 objects.append(value.returnObject(node: Data(worker.nodeID.bytes), raylet: worker.rayletAddress))
             } catch let error as RayError {
                 return fail(TaskFailure(kind: error.kind, type: "", message: "result \(index + 1) of \(name) (\(result.size) bytes) could not be stored: \(error.message)", function: name))

@@ -58,7 +58,7 @@ extension Raylet {
             }
             do throws(RayError) {
                 let buffer = try store.create(objectID, size: Int(request.dataSize))
-                owned.add(objectID, owner: owner)
+                owned.add(objectID, owner: owner, node: request.ownerNodeID == Data(nodeID.bytes) ? Data() : request.ownerNodeID)
                 var reply = Ray_Rpc_CreateObjectReply()
                 reply.offset = Int64(UnsafeRawPointer(buffer.baseAddress!) - UnsafeRawPointer(store.region.base))
                 return reply
@@ -86,7 +86,7 @@ extension Raylet {
             let objectID = try ObjectID(request.objectID, field: "object_id")
             let owner = try WorkerID(request.ownerWorkerID, field: "owner_worker_id")
             let location = try await objects.fetch(objectID, from: request.source)
-            owned.add(objectID, owner: owner)
+            owned.add(objectID, owner: owner, node: request.ownerNodeID == Data(nodeID.bytes) ? Data() : request.ownerNodeID)
             var reply = Ray_Rpc_FetchObjectReply()
             reply.offset = Int64(location.offset)
             reply.size = Int64(location.size)
@@ -106,8 +106,23 @@ extension Raylet {
 /// The objects each client created in the node's store, so they go when the client does.
 final class OwnedObjects: Sendable {
     private let owners = Mutex<[WorkerID: Set<ObjectID>]>([:])
+    /// The node of each owner that lives on another node (copies pulled here for it).
+    private let ownerNodes = Mutex<[WorkerID: Data]>([:])
 
-    func add(_ id: ObjectID, owner: WorkerID) { owners.withLock { _ = $0[owner, default: []].insert(id) } }
+    func add(_ id: ObjectID, owner: WorkerID, node: Data = Data()) {
+        owners.withLock { _ = $0[owner, default: []].insert(id) }
+        if !node.isEmpty { ownerNodes.withLock { $0[owner] = node } }
+    }
+
+    /// Removes and returns what owners on `node` (which died, and they with it) had here.
+    func removeAll(ofNode node: Data) -> Set<ObjectID> {
+        let gone = ownerNodes.withLock { nodes -> [WorkerID] in
+            let gone = nodes.filter { $0.value == node }.map(\.key)
+            for owner in gone { nodes[owner] = nil }
+            return gone
+        }
+        return gone.reduce(into: Set<ObjectID>()) { $0.formUnion(removeAll(of: $1)) }
+    }
 
     func forget(_ ids: [ObjectID]) {
         owners.withLock { owners in

@@ -130,7 +130,7 @@ public final class Raylet: Sendable {
         await nodeManager.setArgumentPuller { [nodeID] args, deadline in
             await objects.pullArguments(args, deadline: deadline) { arg, here in
                 guard let id = try? ObjectID(bytes: arg.objectID), let owner = try? WorkerID(bytes: arg.ownerAddress.workerID) else { return }
-                owned.add(id, owner: owner)
+                owned.add(id, owner: owner, node: arg.ownerAddress.nodeID == Data(nodeID.bytes) ? Data() : arg.ownerAddress.nodeID)
                 var request = Ray_Rpc_AddObjectLocationRequest()
                 request.objectID = arg.objectID
                 request.location.nodeID = Data(nodeID.bytes)
@@ -173,12 +173,15 @@ public final class Raylet: Sendable {
                 await nodeManager.applyNode(info)
             }
             for report in try await gcs.resourceUsage() { await nodeManager.applyResources(report) }
+            let store = objectStore
             let follower = Task(executorPreference: ThreadExecutor.raylet) {
                 do {
                     for try await message in changes {
                         switch message.innerMessage {
                         case .nodeInfoMessage(let info):
                             objects.learn(info)
+                            // Owners on a dead node died with it: their copies here go.
+                            if info.state == .dead { for id in owned.removeAll(ofNode: info.nodeID) { store.delete(id) } }
                             await nodeManager.applyNode(info)
                         case .resourcesMessage(let report): await nodeManager.applyResources(report)
                         case .jobMessage(let job) where job.isDead:

@@ -63,8 +63,10 @@ import Testing
         _ = try await channel.unary(NodeManagerMethods.sealObject, seal)
     }
 
-    func fetch(_ id: ObjectID, from address: String, node: NodeID, via channel: RPCChannel, size: Int = size) async throws -> Ray_Rpc_FetchObjectReply {
+    func fetch(_ id: ObjectID, from address: String, node: NodeID, via channel: RPCChannel, size: Int = size,
+               ownerNode: NodeID? = nil) async throws -> Ray_Rpc_FetchObjectReply {
         var request = Ray_Rpc_FetchObjectRequest()
+        if let ownerNode { request.ownerNodeID = Data(ownerNode.bytes) }
         request.objectID = Data(id.bytes)
         request.source.nodeID = Data(node.bytes)
         request.source.rayletAddress = address
@@ -163,6 +165,31 @@ import Testing
             } else {
                 #expect(peak == 2 * oneStream, "both at once: \(peak)")
             }
+        }
+    }
+
+    /// A copy pulled for an owner on a third node goes when that node dies (its owner died with it);
+    /// a copy whose owner lives on stays.
+    @Test func copiesForOwnersOnADeadNodeGoWithIt() async throws {
+        try await withRaylets { a, channelA, b, channelB in
+            var options = Raylet.Options()
+            options.resources = ["CPU": 1]
+            options.objectStoreMemory = 16 * 1024 * 1024
+            options.logDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("raylet-test-\(UUID().uuidString)").path
+            let c = try await Raylet(gcsAddress: a.gcsAddress, options: options)
+            let orphan = ObjectID.random(), kept = ObjectID.random()
+            try await put(orphan, on: a, channelA)
+            try await put(kept, on: a, channelA)
+            _ = try await fetch(orphan, from: "127.0.0.1:\(a.port)", node: a.nodeID, via: channelB, ownerNode: c.nodeID)
+            _ = try await fetch(kept, from: "127.0.0.1:\(a.port)", node: a.nodeID, via: channelB, ownerNode: a.nodeID)
+            #expect(try await stats(channelB).numObjects == 2)
+            await c.shutdown(reason: "the test ended it")
+            let deadline = ContinuousClock.now + .seconds(10)
+            while try await stats(channelB).numObjects != 1, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+            #expect(b.objectStore.get(orphan) == nil, "the dead node's owner's copy is gone")
+            let stillThere = b.objectStore.get(kept)
+            #expect(stillThere != nil, "the live owner's copy stays")
+            if stillThere != nil { b.objectStore.release(kept) }
         }
     }
 

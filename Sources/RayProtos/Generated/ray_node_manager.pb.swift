@@ -345,6 +345,10 @@ public nonisolated struct Ray_Rpc_CreateObjectRequest: Sendable {
   /// The worker that owns the object (deleted with it if it dies).
   public var ownerWorkerID: Data = Data()
 
+  /// The owner's node when it is another (a task's result for a caller elsewhere): if that node
+  /// dies, so does the owner, and the object goes.
+  public var ownerNodeID: Data = Data()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -503,6 +507,9 @@ public nonisolated struct Ray_Rpc_FetchObjectRequest: Sendable {
 
   /// The object's owner: the copy goes when the owner frees it, or when the owner's job ends.
   public var ownerWorkerID: Data = Data()
+
+  /// The owner's node: if it dies, so does the owner, and the copy goes.
+  public var ownerNodeID: Data = Data()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1029,7 +1036,7 @@ nonisolated extension Ray_Rpc_NotifyTaskBlockedReply: SwiftProtobuf.Message, Swi
 
 nonisolated extension Ray_Rpc_CreateObjectRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateObjectRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}object_id\0\u{3}data_size\0\u{3}owner_worker_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}object_id\0\u{3}data_size\0\u{3}owner_worker_id\0\u{3}owner_node_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1040,6 +1047,7 @@ nonisolated extension Ray_Rpc_CreateObjectRequest: SwiftProtobuf.Message, SwiftP
       case 1: try { try decoder.decodeSingularBytesField(value: &self.objectID) }()
       case 2: try { try decoder.decodeSingularInt64Field(value: &self.dataSize) }()
       case 3: try { try decoder.decodeSingularBytesField(value: &self.ownerWorkerID) }()
+      case 4: try { try decoder.decodeSingularBytesField(value: &self.ownerNodeID) }()
       default: break
       }
     }
@@ -1055,6 +1063,9 @@ nonisolated extension Ray_Rpc_CreateObjectRequest: SwiftProtobuf.Message, SwiftP
     if !self.ownerWorkerID.isEmpty {
       try visitor.visitSingularBytesField(value: self.ownerWorkerID, fieldNumber: 3)
     }
+    if !self.ownerNodeID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.ownerNodeID, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1062,6 +1073,7 @@ nonisolated extension Ray_Rpc_CreateObjectRequest: SwiftProtobuf.Message, SwiftP
     if lhs.objectID != rhs.objectID {return false}
     if lhs.dataSize != rhs.dataSize {return false}
     if lhs.ownerWorkerID != rhs.ownerWorkerID {return false}
+    if lhs.ownerNodeID != rhs.ownerNodeID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1361,7 +1373,7 @@ nonisolated extension Ray_Rpc_ObjectChunk: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Ray_Rpc_FetchObjectRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".FetchObjectRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}object_id\0\u{1}source\0\u{3}owner_worker_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}object_id\0\u{1}source\0\u{3}owner_worker_id\0\u{3}owner_node_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1372,6 +1384,7 @@ nonisolated extension Ray_Rpc_FetchObjectRequest: SwiftProtobuf.Message, SwiftPr
       case 1: try { try decoder.decodeSingularBytesField(value: &self.objectID) }()
       case 2: try { try decoder.decodeSingularMessageField(value: &self._source) }()
       case 3: try { try decoder.decodeSingularBytesField(value: &self.ownerWorkerID) }()
+      case 4: try { try decoder.decodeSingularBytesField(value: &self.ownerNodeID) }()
       default: break
       }
     }
@@ -1391,6 +1404,9 @@ nonisolated extension Ray_Rpc_FetchObjectRequest: SwiftProtobuf.Message, SwiftPr
     if !self.ownerWorkerID.isEmpty {
       try visitor.visitSingularBytesField(value: self.ownerWorkerID, fieldNumber: 3)
     }
+    if !self.ownerNodeID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.ownerNodeID, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1398,6 +1414,7 @@ nonisolated extension Ray_Rpc_FetchObjectRequest: SwiftProtobuf.Message, SwiftPr
     if lhs.objectID != rhs.objectID {return false}
     if lhs._source != rhs._source {return false}
     if lhs.ownerWorkerID != rhs.ownerWorkerID {return false}
+    if lhs.ownerNodeID != rhs.ownerNodeID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
