@@ -152,7 +152,7 @@ extension CoreWorker {
             }
             actorSubmitter.state.withLock { $0[actorID]?.channel = channel }
         }
-        push(batch, over: channel, to: address.workerID) { error in
+        push(batch, over: channel, to: address.workerID, on: address.nodeID) { error in
             if let error {
                 self.actorPushFailed(actorID, batch: batch, address: address, error: error)
             } else {

@@ -9,6 +9,7 @@ import RayGCSClient
 import RayProtos
 import RayRPC
 import RayServices
+import Synchronization
 
 /// Nodes that die, as the GCS publishes them: this process's view of the objects and actors that
 /// were there is corrected at once, instead of when a call to the node fails.
@@ -46,6 +47,9 @@ extension CoreWorker {
             return copy.nodeID == local ? .shared(offset: Int(copy.offset), size: Int(copy.size)) : .remote(copy)
         }
         copies.dropNode(dead)
+        // Calls in flight there fail now (as the push's failure: WorkerCrashedError or ActorDiedError,
+        // naming the node), not when a connection to a vanished host times out.
+        pushesInFlight.nodeDied(dead)
         let actors = actorSubmitter.state.withLock { actors in
             actors.compactMap { id, queue in queue.address.nodeID == dead && queue.dead == nil ? (id, queue.className) : nil }
         }
@@ -53,4 +57,52 @@ extension CoreWorker {
             actorKilled(actorID, className: className, cause: "The actor died because its node has died. Node Id: \(node.hex)")
         }
     }
+}
+
+/// Pushes in flight, by the node they went to, so a node's death can cancel them.
+final class PushRegistry: Sendable {
+    private struct State {
+        var nextID: UInt64 = 0
+        var pushes: [Data: [UInt64: RPCCallHandle?]] = [:]
+        var deadNodes: Set<Data> = []
+    }
+    private let state = Mutex(State())
+
+    /// Registers a push about to start; its handle comes with ``attach(_:to:on:)``.
+    func start(on node: Data) -> UInt64 {
+        state.withLock { state in
+            state.nextID += 1
+            state.pushes[node, default: [:]][state.nextID] = .some(nil)
+            return state.nextID
+        }
+    }
+
+    /// The started push's handle (unless it already finished); cancelled at once if its node died meanwhile.
+    func attach(_ handle: RPCCallHandle, to id: UInt64, on node: Data) {
+        let cancel = state.withLock { state -> Bool in
+            if state.deadNodes.contains(node) { return true }
+            guard state.pushes[node]?[id] != nil else { return false }
+            state.pushes[node]![id] = handle
+            return false
+        }
+        if cancel { handle.cancel() }
+    }
+
+    func remove(_ id: UInt64, node: Data) {
+        state.withLock { state in
+            state.pushes[node]?[id] = nil
+            if state.pushes[node]?.isEmpty == true { state.pushes[node] = nil }
+        }
+    }
+
+    /// Cancels every push to `node`, and any that starts after.
+    func nodeDied(_ node: Data) {
+        let handles = state.withLock { state -> [RPCCallHandle] in
+            state.deadNodes.insert(node)
+            return (state.pushes.removeValue(forKey: node) ?? [:]).values.compactMap { $0 }
+        }
+        for handle in handles { handle.cancel() }
+    }
+
+    var count: Int { state.withLock { $0.pushes.values.reduce(0) { $0 + $1.count } } }
 }

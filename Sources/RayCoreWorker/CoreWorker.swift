@@ -77,6 +77,8 @@ public final class CoreWorker: Sendable {
     let submitter: TaskSubmitter
     let executor: TaskExecutor
     let actorSubmitter = ActorSubmitter()
+    /// Pushes in flight by the node they went to, cancelled if it dies.
+    let pushesInFlight = PushRegistry()
     let actorReceiver = ActorTaskReceiver()
     private let host = Mutex<(any ActorHost)?>(nil)
     private let gcs = Mutex<RPCChannel?>(nil)

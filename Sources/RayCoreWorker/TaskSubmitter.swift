@@ -427,7 +427,7 @@ extension CoreWorker {
             if startSweep { sweepIdleLeases() }
             return
         }
-        push(batch, over: lease.channel, to: lease.worker.workerID) { error in
+        push(batch, over: lease.channel, to: lease.worker.workerID, on: lease.worker.nodeID) { error in
             if let error {
                 self.pushFailed(key: key, lease: lease, batch: batch, error: error)
             } else {
@@ -439,11 +439,15 @@ extension CoreWorker {
     /// Pushes a batch of tasks or actor calls to a worker and completes each from the reply, on the
     /// RPC thread; then `after` runs there with nil, or with the error that failed the push (the
     /// batch's tasks are then left to the caller).
-    func push(_ batch: [TaskSubmitter.PendingTask], over channel: RPCChannel, to worker: Data,
+    /// A push in flight is cancelled if the GCS says `node` died (so it fails now, not at its deadline
+    /// a day later when the node vanished without closing its connections).
+    func push(_ batch: [TaskSubmitter.PendingTask], over channel: RPCChannel, to worker: Data, on node: Data,
               after: @escaping @Sendable (RPCError?) -> Void) {
         var request = Ray_Rpc_PushTasksRequest()
         request.tasks = batch.map(\.spec)
-        channel.unary(CoreWorkerMethods.pushTasks, request, options: CallOptions(timeout: .seconds(24 * 3600))) { result in
+        let pushID = pushesInFlight.start(on: node)
+        let handle = channel.unary(CoreWorkerMethods.pushTasks, request, options: CallOptions(timeout: .seconds(24 * 3600))) { result in
+            self.pushesInFlight.remove(pushID, node: node)
             switch result {
             case .success(let reply):
                 for (index, task) in batch.enumerated() {
@@ -458,6 +462,7 @@ extension CoreWorker {
                 after(error)
             }
         }
+        pushesInFlight.attach(handle, to: pushID, on: node)
     }
 
     private func pushFailed(key: String, lease: TaskSubmitter.Lease, batch: [TaskSubmitter.PendingTask], error: RPCError) {

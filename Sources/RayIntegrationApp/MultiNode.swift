@@ -154,6 +154,39 @@ enum MultiNodeScenarios {
             report("after_ok", try await whereAmI.remote().get(timeout: .seconds(30)).isEmpty ? 0 : 1)
             return true
 
+        case "partition":
+            // An actor call and a task in flight on the zone=b host when the test cuts its link:
+            // both must fail once the GCS marks the node dead, not when a connection times out.
+            let nodes = try await ray.nodes().filter(\.isAlive)
+            guard let other = nodes.first(where: { $0.labels["zone"] == "b" }) else { throw Failed("no zone=b node in \(nodes)") }
+            let counter = try await ray.actor(Counter.self, args: 0, options: ActorOptions(labelSelector: ["zone": "b"]))
+            report("actor_first_call", try await counter.add(1))
+            let running = sleepThenWhere.options(labelSelector: ["zone": "b"]).remote(600_000)
+            try await Task.sleep(for: .milliseconds(500))
+            report("ready", 1)
+            let start = ContinuousClock.now
+            let call = Task { () -> Result<[UInt64], any Error> in
+                do { return .success(try await counter.nap(600_000)) } catch { return .failure(error) }
+            }
+            do {
+                _ = try await running.get(timeout: .seconds(120))
+                report("task_kind", "finished")
+            } catch let error as RayTaskError {
+                report("task_kind", error.kind.rawValue)
+                report("task_names_node", error.message.contains(other.id.hex) ? 1 : 0)
+            }
+            report("task_failed_ms", (ContinuousClock.now - start).components.seconds * 1000)
+            switch await call.value {
+            case .success: report("actor_kind", "answered")
+            case .failure(let error as RayTaskError):
+                report("actor_kind", error.kind.rawValue)
+                report("actor_names_node", error.message.contains(other.id.hex) ? 1 : 0)
+            case .failure(let error as RayError): report("actor_kind", error.kind.rawValue)
+            case .failure(let error): report("actor_kind", "\(error)")
+            }
+            report("actor_failed_ms", (ContinuousClock.now - start).components.seconds * 1000)
+            return true
+
         case "netns":
             // The driver's node and a zone=b node in another network namespace: tasks, an actor
             // and objects both ways cross the veth between them.

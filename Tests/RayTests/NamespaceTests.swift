@@ -7,6 +7,8 @@ import Testing
 final class TwoHosts: @unchecked Sendable {
     let names: [String]
     let addresses: [String]
+    /// The two ends of the veth pair, `veths[i]` in host `i`.
+    let veths: [String]
 
     init() throws {
         let tag = String(UInt32.random(in: 0..<0xFFFF_FFFF), radix: 16)
@@ -14,6 +16,7 @@ final class TwoHosts: @unchecked Sendable {
         names = ["sr-a-\(tag)", "sr-b-\(tag)"]
         addresses = ["10.231.\(subnet).1", "10.231.\(subnet).2"]
         let veth = ["sra\(tag)", "srb\(tag)"]
+        veths = veth
         do {
             for name in names { try Self.ip(["netns", "add", name]) }
             try Self.ip(["link", "add", veth[0], "type", "veth", "peer", "name", veth[1]])
@@ -83,6 +86,46 @@ final class TwoHosts: @unchecked Sendable {
             #expect(run.int("actor_on_other") == 1)
             #expect(run.int("pulled_ok") == 1, "256 MiB made on the other host arrived intact")
             #expect(run.int("pushed_ok") == 1, "256 MiB put here arrived intact at a task there")
+        } catch {
+            await Self.stop(temps, hosts, daemons)
+            throw error
+        }
+        await Self.stop(temps, hosts, daemons)
+    }
+
+    /// The link between the hosts goes down with an actor call and a task in flight on the other
+    /// host: nothing closes their connections, so only the GCS's health checks can tell. Both fail
+    /// naming the node within seconds of it being marked dead, not at their calls' deadlines.
+    @Test func callsInFlightToAHostCutOffFailOnceItsNodeIsMarkedDead() async throws {
+        let hosts = try TwoHosts()
+        let temps = [TestCluster.freshTemp(), TestCluster.freshTemp()]
+        var daemons: [pid_t] = []
+        let fastChecks = ["RAY_health_check_period_ms": "200", "RAY_health_check_failure_threshold": "3",
+                          "RAY_health_check_timeout_ms": "500"]
+        do {
+            let head = try await TestCluster.runRay(
+                ["start", "--head", "--port", "0", "--node-ip-address", hosts.addresses[0], "--num-cpus", "2"],
+                temp: temps[0], environment: fastChecks, launcher: hosts.launcher(0))
+            let address = try #require(head.text.split(separator: "\n").first { $0.contains("GCS address:") }?
+                .split(separator: " ").last.map(String.init), "\(head.text)")
+            let joined = try await TestCluster.runRay(
+                ["start", "--address", address, "--node-ip-address", hosts.addresses[1], "--num-cpus", "2", "--labels", "zone=b"],
+                temp: temps[1], launcher: hosts.launcher(1))
+            #expect(joined.status == 0, "\(joined.text)")
+            daemons = temps.flatMap { TestCluster.recordedPIDs(in: $0) }
+            let app = try IntegrationApp.Running(
+                ["partition"], environment: ["RAY_ADDRESS": address, "RAY_NODE_IP_ADDRESS": hosts.addresses[0]],
+                launcher: hosts.launcher(0))
+            _ = try await app.value("ready", within: .seconds(60))
+            try TwoHosts.ip(["-n", hosts.names[1], "link", "set", hosts.veths[1], "down"])
+            let run = try await app.finish(timeout: .seconds(60))
+            #expect(run.status == 0, "\(run.output)")
+            #expect(run.values["task_kind"] == "WorkerCrashedError", "\(run.output)")
+            #expect(run.int("task_names_node") == 1, "\(run.output)")
+            #expect(run.values["actor_kind"] == "ActorDiedError", "\(run.output)")
+            #expect(run.int("actor_names_node") == 1, "\(run.output)")
+            // Marked dead after 3 checks 200 ms apart (each up to 500 ms): far below the 24 h deadline.
+            #expect((run.int("task_failed_ms") ?? .max) < 20_000 && (run.int("actor_failed_ms") ?? .max) < 20_000, "\(run.output)")
         } catch {
             await Self.stop(temps, hosts, daemons)
             throw error

@@ -110,15 +110,16 @@ extension RPCChannel {
     /// Calls a unary method and hands the outcome to `completion` on the client's completion-queue
     /// thread, without a hop to Swift's executor: for callers that do a little work per reply (and
     /// maybe start the next call) in `completion`, which must not block.
+    @discardableResult
     public func unary<Request, Response>(
         _ method: RPCMethod<Request, Response>, _ request: Request, options: CallOptions = CallOptions(),
         completion: @escaping @Sendable (Result<Response, RPCError>) -> Void
-    ) {
+    ) -> RPCCallHandle {
         do {
             try options.metadata.validate()
         } catch {
             completion(.failure(error))
-            return
+            return RPCCallHandle(box: nil)
         }
         let box = UnaryCallBox()
         box.callback = { result in
@@ -132,7 +133,7 @@ extension RPCChannel {
             bytes = try request._encode()
         } catch {
             completion(.failure(error))
-            return
+            return RPCCallHandle(box: nil)
         }
         let context = Unmanaged.passRetained(box).toOpaque()
         let call = options.withCCall(path: method.path) { pathC, pathLength, callOptions in
@@ -144,9 +145,10 @@ extension RPCChannel {
         guard let call else {
             Unmanaged<UnaryCallBox>.fromOpaque(context).release()
             completion(.failure(RPCError(code: .invalidArgument, message: "invalid call")))
-            return
+            return RPCCallHandle(box: nil)
         }
         box.setHandle(call)
+        return RPCCallHandle(box: box)
     }
 }
 
@@ -155,14 +157,22 @@ private final class UnaryCallBox: @unchecked Sendable {
     // Written once before the call starts, read once by the callback.
     var continuation: CheckedContinuation<Result<RPCResponse<[UInt8]>, RPCError>, Never>?
     var callback: (@Sendable (Result<RPCResponse<[UInt8]>, RPCError>) -> Void)?
-    private let handle = Mutex<(call: OpaquePointerBox?, cancelled: Bool, finished: Bool)>((nil, false, false))
+    private struct Handle {
+        var call: OpaquePointerBox?
+        var cancelled = false
+        var finished = false
+        var released = false
+    }
+    private let handle = Mutex(Handle())
 
     func setHandle(_ call: OpaquePointer) {
-        let (cancel, release) = handle.withLock { state -> (Bool, Bool) in
+        let release = handle.withLock { state -> Bool in
             state.call = OpaquePointerBox(pointer: call)
-            return (state.cancelled, state.finished)
+            if state.cancelled { grpcshim_call_cancel(call) }
+            guard state.finished else { return false }
+            state.released = true
+            return true
         }
-        if cancel { grpcshim_call_cancel(call) }
         if release { grpcshim_call_release(call) }
     }
 
@@ -170,22 +180,37 @@ private final class UnaryCallBox: @unchecked Sendable {
     func finishCallback() {
         let call = handle.withLock { state -> OpaquePointerBox? in
             state.finished = true
-            return state.call
+            guard let call = state.call, !state.released else { return nil }
+            state.released = true
+            return call
         }
         if let call { grpcshim_call_release(call.pointer) }
     }
 
+    /// Cancels the call if it is still running (under the lock, so its handle cannot be released
+    /// meanwhile); a call not started yet is cancelled as it starts.
     func cancel() {
-        let call = handle.withLock { state -> OpaquePointerBox? in
+        handle.withLock { state in
             state.cancelled = true
-            return state.call
+            if let call = state.call, !state.released, !state.finished { grpcshim_call_cancel(call.pointer) }
         }
-        if let call { grpcshim_call_cancel(call.pointer) }
     }
 
     func releaseHandle() {
-        if let call = handle.withLock({ $0.call }) { grpcshim_call_release(call.pointer) }
+        let call = handle.withLock { state -> OpaquePointerBox? in
+            guard let call = state.call, !state.released else { return nil }
+            state.released = true
+            return call
+        }
+        if let call { grpcshim_call_release(call.pointer) }
     }
+}
+
+/// A call started with a completion handler: `cancel()` ends it early (its completion then hears
+/// CANCELLED); after it finished, nothing happens.
+public struct RPCCallHandle: Sendable {
+    fileprivate let box: UnaryCallBox?
+    public func cancel() { box?.cancel() }
 }
 
 private let unaryEventCallback: grpcshim_call_event_cb = { context, event in
