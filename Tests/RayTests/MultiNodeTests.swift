@@ -150,6 +150,15 @@ import Testing
             #expect(run.int("after_ok") == 1, "the cluster goes on without the node")
             // The killed raylet's workers went with it.
             try await IntegrationApp.expectNoWorkersLeft(startedBy: doomed)
+            // A node started again at the same address registers as a new node; the old one stays dead.
+            try await cluster.addNode(["--num-cpus", "1"], ip: cluster.nodes[1].ip)
+            let gcs = try RPCChannel(target: cluster.address)
+            let there = try await gcs.unary(GCSMethods.getAllNodeInfo, Ray_Rpc_GetAllNodeInfoRequest(), options: CallOptions(timeout: .seconds(5)))
+                .nodeInfoList.filter { $0.nodeManagerAddress == cluster.nodes[1].ip }
+            let hex = { (id: Data) in id.map { String(format: "%02x", $0) }.joined() }
+            #expect(there.count == 2, "\(there)")
+            #expect(there.first { $0.state == .dead }.map { hex($0.nodeID) } == run.values["doomed_node"])
+            #expect(there.first { $0.state == .alive }.map { hex($0.nodeID) != run.values["doomed_node"] } == true)
         } catch {
             await cluster.stop()
             throw error

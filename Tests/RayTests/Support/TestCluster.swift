@@ -39,10 +39,10 @@ final class TestCluster: @unchecked Sendable {
         return cluster
     }
 
-    /// Starts one more node (`ray start --address`) at the next address.
+    /// Starts one more node (`ray start --address`) at the next address (or at `ip`).
     @discardableResult
-    func addNode(_ flags: [String]) async throws -> Node {
-        let node = Node(ip: "127.0.0.\(nodes.count + 1)", temp: Self.freshTemp())
+    func addNode(_ flags: [String], ip: String? = nil) async throws -> Node {
+        let node = Node(ip: ip ?? "127.0.0.\(nodes.count + 1)", temp: Self.freshTemp())
         nodes.append(node)
         let output = try await Self.runRay(["start", "--address", address, "--node-ip-address", node.ip] + flags, temp: node.temp)
         guard output.status == 0 else { throw ClusterFailure("ray start --address \(address) failed:\n\(output.text)") }
