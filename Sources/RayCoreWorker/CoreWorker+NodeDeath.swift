@@ -14,19 +14,25 @@ import Synchronization
 /// Nodes that die, as the GCS publishes them: this process's view of the objects and actors that
 /// were there is corrected at once, instead of when a call to the node fails.
 extension CoreWorker {
-    /// Follows the GCS's node channel until the task is cancelled (at shutdown).
+    /// Follows the GCS's node channel until the task is cancelled (at shutdown); while the GCS cannot
+    /// be reached, it tries again every second.
     func followNodeDeaths(gcsAddress: String) -> Task<Void, Never> {
         Task(executorPreference: ThreadExecutor.coreWorker) { [weak self] in
-            guard let gcs = try? GCSClient(address: gcsAddress),
-                  let changes = try? await gcs.subscribe([.gcsNodeInfoChannel]) else { return }
-            do {
-                for try await message in changes {
-                    guard case .nodeInfoMessage(let info) = message.innerMessage, info.state == .dead,
-                          let node = try? NodeID(bytes: info.nodeID) else { continue }
-                    guard let self else { return }
-                    self.nodeDied(node)
+            guard let gcs = try? GCSClient(address: gcsAddress) else { return }
+            while !Task.isCancelled {
+                if let changes = try? await gcs.subscribe([.gcsNodeInfoChannel]) {
+                    do {
+                        for try await message in changes {
+                            guard case .nodeInfoMessage(let info) = message.innerMessage, info.state == .dead,
+                                  let node = try? NodeID(bytes: info.nodeID) else { continue }
+                            guard let self else { return }
+                            self.nodeDied(node)
+                        }
+                    } catch {}
+                    return  // the stream ends only when this task is cancelled
                 }
-            } catch {}
+                try? await ThreadExecutor.coreWorker.sleep(for: .seconds(1))
+            }
         }
     }
 
