@@ -110,5 +110,8 @@ final class PushRegistry: Sendable {
         for handle in handles { handle.cancel() }
     }
 
+    /// The GCS said `node` died.
+    func isDead(_ node: Data) -> Bool { state.withLock { $0.deadNodes.contains(node) } }
+
     var count: Int { state.withLock { $0.pushes.values.reduce(0) { $0 + $1.count } } }
 }

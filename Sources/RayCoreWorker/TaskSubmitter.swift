@@ -527,6 +527,8 @@ extension CoreWorker {
             cancel.requestID = String(id)
             Task(executorPreference: ThreadExecutor.coreWorker) { _ = try? await waitingAt.unary(NodeManagerMethods.cancelWorkerLease, cancel, options: CallOptions(timeout: .seconds(10))) }
         }
+        // A dead node's raylet is not asked: it may be cut off, and the call would wait out its deadline.
+        guard !pushesInFlight.isDead(lease.worker.nodeID) else { return }
         var giveBack = Ray_Rpc_ReturnWorkerRequest()
         giveBack.workerID = lease.worker.workerID
         giveBack.disconnectWorker = workerDied
