@@ -7,7 +7,7 @@ import RayCoreWorker
 /// let divmod = MultiReturnFunction("divmod") { (a: Int, b: Int) in (a / b, a % b) }
 /// let (quotient, remainder) = divmod.remote(17, 5)   // ObjectRef<Int>, ObjectRef<Int>
 /// ```
-public struct MultiReturnFunction<Args, each Result: Codable & Sendable>: AnyRemoteFunction {
+public struct MultiReturnFunction<Args, each Result: Codable & Sendable>: AnyRemoteFunction, RemoteFunctionOptions {
     public let name: String
     public var taskOptions: TaskOptions
     public let _body: TaskFunction
@@ -26,31 +26,6 @@ public struct MultiReturnFunction<Args, each Result: Codable & Sendable>: AnyRem
         for _ in repeat (each Result).self { n += 1 }
         return n
     }
-
-    /// A copy with other resource requests (see ``RemoteFunction/options(numCPUs:resources:)``).
-    public func options(numCPUs: Double? = nil, resources: [String: Double]? = nil) -> MultiReturnFunction {
-        var copy = self
-        copy.taskOptions = taskOptions.with(numCPUs: numCPUs, resources: resources)
-        return copy
-    }
-
-    /// A copy with other resources and a place to run: a scheduling strategy and Ray 2.60's label
-    /// selector (label key to `"value"`, `"!value"`, `"in(a,b)"` or `"!in(a,b)"`).
-    public func options(numCPUs: Double? = nil, resources: [String: Double]? = nil, scheduling: SchedulingStrategy,
-                        labelSelector: [String: String] = [:]) -> MultiReturnFunction {
-        var copy = options(numCPUs: numCPUs, resources: resources)
-        copy.taskOptions.schedulingStrategy = scheduling.proto
-        copy.taskOptions.labelSelector = labelSelector
-        return copy
-    }
-
-    /// A copy that runs only on nodes whose labels match (Ray 2.60's `label_selector`).
-    public func options(numCPUs: Double? = nil, resources: [String: Double]? = nil, labelSelector: [String: String]) -> MultiReturnFunction {
-        var copy = options(numCPUs: numCPUs, resources: resources)
-        copy.taskOptions.labelSelector = labelSelector
-        return copy
-    }
-
 
     @usableFromInline
     func submit(_ arguments: [TaskArgument]) -> (repeat ObjectRef<each Result>) {
@@ -130,7 +105,7 @@ func encodeAll<each T: Encodable>(_ values: repeat each T, function: String) thr
 /// let chunks = ManyReturnFunction("chunks") { (n: Int) in (0..<n).map { [UInt8](repeating: 1, count: $0) } }
 /// let refs = chunks.remote(100, numReturns: 100)   // [ObjectRef<[UInt8]>]
 /// ```
-public struct ManyReturnFunction<Args, Element: Codable & Sendable>: AnyRemoteFunction {
+public struct ManyReturnFunction<Args, Element: Codable & Sendable>: AnyRemoteFunction, RemoteFunctionOptions {
     public let name: String
     public var taskOptions: TaskOptions
     public let _body: TaskFunction
@@ -140,22 +115,6 @@ public struct ManyReturnFunction<Args, Element: Codable & Sendable>: AnyRemoteFu
         self.name = name
         self._body = body
         self.taskOptions = TaskOptions()
-    }
-
-    /// A copy with other resource requests (see ``RemoteFunction/options(numCPUs:resources:)``).
-    public func options(numCPUs: Double? = nil, resources: [String: Double]? = nil) -> ManyReturnFunction {
-        var copy = self
-        copy.taskOptions = taskOptions.with(numCPUs: numCPUs, resources: resources)
-        return copy
-    }
-
-    /// A copy with other resources and a place to run (see ``RemoteFunction/options(numCPUs:resources:scheduling:labelSelector:)``).
-    public func options(numCPUs: Double? = nil, resources: [String: Double]? = nil, scheduling: SchedulingStrategy,
-                        labelSelector: [String: String] = [:]) -> ManyReturnFunction {
-        var copy = options(numCPUs: numCPUs, resources: resources)
-        copy.taskOptions.schedulingStrategy = scheduling.proto
-        copy.taskOptions.labelSelector = labelSelector
-        return copy
     }
 
     @usableFromInline

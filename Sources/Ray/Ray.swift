@@ -190,8 +190,7 @@ public final class Ray: Sendable {
     /// The values of `refs`, in order (see ``ObjectRef/get(timeout:)``).
     @inlinable
     public func get<T>(_ refs: [ObjectRef<T>], timeout: Duration? = nil) async throws -> [T] {
-        let resolved = try await worker.get(refs.map(\.id), timeout: timeout)
-        return try zip(resolved, refs).map { try ObjectRef<T>.decode($0, id: $1.id) }
+        try await refs.get(timeout: timeout)
     }
 
     /// Waits until `numReturns` of `refs` are ready or `timeout` passes (nil: no limit); returns the

@@ -20,7 +20,7 @@ public protocol AnyRemoteFunction: Sendable {
 /// let ref = square.remote(4)          // ObjectRef<Int>
 /// let chained = square.remote(ref)    // takes the first result
 /// ```
-public struct RemoteFunction<Args, Result: Codable & Sendable>: AnyRemoteFunction {
+public struct RemoteFunction<Args, Result: Codable & Sendable>: AnyRemoteFunction, RemoteFunctionOptions {
     public let name: String
     /// Resources each task holds while it runs (default one CPU), and how many values it returns.
     public var taskOptions: TaskOptions
@@ -33,9 +33,25 @@ public struct RemoteFunction<Args, Result: Codable & Sendable>: AnyRemoteFunctio
         self._body = body
     }
 
+    @inlinable
+    func submit(_ arguments: [TaskArgument]) -> ObjectRef<Result> {
+        let worker = Ray.requireWorker()
+        let ids = worker.submitTask(name, arguments: arguments, options: taskOptions)
+        return ObjectRef(adopting: ids[0], worker: worker)
+    }
+}
+
+/// What every kind of remote function shares: its task options, and `options(...)`, which returns a
+/// copy with some of them changed (Ray's `.options(...)`).
+public protocol RemoteFunctionOptions {
+    /// Resources each task holds while it runs (default one CPU), where it may run, how many values it returns.
+    var taskOptions: TaskOptions { get set }
+}
+
+extension RemoteFunctionOptions {
     /// A copy with other resource requests (Ray's `.options(num_cpus=..., resources=...)`).
     /// `numCPUs` may be fractional; `resources` names custom resources.
-    public func options(numCPUs: Double? = nil, resources: [String: Double]? = nil) -> RemoteFunction {
+    public func options(numCPUs: Double? = nil, resources: [String: Double]? = nil) -> Self {
         var copy = self
         copy.taskOptions = taskOptions.with(numCPUs: numCPUs, resources: resources)
         return copy
@@ -44,7 +60,7 @@ public struct RemoteFunction<Args, Result: Codable & Sendable>: AnyRemoteFunctio
     /// A copy with other resources and a place to run: a scheduling strategy and Ray 2.60's label
     /// selector (label key to `"value"`, `"!value"`, `"in(a,b)"` or `"!in(a,b)"`).
     public func options(numCPUs: Double? = nil, resources: [String: Double]? = nil, scheduling: SchedulingStrategy,
-                        labelSelector: [String: String] = [:]) -> RemoteFunction {
+                        labelSelector: [String: String] = [:]) -> Self {
         var copy = options(numCPUs: numCPUs, resources: resources)
         copy.taskOptions.schedulingStrategy = scheduling.proto
         copy.taskOptions.labelSelector = labelSelector
@@ -52,17 +68,10 @@ public struct RemoteFunction<Args, Result: Codable & Sendable>: AnyRemoteFunctio
     }
 
     /// A copy that runs only on nodes whose labels match (Ray 2.60's `label_selector`).
-    public func options(numCPUs: Double? = nil, resources: [String: Double]? = nil, labelSelector: [String: String]) -> RemoteFunction {
+    public func options(numCPUs: Double? = nil, resources: [String: Double]? = nil, labelSelector: [String: String]) -> Self {
         var copy = options(numCPUs: numCPUs, resources: resources)
         copy.taskOptions.labelSelector = labelSelector
         return copy
-    }
-
-    @inlinable
-    func submit(_ arguments: [TaskArgument]) -> ObjectRef<Result> {
-        let worker = Ray.requireWorker()
-        let ids = worker.submitTask(name, arguments: arguments, options: taskOptions)
-        return ObjectRef(adopting: ids[0], worker: worker)
     }
 }
 

@@ -32,9 +32,10 @@ public final class ByteBudget: Sendable {
 
     public init(limit: Int) { self.limit = max(1, limit) }
 
-    /// Bytes held now, and the most ever held at once.
+    /// Bytes held now, the most ever held at once, and how many wait.
     public var inUse: Int { state.withLock { $0.used } }
     public var peak: Int { state.withLock { $0.peak } }
+    public var waiting: Int { state.withLock { $0.waiters.count } }
 
     public func acquire(_ bytes: Int) async throws {
         let bytes = max(0, bytes)

@@ -439,15 +439,16 @@ extension CoreWorker {
     /// Pushes a batch of tasks or actor calls to a worker and completes each from the reply, on the
     /// RPC thread; then `after` runs there with nil, or with the error that failed the push (the
     /// batch's tasks are then left to the caller).
-    /// A push in flight is cancelled if the GCS says `node` died (so it fails now, not at its deadline
-    /// a day later when the node vanished without closing its connections).
+    /// A push to another node is cancelled if the GCS says that node died (so it fails now, not at its
+    /// deadline a day later when the node vanished without closing its connections). Pushes on this
+    /// node are not tracked: if it dies, so does this process.
     func push(_ batch: [TaskSubmitter.PendingTask], over channel: RPCChannel, to worker: Data, on node: Data,
               after: @escaping @Sendable (RPCError?) -> Void) {
         var request = Ray_Rpc_PushTasksRequest()
         request.tasks = batch.map(\.spec)
-        let pushID = pushesInFlight.start(on: node)
+        let pushID = node == address.nodeID ? nil : pushesInFlight.start(on: node)
         let handle = channel.unary(CoreWorkerMethods.pushTasks, request, options: CallOptions(timeout: .seconds(24 * 3600))) { result in
-            self.pushesInFlight.remove(pushID, node: node)
+            if let pushID { self.pushesInFlight.remove(pushID, node: node) }
             switch result {
             case .success(let reply):
                 for (index, task) in batch.enumerated() {
@@ -462,7 +463,7 @@ extension CoreWorker {
                 after(error)
             }
         }
-        pushesInFlight.attach(handle, to: pushID, on: node)
+        if let pushID { pushesInFlight.attach(handle, to: pushID, on: node) }
     }
 
     private func pushFailed(key: String, lease: TaskSubmitter.Lease, batch: [TaskSubmitter.PendingTask], error: RPCError) {

@@ -23,7 +23,7 @@ final class ObjectManager: Sendable {
     let outbound: ByteBudget
     /// Pulls in flight, by object: later askers wait for the same one.
     private let pulls = Mutex<[ObjectID: Task<ObjectStore.Location, any Error>]>([:])
-    private let raylets = Mutex<[String: RPCChannel]>([:])
+    private let channels = Mutex<[String: RPCChannel]>([:])
     private let pulledForLeases = Mutex(0)
     /// Where each live node's object manager listens (`host:object_manager_port`), from the GCS.
     private let objectManagers = Mutex<[Data: String]>([:])
@@ -164,10 +164,10 @@ final class ObjectManager: Sendable {
                 }
                 done.resume()
             }
-            done.timer = Task(executorPreference: ThreadExecutor.raylet) {
+            done.setTimer(Task(executorPreference: ThreadExecutor.raylet) {
                 try? await ThreadExecutor.raylet.sleep(for: limit)
                 done.resume()
-            }
+            })
         }
     }
 
@@ -178,7 +178,7 @@ final class ObjectManager: Sendable {
         }
         let sourceNode = (try? NodeID(bytes: source.nodeID))?.hex ?? "?"
         let sourceAddress = await objectManagerAddress(of: source)
-        let channel = try raylet(sourceAddress)
+        let channel = try channel(sourceAddress)
         let buffer: UnsafeMutableRawBufferPointer
         do {
             buffer = try store.create(id, size: size)
@@ -235,44 +235,49 @@ final class ObjectManager: Sendable {
 
     /// Tells an object's owner of a copy made here (it frees the copy with the object).
     func tellOwner(_ owner: Ray_Rpc_Address, _ request: Ray_Rpc_AddObjectLocationRequest) {
-        guard let channel = try? raylet("\(owner.ipAddress):\(owner.port)") else { return }
+        guard let channel = try? channel("\(owner.ipAddress):\(owner.port)") else { return }
         Task(executorPreference: ThreadExecutor.raylet) {
             _ = try? await channel.unary(CoreWorkerMethods.addObjectLocation, request, options: CallOptions(timeout: .seconds(10)))
         }
     }
 
     /// A channel to another raylet (or a core worker) at `host:port`, kept for later calls.
-    private func raylet(_ address: String) throws(RPCError) -> RPCChannel {
-        if let channel = raylets.withLock({ $0[address] }) { return channel }
+    private func channel(_ address: String) throws(RPCError) -> RPCChannel {
+        if let channel = channels.withLock({ $0[address] }) { return channel }
         let channel = try RPCChannel(target: address)
-        return raylets.withLock { raylets in
-            if let existing = raylets[address] { return existing }
-            raylets[address] = channel
+        return channels.withLock { channels in
+            if let existing = channels[address] { return existing }
+            channels[address] = channel
             return channel
         }
     }
 }
 
-/// Resumes a continuation once, whichever of several paths comes first.
+/// Resumes a continuation once, whichever of several paths comes first, and then cancels the timer
+/// that was one of them.
 final class ResumeOnce: Sendable {
-    private let continuation = Mutex<CheckedContinuation<Void, Never>?>(nil)
-    private let timerTask = Mutex<Task<Void, Never>?>(nil)
-    private let resumed = Mutex(false)
+    private struct State {
+        var continuation: CheckedContinuation<Void, Never>?
+        var timer: Task<Void, Never>?
+        var resumed = false
+    }
+    private let state = Mutex(State())
 
-    var timer: Task<Void, Never>? {
-        get { timerTask.withLock { $0 } }
-        set {
-            timerTask.withLock { $0 = newValue }
-            if resumed.withLock({ $0 }) { newValue?.cancel() }
-        }
+    func arm(_ continuation: CheckedContinuation<Void, Never>) { state.withLock { $0.continuation = continuation } }
+
+    /// The task that resumes at the time limit (cancelled at once if something resumed first).
+    func setTimer(_ timer: Task<Void, Never>) {
+        if state.withLock({ s -> Bool in s.timer = timer; return s.resumed }) { timer.cancel() }
     }
 
-    func arm(_ continuation: CheckedContinuation<Void, Never>) { self.continuation.withLock { $0 = continuation } }
-
     func resume() {
-        guard let continuation = continuation.withLock({ c -> CheckedContinuation<Void, Never>? in defer { c = nil }; return c }) else { return }
-        resumed.withLock { $0 = true }
-        timer?.cancel()
-        continuation.resume()
+        let taken = state.withLock { s -> (CheckedContinuation<Void, Never>?, Task<Void, Never>?) in
+            guard !s.resumed else { return (nil, nil) }
+            s.resumed = true
+            defer { s.continuation = nil }
+            return (s.continuation, s.timer)
+        }
+        taken.1?.cancel()
+        taken.0?.resume()
     }
 }

@@ -58,7 +58,7 @@ extension Raylet {
             }
             do throws(RayError) {
                 let buffer = try store.create(objectID, size: Int(request.dataSize))
-                owned.add(objectID, owner: owner, node: request.ownerNodeID == Data(nodeID.bytes) ? Data() : request.ownerNodeID)
+                owned.add(objectID, owner: owner, node: request.ownerNodeID)
                 var reply = Ray_Rpc_CreateObjectReply()
                 reply.offset = Int64(UnsafeRawPointer(buffer.baseAddress!) - UnsafeRawPointer(store.region.base))
                 return reply
@@ -86,7 +86,7 @@ extension Raylet {
             let objectID = try ObjectID(request.objectID, field: "object_id")
             let owner = try WorkerID(request.ownerWorkerID, field: "owner_worker_id")
             let location = try await objects.fetch(objectID, from: request.source)
-            owned.add(objectID, owner: owner, node: request.ownerNodeID == Data(nodeID.bytes) ? Data() : request.ownerNodeID)
+            owned.add(objectID, owner: owner, node: request.ownerNodeID)
             var reply = Ray_Rpc_FetchObjectReply()
             reply.offset = Int64(location.offset)
             reply.size = Int64(location.size)
@@ -108,10 +108,15 @@ final class OwnedObjects: Sendable {
     private let owners = Mutex<[WorkerID: Set<ObjectID>]>([:])
     /// The node of each owner that lives on another node (copies pulled here for it).
     private let ownerNodes = Mutex<[WorkerID: Data]>([:])
+    private let localNode: Data
 
+    init(localNode: NodeID) { self.localNode = Data(localNode.bytes) }
+
+    /// `node`: the owner's node, if it is known (an owner on this node needs no record: its
+    /// disconnection says it is gone).
     func add(_ id: ObjectID, owner: WorkerID, node: Data = Data()) {
         owners.withLock { _ = $0[owner, default: []].insert(id) }
-        if !node.isEmpty { ownerNodes.withLock { $0[owner] = node } }
+        if !node.isEmpty, node != localNode { ownerNodes.withLock { $0[owner] = node } }
     }
 
     /// Removes and returns what owners on `node` (which died, and they with it) had here.

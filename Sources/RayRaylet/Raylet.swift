@@ -83,7 +83,7 @@ public final class Raylet: Sendable {
         let logDirectory = options.logDirectory ?? (ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp") + "/swift-ray-logs-\(nodeID.hex.prefix(8))"
         let cpus = max(1, Int(options.resources["CPU"] ?? 1))
         // The objects each client created in the store, deleted when the client is gone.
-        let owned = OwnedObjects()
+        let owned = OwnedObjects(localNode: nodeID)
         let store = objectStore
         let gcs = try GCSClient(address: gcsAddress, timeout: registerTimeout)
         self.gcs = gcs
@@ -130,7 +130,7 @@ public final class Raylet: Sendable {
         await nodeManager.setArgumentPuller { [nodeID] args, deadline in
             await objects.pullArguments(args, deadline: deadline) { arg, here in
                 guard let id = try? ObjectID(bytes: arg.objectID), let owner = try? WorkerID(bytes: arg.ownerAddress.workerID) else { return }
-                owned.add(id, owner: owner, node: arg.ownerAddress.nodeID == Data(nodeID.bytes) ? Data() : arg.ownerAddress.nodeID)
+                owned.add(id, owner: owner, node: arg.ownerAddress.nodeID)
                 var request = Ray_Rpc_AddObjectLocationRequest()
                 request.objectID = arg.objectID
                 request.location.nodeID = Data(nodeID.bytes)

@@ -96,7 +96,7 @@ struct Scalability: RayApplication {
             for _ in 0..<n { refs.append(noop.remote()) }
             let submitted = ContinuousClock.now - start
             let driverQueued = peakRSSKiB(getpid())
-            FileManager.default.createFile(atPath: gate, contents: nil)
+            guard FileManager.default.createFile(atPath: gate, contents: nil) else { throw RayError(.system, "cannot create \(gate)") }
             for ref in refs { guard try await ref.get(timeout: .seconds(600)) else { throw RayError(.system, "wrong result") } }
             guard try await ray.get(blockers, timeout: .seconds(60)).allSatisfy({ $0 }) else { throw RayError(.system, "a blocker failed") }
             let label = n == 1_000_000 ? "1000000" : "\(n)"

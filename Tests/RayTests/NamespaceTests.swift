@@ -59,14 +59,18 @@ final class TwoHosts: @unchecked Sendable {
 }
 
 @Suite(.serialized) struct NamespaceTests {
-    @Test func aDriverOnOneHostRunsTasksAnActorAndMovesObjectsOnAnother() async throws {
+    /// A head (GCS and raylet) on host 0 and a zone=b node on host 1, each binding its host's address;
+    /// `body` gets the hosts and the GCS address. Stopped (processes checked by pid, then the
+    /// namespaces) however `body` ends.
+    static func withTwoHostCluster(headEnvironment: [String: String] = [:],
+                                   _ body: (TwoHosts, String) async throws -> Void) async throws {
         let hosts = try TwoHosts()
         let temps = [TestCluster.freshTemp(), TestCluster.freshTemp()]
         var daemons: [pid_t] = []
         do {
             let head = try await TestCluster.runRay(
                 ["start", "--head", "--port", "0", "--node-ip-address", hosts.addresses[0], "--num-cpus", "2"],
-                temp: temps[0], launcher: hosts.launcher(0))
+                temp: temps[0], environment: headEnvironment, launcher: hosts.launcher(0))
             let address = try #require(head.text.split(separator: "\n").first { $0.contains("GCS address:") }?
                 .split(separator: " ").last.map(String.init), "\(head.text)")
             #expect(address.hasPrefix(hosts.addresses[0] + ":"))
@@ -75,6 +79,16 @@ final class TwoHosts: @unchecked Sendable {
                 temp: temps[1], launcher: hosts.launcher(1))
             #expect(joined.status == 0, "\(joined.text)")
             daemons = temps.flatMap { TestCluster.recordedPIDs(in: $0) }
+            try await body(hosts, address)
+        } catch {
+            await Self.stop(temps, hosts, daemons)
+            throw error
+        }
+        await Self.stop(temps, hosts, daemons)
+    }
+
+    @Test func aDriverOnOneHostRunsTasksAnActorAndMovesObjectsOnAnother() async throws {
+        try await Self.withTwoHostCluster { hosts, address in
             let app = try IntegrationApp.Running(
                 ["netns"], environment: ["RAY_ADDRESS": address, "RAY_NODE_IP_ADDRESS": hosts.addresses[0]],
                 launcher: hosts.launcher(0))
@@ -86,33 +100,16 @@ final class TwoHosts: @unchecked Sendable {
             #expect(run.int("actor_on_other") == 1)
             #expect(run.int("pulled_ok") == 1, "256 MiB made on the other host arrived intact")
             #expect(run.int("pushed_ok") == 1, "256 MiB put here arrived intact at a task there")
-        } catch {
-            await Self.stop(temps, hosts, daemons)
-            throw error
         }
-        await Self.stop(temps, hosts, daemons)
     }
 
     /// The link between the hosts goes down with an actor call and a task in flight on the other
     /// host: nothing closes their connections, so only the GCS's health checks can tell. Both fail
     /// naming the node within seconds of it being marked dead, not at their calls' deadlines.
     @Test func callsInFlightToAHostCutOffFailOnceItsNodeIsMarkedDead() async throws {
-        let hosts = try TwoHosts()
-        let temps = [TestCluster.freshTemp(), TestCluster.freshTemp()]
-        var daemons: [pid_t] = []
         let fastChecks = ["RAY_health_check_period_ms": "200", "RAY_health_check_failure_threshold": "3",
                           "RAY_health_check_timeout_ms": "500"]
-        do {
-            let head = try await TestCluster.runRay(
-                ["start", "--head", "--port", "0", "--node-ip-address", hosts.addresses[0], "--num-cpus", "2"],
-                temp: temps[0], environment: fastChecks, launcher: hosts.launcher(0))
-            let address = try #require(head.text.split(separator: "\n").first { $0.contains("GCS address:") }?
-                .split(separator: " ").last.map(String.init), "\(head.text)")
-            let joined = try await TestCluster.runRay(
-                ["start", "--address", address, "--node-ip-address", hosts.addresses[1], "--num-cpus", "2", "--labels", "zone=b"],
-                temp: temps[1], launcher: hosts.launcher(1))
-            #expect(joined.status == 0, "\(joined.text)")
-            daemons = temps.flatMap { TestCluster.recordedPIDs(in: $0) }
+        try await Self.withTwoHostCluster(headEnvironment: fastChecks) { hosts, address in
             let app = try IntegrationApp.Running(
                 ["partition"], environment: ["RAY_ADDRESS": address, "RAY_NODE_IP_ADDRESS": hosts.addresses[0]],
                 launcher: hosts.launcher(0))
@@ -126,11 +123,7 @@ final class TwoHosts: @unchecked Sendable {
             #expect(run.int("actor_names_node") == 1, "\(run.output)")
             // Marked dead after 3 checks 200 ms apart (each up to 500 ms): far below the 24 h deadline.
             #expect((run.int("task_failed_ms") ?? .max) < 20_000 && (run.int("actor_failed_ms") ?? .max) < 20_000, "\(run.output)")
-        } catch {
-            await Self.stop(temps, hosts, daemons)
-            throw error
         }
-        await Self.stop(temps, hosts, daemons)
     }
 
     static func stop(_ temps: [URL], _ hosts: TwoHosts, _ daemons: [pid_t]) async {

@@ -192,7 +192,7 @@ private final class UnaryCallBox: @unchecked Sendable {
     func cancel() {
         handle.withLock { state in
             state.cancelled = true
-            if let call = state.call, !state.released, !state.finished { grpcshim_call_cancel(call.pointer) }
+            if let call = state.call, !state.released { grpcshim_call_cancel(call.pointer) }
         }
     }
 
