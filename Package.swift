@@ -62,7 +62,7 @@ let package = Package(
         // Method descriptors of the control-plane services, shared by servers and clients.
         .target(name: "RayServices", dependencies: ["RayCommon", "RayRPC", "RayProtos"]),
         // The Global Control Service (one per cluster).
-        .target(name: "RayGCS", dependencies: ["RayCommon", "RayConcurrency", "RayRPC", "RayProtos", "RayServices"]),
+        .target(name: "RayGCS", dependencies: ["RayCommon", "RayConcurrency", "RayRPC", "RayProtos", "RayScheduling", "RayServices"]),
         // The node's shared-memory object store (the raylet runs it; workers map it).
         .target(name: "RayObjectStore", dependencies: ["RayCommon"]),
         // A typed client of the GCS for drivers, workers, raylets and tools.
@@ -77,7 +77,7 @@ let package = Package(
         // The library in every driver and worker: submits and executes tasks, owns objects.
         .target(
             name: "RayCoreWorker",
-            dependencies: ["RayCommon", "RayConcurrency", "RayGCSClient", "RayObjectStore", "RayRPC", "RayProtos", "RayServices"]),
+            dependencies: ["RayCommon", "RayConcurrency", "RayGCSClient", "RayObjectStore", "RayRPC", "RayProtos", "RayScheduling", "RayServices"]),
         // The public API: remote functions, ObjectRef, put/get/wait/cancel, RayApplication, and an
         // embedded local cluster (so it links the daemons; they never depend on it).
         .target(

@@ -137,6 +137,9 @@ extension Ray {
             throw RayError(.system, "\(className) cannot be created on another process: it is declared inside a function (or is otherwise not reachable by name); declare Ray actor types at file scope")
         }
         guard options.maxConcurrency >= 1 else { throw RayError(.system, "maxConcurrency must be at least 1") }
+        if case .placementGroup(let group, let index, _) = options.scheduling, !(-1..<group.bundles.count).contains(index) {
+            throw RayError(.system, "bundleIndex \(index) is not -1 or a bundle of \(group) (0..<\(group.bundles.count))")
+        }
         var resources = options.resources
         resources["CPU"] = options.numCPUs
         resources = resources.filter { $0.value != 0 }
@@ -160,8 +163,7 @@ extension Ray {
         spec.args = [arg]
         spec.numReturns = 1
         spec.callerAddress = worker.address
-        spec.requiredResources = resources
-        spec.schedulingStrategy = options.scheduling.proto
+        (spec.requiredResources, spec.schedulingStrategy) = worker.placement(resources, options.scheduling.proto)
         spec.labelSelector = options.labelSelector
         spec.actorCreationTaskSpec.actorID = Data(actorID.bytes)
         spec.actorCreationTaskSpec.typeName = typeName
@@ -182,6 +184,9 @@ extension Ray {
             throw TaskFailure(reply.creationError)
         }
         guard reply.status.code == 0, reply.actor.state == .alive else {
+            if reply.status.code == 9, case .placementGroup = options.scheduling, reply.status.message.contains("placement group") {
+                throw RayError(.actorPlacementGroupRemoved, "actor \(className) could not be created: \(reply.status.message)")
+            }
             throw RayError(.actorDied, "actor \(className) could not be created: \(reply.status.message)")
         }
         let id = RayActorID(actorID: actorID, address: reply.actor.address, className: className,

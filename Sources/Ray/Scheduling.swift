@@ -22,6 +22,11 @@ public enum SchedulingStrategy: Sendable, Hashable {
     /// `TaskUnschedulableError`), or that node while it is alive and free, else the default policy
     /// (`soft: true`). Ray's `NodeAffinitySchedulingStrategy`.
     case nodeAffinity(NodeID, soft: Bool)
+    /// In bundle `bundleIndex` of the group (−1: any bundle), using that bundle's resources (Ray's
+    /// `PlacementGroupSchedulingStrategy`). With `captureChildTasks`, the tasks and actors it starts
+    /// without a strategy of their own go into the group too. An index outside the group's bundles
+    /// is a programming error.
+    case placementGroup(PlacementGroup, bundleIndex: Int = -1, captureChildTasks: Bool = false)
 
     var proto: Ray_Rpc_SchedulingStrategy {
         var strategy = Ray_Rpc_SchedulingStrategy()
@@ -33,6 +38,14 @@ public enum SchedulingStrategy: Sendable, Hashable {
             affinity.nodeID = Data(node.bytes)
             affinity.soft = soft
             strategy.nodeAffinitySchedulingStrategy = affinity
+        case .placementGroup(let group, let index, let capture):
+            precondition(index >= -1 && index < group.bundles.count,
+                         "bundleIndex \(index) is not -1 or a bundle of \(group) (0..<\(group.bundles.count))")
+            var placement = Ray_Rpc_PlacementGroupSchedulingStrategy()
+            placement.placementGroupID = Data(group.id.bytes)
+            placement.placementGroupBundleIndex = Int64(index)
+            placement.placementGroupCaptureChildTasks = capture
+            strategy.placementGroupSchedulingStrategy = placement
         }
         return strategy
     }

@@ -81,6 +81,9 @@ public final class CoreWorker: Sendable {
     let pushesInFlight = PushRegistry()
     let actorReceiver = ActorTaskReceiver()
     private let host = Mutex<(any ActorHost)?>(nil)
+    /// The placement group this process's actor was created in with capture_child_tasks: what it
+    /// starts without a strategy of its own goes there too.
+    let actorPlacementGroup = Mutex<Ray_Rpc_PlacementGroupSchedulingStrategy?>(nil)
     private let gcs = Mutex<RPCChannel?>(nil)
     /// Follows node deaths the GCS publishes (``followNodeDeaths(gcsAddress:)``), until shutdown.
     private let nodeWatch = Mutex<Task<Void, Never>?>(nil)

@@ -191,6 +191,10 @@ final class TaskExecutor: Sendable {
             }
             if spec.type == .actorCreationTask {
                 let creation = spec.actorCreationTaskSpec
+                if case .placementGroupSchedulingStrategy(let group) = spec.schedulingStrategy.strategy,
+                   group.placementGroupCaptureChildTasks {
+                    worker.actorPlacementGroup.withLock { $0 = group }
+                }
                 function = { arguments in
                     try await host.createActor(creation, arguments: arguments)
                     return [.bytes([])]
@@ -241,7 +245,13 @@ final class TaskExecutor: Sendable {
         }
         let results: [EncodedResult]
         do {
-            results = try await ReferenceTracking.$decoding.withValue(references) { try await function(arguments) }
+            var capture: Ray_Rpc_PlacementGroupSchedulingStrategy?
+            if case .placementGroupSchedulingStrategy(let group) = spec.schedulingStrategy.strategy, group.placementGroupCaptureChildTasks {
+                capture = group
+            }
+            results = try await CoreWorker.$capturingPlacementGroup.withValue(capture) {
+                try await ReferenceTracking.$decoding.withValue(references) { try await function(arguments) }
+            }
             try Task.checkCancellation()
         } catch let failure as TaskFailure {
             return fail(failure)

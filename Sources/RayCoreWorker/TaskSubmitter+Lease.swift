@@ -36,7 +36,8 @@ extension CoreWorker {
                 return .failed(TaskFailure(kind: .connection, type: "", message: "no worker lease from the raylet: \(error)", function: request.schedulingClassName))
             }
             if answer.unschedulable || answer.infeasible {
-                return .failed(TaskFailure(kind: .infeasible, type: "", message: answer.message, function: request.schedulingClassName))
+                let kind: RayError.Kind = answer.placementGroupRemoved ? .taskPlacementGroupRemoved : .infeasible
+                return .failed(TaskFailure(kind: kind, type: "", message: answer.message, function: request.schedulingClassName))
             }
             if answer.hasRetryAtRayletAddress {
                 hops += 1

@@ -149,8 +149,7 @@ extension CoreWorker {
         let taskID = TaskID.random(job: jobID)
         var spec = Ray_Rpc_TaskSpec()
         spec.functionName = function
-        spec.requiredResources = options.resources
-        spec.schedulingStrategy = options.schedulingStrategy
+        (spec.requiredResources, spec.schedulingStrategy) = placement(options.resources, options.schedulingStrategy)
         spec.labelSelector = options.labelSelector
         let (task, returns) = prepareTask(spec, taskID: taskID, arguments: arguments, numReturns: options.numReturns)
         guard let task else { return returns }
@@ -299,6 +298,8 @@ extension CoreWorker {
         case nil: break
         case .spreadSchedulingStrategy: key += "|spread"
         case .nodeAffinitySchedulingStrategy(let affinity): key += "|node=\(affinity.nodeID.base64EncodedString()),soft=\(affinity.soft)"
+        case .placementGroupSchedulingStrategy(let group):
+            key += "|pg=\(group.placementGroupID.base64EncodedString()),\(group.placementGroupBundleIndex)"
         }
         if !spec.labelSelector.isEmpty {
             key += "|" + spec.labelSelector.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")

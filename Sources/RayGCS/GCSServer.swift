@@ -20,6 +20,7 @@ public final class GCSServer: Sendable {
     private let server: RPCServer
     let state: GCSState
     let actors: ActorManager
+    let placementGroups: PlacementGroupManager
     private let healthChecks: Task<Void, Never>
 
     /// Starts serving on `host:port` (port 0 picks a free port) and health-checking registered raylets
@@ -33,9 +34,13 @@ public final class GCSServer: Sendable {
         self.state = state
         let actors = ActorManager(state: state)
         self.actors = actors
+        let placementGroups = PlacementGroupManager(state: state)
+        self.placementGroups = placementGroups
         var configuration = configuration
         configuration.executor = .gcs
-        self.server = try RPCServer(host: host, port: port, router: Self.router(state, actors), configuration: configuration)
+        var router = Self.router(state, actors, placementGroups)
+        Self.registerPlacementGroups(on: &router, placementGroups)
+        self.server = try RPCServer(host: host, port: port, router: router, configuration: configuration)
         var settings = HealthChecker.Settings.fromConfig()
         if let healthCheckPeriod {
             settings.period = healthCheckPeriod
@@ -44,7 +49,10 @@ public final class GCSServer: Sendable {
         if let healthCheckTimeout { settings.timeout = healthCheckTimeout }
         if let healthCheckFailureThreshold { settings.failureThreshold = healthCheckFailureThreshold }
         var checker = HealthChecker(state: state, settings: settings)
-        checker.nodeDied = { node, reason in await actors.nodeDied(node, reason: reason, expected: false) }
+        checker.nodeDied = { node, reason in
+            await actors.nodeDied(node, reason: reason, expected: false)
+            await placementGroups.nodeDied(node)
+        }
         self.healthChecks = Task(executorPreference: ThreadExecutor.gcs) { await checker.run() }
     }
 
@@ -60,15 +68,17 @@ public final class GCSServer: Sendable {
     /// The longest a subscriber's poll is held open before it returns empty.
     static let maxPollWait: Duration = .seconds(30)
 
-    private static func router(_ state: GCSState, _ actors: ActorManager) -> RPCRouter {
+    private static func router(_ state: GCSState, _ actors: ActorManager, _ placementGroups: PlacementGroupManager) -> RPCRouter {
         var router = RPCRouter()
         router.register(GCSMethods.registerNode) { request, _ in
             try await state.registerNode(request.nodeInfo)
+            await placementGroups.resourcesChanged()
             return Ray_Rpc_RegisterNodeReply()
         }
         router.register(GCSMethods.unregisterNode) { request, _ in
             try await state.unregisterNode(request.nodeID, reason: request.deathReason)
             await actors.nodeDied(request.nodeID, reason: request.deathReason, expected: true)
+            await placementGroups.nodeDied(request.nodeID)
             return Ray_Rpc_UnregisterNodeReply()
         }
         router.register(GCSMethods.getAllNodeInfo) { _, _ in
@@ -93,6 +103,7 @@ public final class GCSServer: Sendable {
         router.register(GCSMethods.markJobFinished) { request, _ in
             try await state.markJobFinished(request.jobID)
             await actors.jobFinished(request.jobID)
+            await placementGroups.jobFinished(request.jobID)
             return Ray_Rpc_MarkJobFinishedReply()
         }
         router.register(GCSMethods.getAllJobInfo) { _, _ in
@@ -148,6 +159,7 @@ public final class GCSServer: Sendable {
         }
         router.register(GCSMethods.reportResourceUsage) { request, _ in
             try await state.reportResources(request.resources)
+            await placementGroups.resourcesChanged()
             return Ray_Rpc_ReportResourceUsageReply()
         }
         router.register(GCSMethods.getAllResourceUsage) { _, _ in
@@ -192,5 +204,38 @@ public final class GCSServer: Sendable {
             return reply
         }
         return router
+    }
+
+    private static func registerPlacementGroups(on router: inout RPCRouter, _ groups: PlacementGroupManager) {
+        router.register(GCSMethods.createPlacementGroup) { request, _ in
+            try await groups.create(request.placementGroupSpec)
+            return Ray_Rpc_CreatePlacementGroupReply()
+        }
+        router.register(GCSMethods.removePlacementGroup) { request, _ in
+            try await groups.remove(request.placementGroupID)
+            return Ray_Rpc_RemovePlacementGroupReply()
+        }
+        router.register(GCSMethods.getPlacementGroup) { request, _ in
+            var reply = Ray_Rpc_GetPlacementGroupReply()
+            reply.placementGroupTableData = try await groups.group(request.placementGroupID)
+            return reply
+        }
+        router.register(GCSMethods.getNamedPlacementGroup) { request, _ in
+            var reply = Ray_Rpc_GetNamedPlacementGroupReply()
+            reply.placementGroupTableData = try await groups.namedGroup(request.name, namespace: request.rayNamespace)
+            return reply
+        }
+        router.register(GCSMethods.getAllPlacementGroup) { request, _ in
+            guard request.limit >= 0 else { throw RPCError(code: .invalidArgument, message: "limit cannot be negative") }
+            let (list, total) = await groups.all(limit: Int(request.limit))
+            var reply = Ray_Rpc_GetAllPlacementGroupReply()
+            reply.placementGroupTableData = list
+            reply.total = Int64(total)
+            return reply
+        }
+        router.register(GCSMethods.waitPlacementGroupUntilReady) { request, context in
+            try await groups.waitUntilReady(request.placementGroupID, deadline: context.deadline)
+            return Ray_Rpc_WaitPlacementGroupUntilReadyReply()
+        }
     }
 }

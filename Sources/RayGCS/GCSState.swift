@@ -198,6 +198,10 @@ actor GCSState {
         publish(.gcsActorChannel, key: data.actorID) { $0.actorMessage = data }
     }
 
+    func publishPlacementGroup(_ data: Ray_Rpc_PlacementGroupTableData) {
+        publish(.gcsPlacementGroupChannel, key: data.placementGroupID) { $0.placementGroupMessage = data }
+    }
+
     // MARK: pub/sub
 
     private func publish(_ channel: ChannelType, key: Data, _ fill: (inout PubMessage) -> Void) {

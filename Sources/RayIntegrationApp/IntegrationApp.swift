@@ -124,7 +124,7 @@ struct IntegrationApp: RayApplication {
         square, add, increment, sumFloats, checksum, makeBytes, fail, workerPID, sleepThenPID, sleepMs, interval,
         fanOut, shout, brokenResult, maybeSquares, takesUnencodable, sumRefs, divmod, ranges, stats, byteCount, dataCount, spin,
         stash, sumStashed, clearStash, hogPool, taskThreads,
-    ] + actorFunctions + multiNodeFunctions
+    ] + actorFunctions + multiNodeFunctions + placementGroupFunctions
 
     static var localClusterOptions: Ray.LocalClusterOptions {
         var options = Ray.LocalClusterOptions()
@@ -444,6 +444,7 @@ struct IntegrationApp: RayApplication {
         default:
             var known = try await ActorScenarios.run(scenario, arguments, ray: ray)
             if !known { known = try await MultiNodeScenarios.run(scenario, arguments, ray: ray) }
+            if !known { known = try await PlacementGroupScenarios.run(scenario, arguments, ray: ray) }
             guard known else { throw Failed("unknown scenario \(scenario)") }
         }
         report("driver_pid", Int(getpid()))

@@ -30,7 +30,9 @@ extension NodeManager {
         case .nodeAffinitySchedulingStrategy(let affinity):
             let node = try NodeID(affinity.nodeID, field: "scheduling_strategy.node_affinity.node_id")
             strategy = .nodeAffinity(node, soft: affinity.soft)
-        case nil: break
+        case .placementGroupSchedulingStrategy, nil:
+            // A bundle's resources are named for it: the default policy finds the node that has them.
+            break
         }
         return SchedulingRequest(resources: ResourceSet(request.requiredResources), strategy: strategy, labelSelector: selector)
     }
@@ -136,8 +138,8 @@ extension NodeManager {
             address.ipAddress = info.nodeManagerAddress
             address.port = info.nodeManagerPort
             rayletAddresses[id] = address
-            let total = ResourceSet(info.resourcesTotal)
             let known = view[id]
+            let total = known?.total ?? ResourceSet(info.resourcesTotal)
             view.update(id, NodeResources(total: total, available: known?.available ?? total, labels: info.labels))
         }
         schedule()
@@ -145,8 +147,10 @@ extension NodeManager {
 
     /// A node's newest resource report.
     func applyResources(_ data: Ray_Rpc_ResourcesData) {
-        guard let id = try? NodeID(bytes: data.nodeID), id != nodeID, view[id] != nil else { return }
-        view.setAvailable(id, ResourceSet(data.resourcesAvailable))
+        guard let id = try? NodeID(bytes: data.nodeID), id != nodeID, let known = view[id] else { return }
+        // Totals change too: committed bundles add their named resources.
+        view.update(id, NodeResources(total: ResourceSet(data.resourcesTotal), available: ResourceSet(data.resourcesAvailable),
+                                      labels: known.labels, acceptsWork: known.acceptsWork))
         schedule()
     }
 

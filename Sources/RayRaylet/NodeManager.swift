@@ -73,6 +73,8 @@ actor NodeManager {
         var state: WorkerState
         /// Hosts a detached actor: outlives its job's driver.
         var hostsDetachedActor = false
+        /// Why this raylet killed it (its exit then says so), e.g. its placement group was removed.
+        var killReason: String?
     }
 
     struct PendingLease {
@@ -90,6 +92,8 @@ actor NodeManager {
         /// No node could run it when it came (or since): it waits for one that can to join.
         var infeasible = false
         var schedulingClassName = ""
+        /// The placement group its resources are reserved in (its lease fails if the group goes).
+        var placementGroup: PlacementGroupID?
         var continuation: CheckedContinuation<Ray_Rpc_RequestWorkerLeaseReply, any Error>
     }
 
@@ -111,12 +115,22 @@ actor NodeManager {
     private let gcsReportSink: AsyncStream<GCSReport>.Continuation
     private var lastResources: Ray_Rpc_ResourcesData?
     let nodeID: NodeID
-    nonisolated let total: ResourceSet
+    /// What the node has of its own (without placement-group bundles).
+    nonisolated let baseTotal: ResourceSet
     nonisolated let labels: [String: String]
+    /// What the node has: its own resources, with committed bundles' named resources added (and the
+    /// bundles' own amounts still counted).
+    var total: ResourceSet {
+        didSet { view.update(nodeID, NodeResources(total: total, available: available, labels: labels)) }
+    }
     /// What is free here; the view's entry for this node follows it.
-    private(set) var available: ResourceSet {
+    var available: ResourceSet {
         didSet { view.setAvailable(nodeID, available) }
     }
+    /// Placement-group bundles reserved on this node (prepared, or committed and usable).
+    var bundles: [BundleKey: ReservedBundle] = [:]
+    /// Groups the GCS said are removed: leases asked for them fail.
+    var removedGroups: Set<PlacementGroupID> = []
     /// The cluster as this raylet sees it: its own node exactly, the others from the GCS.
     var view = ClusterView()
     var policy = SchedulingPolicy()
@@ -125,7 +139,7 @@ actor NodeManager {
     /// Looks a job up in the GCS (a lease for a job whose driver is on another node).
     let jobInfo: @Sendable (JobID) async -> Ray_Rpc_JobTableData?
     var jobs: [JobID: Job] = [:]
-    private var workers: [WorkerID: Worker] = [:]
+    var workers: [WorkerID: Worker] = [:]
     var pending: [PendingLease] = []
     private var nextLeaseID: UInt64 = 0
     private let logs: AsyncStream<(JobID, Ray_Rpc_WorkerLogLines)>.Continuation
@@ -143,9 +157,10 @@ actor NodeManager {
         self.storeUsed = storeUsed
         (gcsReports, gcsReportSink) = AsyncStream<GCSReport>.makeStream()
         self.settings = settings
-        self.total = ResourceSet(resources)
-        self.available = total
-        view.update(nodeID, NodeResources(total: total, available: total, labels: labels))
+        self.baseTotal = ResourceSet(resources)
+        self.total = baseTotal
+        self.available = baseTotal
+        view.update(nodeID, NodeResources(total: baseTotal, available: baseTotal, labels: labels))
         let (stream, continuation) = AsyncStream<(JobID, Ray_Rpc_WorkerLogLines)>.makeStream()
         self.logs = continuation
         self.forwarder = nil
@@ -268,7 +283,7 @@ actor NodeManager {
 
     /// The worker is going: it takes no lease again, and what a lease of it held is free (its exit
     /// finds it `exiting` and gives nothing back twice).
-    private func stopLeasing(_ id: WorkerID) {
+    func stopLeasing(_ id: WorkerID) {
         guard let worker = workers[id] else { return }
         if case .leased(let resources, let blocked) = worker.state { available.add(blocked ? resources.withoutCPU : resources) }
         workers[id]?.state = .exiting
@@ -288,6 +303,8 @@ actor NodeManager {
             throw RPCError(code: .invalidArgument, message: "resource \(bad.key) cannot be \(bad.value)")
         }
         let scheduling = try Self.schedulingRequest(request)
+        let group = try Self.placementGroup(of: request)
+        if let group, removedGroups.contains(group) { return Self.groupRemovedReply(group, request.schedulingClassName) }
         if jobs[jobID] == nil { await adoptJob(jobID) }
         guard jobs[jobID] != nil else {
             throw RPCError(code: .failedPrecondition, message: "job \(jobID) has no driver registered on this node, and the GCS does not know it")
@@ -311,7 +328,8 @@ actor NodeManager {
                 return reply
             case .infeasible(let message):
                 infeasible = true
-                warnInfeasible(jobID, scheduling.resources, "\(request.schedulingClassName): \(message)")
+                // Work for a group not placed yet waits for its bundles quietly.
+                if group == nil { warnInfeasible(jobID, scheduling.resources, "\(request.schedulingClassName): \(message)") }
             }
         }
         // A lease is granted once its task's arguments are here (Ray's dependency manager): pulled
@@ -334,7 +352,8 @@ actor NodeManager {
                 pending.append(PendingLease(id: id, requestKey: requestKey, jobID: jobID, resources: resources,
                                             detachedActor: request.isDetachedActor, scheduling: scheduling,
                                             grantOrReject: request.grantOrReject, infeasible: infeasible,
-                                            schedulingClassName: request.schedulingClassName, continuation: continuation))
+                                            schedulingClassName: request.schedulingClassName, placementGroup: group,
+                                            continuation: continuation))
                 schedule()
             }
         } onCancel: {
@@ -491,7 +510,8 @@ actor NodeManager {
         guard let worker = workers.removeValue(forKey: workerID) else { return }
         clientGone(workerID)
         let signalled = status & 0x7F
-        let exit = signalled != 0 && signalled != 0x7F ? "killed by signal \(signalled)" : "exited with status \((status >> 8) & 0xFF)"
+        var exit = signalled != 0 && signalled != 0x7F ? "killed by signal \(signalled)" : "exited with status \((status >> 8) & 0xFF)"
+        if let reason = worker.killReason { exit += " (\(reason))" }
         gcsReportSink.yield(.workerDied(tableData(workerID, worker, alive: false, exit: exit)))
         if case .leased(let resources, let blocked) = worker.state {
             available.add(blocked ? resources.withoutCPU : resources)
@@ -543,7 +563,7 @@ actor NodeManager {
     /// The last report did not reach the GCS: send the next one even if nothing changed.
     func resourceReportFailed() { lastResources = nil }
 
-    private func reportResourcesIfChanged() {
+    func reportResourcesIfChanged() {
         let stats = stats()
         var data = Ray_Rpc_ResourcesData()
         data.nodeID = Data(nodeID.bytes)

@@ -27,7 +27,7 @@ extension Raylet {
             reply.nodeID = Data(nodeID.bytes)
             reply.objectStoreName = store.region.name
             reply.objectStoreCapacity = Int64(store.capacity)
-            reply.resourcesTotal = nodeManager.total.amounts
+            reply.resourcesTotal = nodeManager.baseTotal.amounts
             return reply
         }
         router.register(NodeManagerMethods.disconnectClient) { request, _ in
@@ -45,6 +45,17 @@ extension Raylet {
         router.register(NodeManagerMethods.returnWorker) { request, _ in
             try await nodeManager.returnWorker(try WorkerID(request.workerID, field: "worker_id"), disconnect: request.disconnectWorker)
             return Ray_Rpc_ReturnWorkerReply()
+        }
+        router.register(NodeManagerMethods.prepareBundleResources) { request, _ in
+            try await nodeManager.prepareBundles(request.bundleSpecs)
+        }
+        router.register(NodeManagerMethods.commitBundleResources) { request, _ in
+            try await nodeManager.commitBundles(request.bundleSpecs)
+            return Ray_Rpc_CommitBundleResourcesReply()
+        }
+        router.register(NodeManagerMethods.cancelResourceReserve) { request, _ in
+            try await nodeManager.cancelBundles(request.bundleSpecs, reason: request.reason)
+            return Ray_Rpc_CancelResourceReserveReply()
         }
         router.register(NodeManagerMethods.notifyTaskBlocked) { request, _ in
             await nodeManager.setBlocked(try WorkerID(request.workerID, field: "worker_id"), request.blocked)

@@ -28,6 +28,13 @@ public struct ResourceSet: Sendable, Hashable, CustomStringConvertible {
         for (name, amount) in other.units { units[name, default: 0] += amount }
     }
 
+    /// The amounts whose names pass `isIncluded`.
+    public func filter(_ isIncluded: (String) -> Bool) -> ResourceSet {
+        var copy = ResourceSet()
+        copy.units = units.filter { isIncluded($0.key) }
+        return copy
+    }
+
     /// The names in `request` this set does not have enough of, with what it has.
     public func shortfall(of request: ResourceSet) -> [String: Double] {
         var missing: [String: Double] = [:]

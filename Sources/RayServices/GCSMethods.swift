@@ -60,6 +60,19 @@ public enum GCSMethods {
         method("ActorInfoGcsService", "GetAllActorInfo")
     public static let killActorViaGcs: RPCMethod<Ray_Rpc_KillActorViaGcsRequest, Ray_Rpc_KillActorViaGcsReply> =
         method("ActorInfoGcsService", "KillActorViaGcs")
+
+    public static let createPlacementGroup: RPCMethod<Ray_Rpc_CreatePlacementGroupRequest, Ray_Rpc_CreatePlacementGroupReply> =
+        method("PlacementGroupInfoGcsService", "CreatePlacementGroup")
+    public static let removePlacementGroup: RPCMethod<Ray_Rpc_RemovePlacementGroupRequest, Ray_Rpc_RemovePlacementGroupReply> =
+        method("PlacementGroupInfoGcsService", "RemovePlacementGroup")
+    public static let getPlacementGroup: RPCMethod<Ray_Rpc_GetPlacementGroupRequest, Ray_Rpc_GetPlacementGroupReply> =
+        method("PlacementGroupInfoGcsService", "GetPlacementGroup")
+    public static let getNamedPlacementGroup: RPCMethod<Ray_Rpc_GetNamedPlacementGroupRequest, Ray_Rpc_GetNamedPlacementGroupReply> =
+        method("PlacementGroupInfoGcsService", "GetNamedPlacementGroup")
+    public static let getAllPlacementGroup: RPCMethod<Ray_Rpc_GetAllPlacementGroupRequest, Ray_Rpc_GetAllPlacementGroupReply> =
+        method("PlacementGroupInfoGcsService", "GetAllPlacementGroup")
+    public static let waitPlacementGroupUntilReady: RPCMethod<Ray_Rpc_WaitPlacementGroupUntilReadyRequest, Ray_Rpc_WaitPlacementGroupUntilReadyReply> =
+        method("PlacementGroupInfoGcsService", "WaitPlacementGroupUntilReady")
 }
 
 /// gRPC's standard health check, served by raylets and called by the GCS.

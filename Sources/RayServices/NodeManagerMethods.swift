@@ -26,6 +26,12 @@ public enum NodeManagerMethods {
         method("DeleteObjects")
     public static let getNodeStats: RPCMethod<Ray_Rpc_GetNodeStatsRequest, Ray_Rpc_GetNodeStatsReply> =
         method("GetNodeStats")
+    public static let prepareBundleResources: RPCMethod<Ray_Rpc_PrepareBundleResourcesRequest, Ray_Rpc_PrepareBundleResourcesReply> =
+        method("PrepareBundleResources")
+    public static let commitBundleResources: RPCMethod<Ray_Rpc_CommitBundleResourcesRequest, Ray_Rpc_CommitBundleResourcesReply> =
+        method("CommitBundleResources")
+    public static let cancelResourceReserve: RPCMethod<Ray_Rpc_CancelResourceReserveRequest, Ray_Rpc_CancelResourceReserveReply> =
+        method("CancelResourceReserve")
     /// Server streaming: another raylet pulls an object of this node's store, chunk by chunk.
     public static let pullObject: RPCMethod<Ray_Rpc_PullObjectRequest, Ray_Rpc_ObjectChunk> = method("PullObject")
     public static let fetchObject: RPCMethod<Ray_Rpc_FetchObjectRequest, Ray_Rpc_FetchObjectReply> = method("FetchObject")

@@ -29,6 +29,10 @@ public struct RayError: Error, Sendable, CustomStringConvertible {
         public static let connection = Kind(rawValue: "ConnectionError")
         /// The task can never be scheduled: no node has the resources it asks for.
         public static let infeasible = Kind(rawValue: "TaskUnschedulableError")
+        /// The placement group a task was scheduled in was removed before or while it ran.
+        public static let taskPlacementGroupRemoved = Kind(rawValue: "TaskPlacementGroupRemoved")
+        /// The placement group an actor was scheduled in was removed before it was created.
+        public static let actorPlacementGroupRemoved = Kind(rawValue: "ActorPlacementGroupRemoved")
         /// Ray itself failed (a function no worker knows, a broken invariant).
         public static let system = Kind(rawValue: "RaySystemError")
 

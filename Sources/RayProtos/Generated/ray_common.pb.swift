@@ -27,6 +27,56 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
+public nonisolated enum Ray_Rpc_PlacementStrategy: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+
+  /// Bundles on as few nodes as possible (best effort).
+  case pack // = 0
+
+  /// Bundles on distinct nodes where possible (best effort).
+  case spread // = 1
+
+  /// Every bundle on one node, or none.
+  case strictPack // = 2
+
+  /// Every bundle on a distinct node, or none.
+  case strictSpread // = 3
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .pack
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .pack
+    case 1: self = .spread
+    case 2: self = .strictPack
+    case 3: self = .strictSpread
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .pack: return 0
+    case .spread: return 1
+    case .strictPack: return 2
+    case .strictSpread: return 3
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Ray_Rpc_PlacementStrategy] = [
+    .pack,
+    .spread,
+    .strictPack,
+    .strictSpread,
+  ]
+
+}
+
 /// Where a worker (or a raylet, with an empty worker_id) listens. IDs are raw bytes, as in Ray.
 public nonisolated struct Ray_Rpc_Address: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -103,11 +153,20 @@ public nonisolated struct Ray_Rpc_SchedulingStrategy: Sendable {
     set {strategy = .nodeAffinitySchedulingStrategy(newValue)}
   }
 
+  public var placementGroupSchedulingStrategy: Ray_Rpc_PlacementGroupSchedulingStrategy {
+    get {
+      if case .placementGroupSchedulingStrategy(let v)? = strategy {return v}
+      return Ray_Rpc_PlacementGroupSchedulingStrategy()
+    }
+    set {strategy = .placementGroupSchedulingStrategy(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Strategy: Equatable, Sendable {
     case spreadSchedulingStrategy(Ray_Rpc_SpreadSchedulingStrategy)
     case nodeAffinitySchedulingStrategy(Ray_Rpc_NodeAffinitySchedulingStrategy)
+    case placementGroupSchedulingStrategy(Ray_Rpc_PlacementGroupSchedulingStrategy)
 
   }
 
@@ -118,6 +177,25 @@ public nonisolated struct Ray_Rpc_SpreadSchedulingStrategy: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// In a bundle of a placement group (index -1: any of its bundles). The task's resources are already
+/// the bundle's (CPU_group_<index>_<pg>, ...): the raylets schedule it as any other. With
+/// capture_child_tasks, tasks and actors it starts without a strategy of their own go into the group too.
+public nonisolated struct Ray_Rpc_PlacementGroupSchedulingStrategy: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var placementGroupID: Data = Data()
+
+  public var placementGroupBundleIndex: Int64 = 0
+
+  public var placementGroupCaptureChildTasks: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -140,9 +218,53 @@ public nonisolated struct Ray_Rpc_NodeAffinitySchedulingStrategy: Sendable {
   public init() {}
 }
 
+public nonisolated struct Ray_Rpc_Bundle: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var bundleID: Ray_Rpc_Bundle.BundleIdentifier {
+    get {_bundleID ?? Ray_Rpc_Bundle.BundleIdentifier()}
+    set {_bundleID = newValue}
+  }
+  /// Returns true if `bundleID` has been explicitly set.
+  public var hasBundleID: Bool {self._bundleID != nil}
+  /// Clears the value of `bundleID`. Subsequent reads from it will return its default value.
+  public mutating func clearBundleID() {self._bundleID = nil}
+
+  public var unitResources: Dictionary<String,Double> = [:]
+
+  /// Where it is reserved (empty while unplaced).
+  public var nodeID: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated struct BundleIdentifier: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    public var placementGroupID: Data = Data()
+
+    public var bundleIndex: Int32 = 0
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public init() {}
+  }
+
+  public init() {}
+
+  fileprivate var _bundleID: Ray_Rpc_Bundle.BundleIdentifier? = nil
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "ray.rpc"
+
+nonisolated extension Ray_Rpc_PlacementStrategy: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0PACK\0\u{1}SPREAD\0\u{1}STRICT_PACK\0\u{1}STRICT_SPREAD\0")
+}
 
 nonisolated extension Ray_Rpc_Address: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Address"
@@ -266,7 +388,7 @@ nonisolated extension Ray_Rpc_ResourceDemand: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Ray_Rpc_SchedulingStrategy: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SchedulingStrategy"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}spread_scheduling_strategy\0\u{3}node_affinity_scheduling_strategy\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}spread_scheduling_strategy\0\u{3}node_affinity_scheduling_strategy\0\u{3}placement_group_scheduling_strategy\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -300,6 +422,19 @@ nonisolated extension Ray_Rpc_SchedulingStrategy: SwiftProtobuf.Message, SwiftPr
           self.strategy = .nodeAffinitySchedulingStrategy(v)
         }
       }()
+      case 3: try {
+        var v: Ray_Rpc_PlacementGroupSchedulingStrategy?
+        var hadOneofValue = false
+        if let current = self.strategy {
+          hadOneofValue = true
+          if case .placementGroupSchedulingStrategy(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.strategy = .placementGroupSchedulingStrategy(v)
+        }
+      }()
       default: break
       }
     }
@@ -318,6 +453,10 @@ nonisolated extension Ray_Rpc_SchedulingStrategy: SwiftProtobuf.Message, SwiftPr
     case .nodeAffinitySchedulingStrategy?: try {
       guard case .nodeAffinitySchedulingStrategy(let v)? = self.strategy else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    }()
+    case .placementGroupSchedulingStrategy?: try {
+      guard case .placementGroupSchedulingStrategy(let v)? = self.strategy else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
     }()
     case nil: break
     }
@@ -345,6 +484,46 @@ nonisolated extension Ray_Rpc_SpreadSchedulingStrategy: SwiftProtobuf.Message, S
   }
 
   public static func ==(lhs: Ray_Rpc_SpreadSchedulingStrategy, rhs: Ray_Rpc_SpreadSchedulingStrategy) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_PlacementGroupSchedulingStrategy: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PlacementGroupSchedulingStrategy"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}placement_group_id\0\u{3}placement_group_bundle_index\0\u{3}placement_group_capture_child_tasks\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.placementGroupID) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.placementGroupBundleIndex) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.placementGroupCaptureChildTasks) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.placementGroupID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.placementGroupID, fieldNumber: 1)
+    }
+    if self.placementGroupBundleIndex != 0 {
+      try visitor.visitSingularInt64Field(value: self.placementGroupBundleIndex, fieldNumber: 2)
+    }
+    if self.placementGroupCaptureChildTasks != false {
+      try visitor.visitSingularBoolField(value: self.placementGroupCaptureChildTasks, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_PlacementGroupSchedulingStrategy, rhs: Ray_Rpc_PlacementGroupSchedulingStrategy) -> Bool {
+    if lhs.placementGroupID != rhs.placementGroupID {return false}
+    if lhs.placementGroupBundleIndex != rhs.placementGroupBundleIndex {return false}
+    if lhs.placementGroupCaptureChildTasks != rhs.placementGroupCaptureChildTasks {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -380,6 +559,85 @@ nonisolated extension Ray_Rpc_NodeAffinitySchedulingStrategy: SwiftProtobuf.Mess
   public static func ==(lhs: Ray_Rpc_NodeAffinitySchedulingStrategy, rhs: Ray_Rpc_NodeAffinitySchedulingStrategy) -> Bool {
     if lhs.nodeID != rhs.nodeID {return false}
     if lhs.soft != rhs.soft {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_Bundle: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Bundle"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}bundle_id\0\u{3}unit_resources\0\u{3}node_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._bundleID) }()
+      case 2: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufDouble>.self, value: &self.unitResources) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.nodeID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._bundleID {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if !self.unitResources.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufDouble>.self, value: self.unitResources, fieldNumber: 2)
+    }
+    if !self.nodeID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.nodeID, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_Bundle, rhs: Ray_Rpc_Bundle) -> Bool {
+    if lhs._bundleID != rhs._bundleID {return false}
+    if lhs.unitResources != rhs.unitResources {return false}
+    if lhs.nodeID != rhs.nodeID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_Bundle.BundleIdentifier: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = Ray_Rpc_Bundle.protoMessageName + ".BundleIdentifier"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}placement_group_id\0\u{3}bundle_index\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.placementGroupID) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.bundleIndex) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.placementGroupID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.placementGroupID, fieldNumber: 1)
+    }
+    if self.bundleIndex != 0 {
+      try visitor.visitSingularInt32Field(value: self.bundleIndex, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_Bundle.BundleIdentifier, rhs: Ray_Rpc_Bundle.BundleIdentifier) -> Bool {
+    if lhs.placementGroupID != rhs.placementGroupID {return false}
+    if lhs.bundleIndex != rhs.bundleIndex {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

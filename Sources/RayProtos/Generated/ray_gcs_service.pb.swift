@@ -36,6 +36,9 @@ public nonisolated enum Ray_Rpc_ChannelType: SwiftProtobuf.Enum, Swift.CaseItera
 
   /// A node's resources changed (its newest ResourcesData): the cluster resource view.
   case gcsResourceViewChannel // = 3
+
+  /// A placement group changed state (its newest PlacementGroupTableData).
+  case gcsPlacementGroupChannel // = 4
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -48,6 +51,7 @@ public nonisolated enum Ray_Rpc_ChannelType: SwiftProtobuf.Enum, Swift.CaseItera
     case 1: self = .gcsJobChannel
     case 2: self = .gcsActorChannel
     case 3: self = .gcsResourceViewChannel
+    case 4: self = .gcsPlacementGroupChannel
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -58,6 +62,7 @@ public nonisolated enum Ray_Rpc_ChannelType: SwiftProtobuf.Enum, Swift.CaseItera
     case .gcsJobChannel: return 1
     case .gcsActorChannel: return 2
     case .gcsResourceViewChannel: return 3
+    case .gcsPlacementGroupChannel: return 4
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -68,6 +73,7 @@ public nonisolated enum Ray_Rpc_ChannelType: SwiftProtobuf.Enum, Swift.CaseItera
     .gcsJobChannel,
     .gcsActorChannel,
     .gcsResourceViewChannel,
+    .gcsPlacementGroupChannel,
   ]
 
 }
@@ -1062,6 +1068,349 @@ public nonisolated struct Ray_Rpc_GetAllResourceUsageReply: Sendable {
   public init() {}
 }
 
+public nonisolated struct Ray_Rpc_PlacementGroupStats: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var creationRequestReceivedNs: UInt64 = 0
+
+  public var schedulingStartedTimeNs: UInt64 = 0
+
+  public var schedulingLatencyUs: UInt64 = 0
+
+  public var endToEndCreationLatencyUs: UInt64 = 0
+
+  public var schedulingAttempt: UInt32 = 0
+
+  public var schedulingState: Ray_Rpc_PlacementGroupStats.SchedulingState = .queued
+
+  /// Why it is not placed yet (INFEASIBLE and NO_RESOURCES).
+  public var message: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum SchedulingState: SwiftProtobuf.Enum, Swift.CaseIterable {
+    public typealias RawValue = Int
+    case queued // = 0
+    case removed // = 1
+    case schedulingStarted // = 2
+
+    /// Feasible, but the cluster does not have the resources free now.
+    case noResources // = 3
+
+    /// No node of the cluster could ever hold it as asked (it waits for nodes that can).
+    case infeasible // = 4
+    case failedToCommitResources // = 5
+    case finished // = 6
+    case UNRECOGNIZED(Int)
+
+    public init() {
+      self = .queued
+    }
+
+    public init?(rawValue: Int) {
+      switch rawValue {
+      case 0: self = .queued
+      case 1: self = .removed
+      case 2: self = .schedulingStarted
+      case 3: self = .noResources
+      case 4: self = .infeasible
+      case 5: self = .failedToCommitResources
+      case 6: self = .finished
+      default: self = .UNRECOGNIZED(rawValue)
+      }
+    }
+
+    public var rawValue: Int {
+      switch self {
+      case .queued: return 0
+      case .removed: return 1
+      case .schedulingStarted: return 2
+      case .noResources: return 3
+      case .infeasible: return 4
+      case .failedToCommitResources: return 5
+      case .finished: return 6
+      case .UNRECOGNIZED(let i): return i
+      }
+    }
+
+    // The compiler won't synthesize support with the UNRECOGNIZED case.
+    public static let allCases: [Ray_Rpc_PlacementGroupStats.SchedulingState] = [
+      .queued,
+      .removed,
+      .schedulingStarted,
+      .noResources,
+      .infeasible,
+      .failedToCommitResources,
+      .finished,
+    ]
+
+  }
+
+  public init() {}
+}
+
+public nonisolated struct Ray_Rpc_PlacementGroupTableData: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var placementGroupID: Data = Data()
+
+  public var name: String = String()
+
+  public var bundles: [Ray_Rpc_Bundle] = []
+
+  public var strategy: Ray_Rpc_PlacementStrategy = .pack
+
+  public var state: Ray_Rpc_PlacementGroupTableData.PlacementGroupState = .pending
+
+  public var creatorJobID: Data = Data()
+
+  public var isDetached: Bool = false
+
+  public var rayNamespace: String = String()
+
+  public var stats: Ray_Rpc_PlacementGroupStats {
+    get {_stats ?? Ray_Rpc_PlacementGroupStats()}
+    set {_stats = newValue}
+  }
+  /// Returns true if `stats` has been explicitly set.
+  public var hasStats: Bool {self._stats != nil}
+  /// Clears the value of `stats`. Subsequent reads from it will return its default value.
+  public mutating func clearStats() {self._stats = nil}
+
+  /// The creator's job ended (a non-detached group is then removed).
+  public var creatorJobDead: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum PlacementGroupState: SwiftProtobuf.Enum, Swift.CaseIterable {
+    public typealias RawValue = Int
+    case pending // = 0
+    case prepared // = 1
+    case created // = 2
+    case removed // = 3
+
+    /// A node holding some of its bundles died: those are being placed again.
+    case rescheduling // = 4
+    case UNRECOGNIZED(Int)
+
+    public init() {
+      self = .pending
+    }
+
+    public init?(rawValue: Int) {
+      switch rawValue {
+      case 0: self = .pending
+      case 1: self = .prepared
+      case 2: self = .created
+      case 3: self = .removed
+      case 4: self = .rescheduling
+      default: self = .UNRECOGNIZED(rawValue)
+      }
+    }
+
+    public var rawValue: Int {
+      switch self {
+      case .pending: return 0
+      case .prepared: return 1
+      case .created: return 2
+      case .removed: return 3
+      case .rescheduling: return 4
+      case .UNRECOGNIZED(let i): return i
+      }
+    }
+
+    // The compiler won't synthesize support with the UNRECOGNIZED case.
+    public static let allCases: [Ray_Rpc_PlacementGroupTableData.PlacementGroupState] = [
+      .pending,
+      .prepared,
+      .created,
+      .removed,
+      .rescheduling,
+    ]
+
+  }
+
+  public init() {}
+
+  fileprivate var _stats: Ray_Rpc_PlacementGroupStats? = nil
+}
+
+/// Registers a group and returns at once (PENDING); WaitPlacementGroupUntilReady waits for CREATED.
+public nonisolated struct Ray_Rpc_CreatePlacementGroupRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var placementGroupSpec: Ray_Rpc_PlacementGroupTableData {
+    get {_placementGroupSpec ?? Ray_Rpc_PlacementGroupTableData()}
+    set {_placementGroupSpec = newValue}
+  }
+  /// Returns true if `placementGroupSpec` has been explicitly set.
+  public var hasPlacementGroupSpec: Bool {self._placementGroupSpec != nil}
+  /// Clears the value of `placementGroupSpec`. Subsequent reads from it will return its default value.
+  public mutating func clearPlacementGroupSpec() {self._placementGroupSpec = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _placementGroupSpec: Ray_Rpc_PlacementGroupTableData? = nil
+}
+
+public nonisolated struct Ray_Rpc_CreatePlacementGroupReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Ray_Rpc_RemovePlacementGroupRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var placementGroupID: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Ray_Rpc_RemovePlacementGroupReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Ray_Rpc_GetPlacementGroupRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var placementGroupID: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Ray_Rpc_GetPlacementGroupReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var placementGroupTableData: Ray_Rpc_PlacementGroupTableData {
+    get {_placementGroupTableData ?? Ray_Rpc_PlacementGroupTableData()}
+    set {_placementGroupTableData = newValue}
+  }
+  /// Returns true if `placementGroupTableData` has been explicitly set.
+  public var hasPlacementGroupTableData: Bool {self._placementGroupTableData != nil}
+  /// Clears the value of `placementGroupTableData`. Subsequent reads from it will return its default value.
+  public mutating func clearPlacementGroupTableData() {self._placementGroupTableData = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _placementGroupTableData: Ray_Rpc_PlacementGroupTableData? = nil
+}
+
+public nonisolated struct Ray_Rpc_GetNamedPlacementGroupRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  public var rayNamespace: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Ray_Rpc_GetNamedPlacementGroupReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var placementGroupTableData: Ray_Rpc_PlacementGroupTableData {
+    get {_placementGroupTableData ?? Ray_Rpc_PlacementGroupTableData()}
+    set {_placementGroupTableData = newValue}
+  }
+  /// Returns true if `placementGroupTableData` has been explicitly set.
+  public var hasPlacementGroupTableData: Bool {self._placementGroupTableData != nil}
+  /// Clears the value of `placementGroupTableData`. Subsequent reads from it will return its default value.
+  public mutating func clearPlacementGroupTableData() {self._placementGroupTableData = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _placementGroupTableData: Ray_Rpc_PlacementGroupTableData? = nil
+}
+
+public nonisolated struct Ray_Rpc_GetAllPlacementGroupRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var limit: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Ray_Rpc_GetAllPlacementGroupReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var placementGroupTableData: [Ray_Rpc_PlacementGroupTableData] = []
+
+  public var total: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Answers once the group is CREATED (FAILED_PRECONDITION if it is removed first); DEADLINE_EXCEEDED
+/// comes from the call's deadline.
+public nonisolated struct Ray_Rpc_WaitPlacementGroupUntilReadyRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var placementGroupID: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Ray_Rpc_WaitPlacementGroupUntilReadyReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct Ray_Rpc_PubMessage: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -1119,6 +1468,14 @@ public nonisolated struct Ray_Rpc_PubMessage: @unchecked Sendable {
     set {_uniqueStorage()._innerMessage = .resourcesMessage(newValue)}
   }
 
+  public var placementGroupMessage: Ray_Rpc_PlacementGroupTableData {
+    get {
+      if case .placementGroupMessage(let v)? = _storage._innerMessage {return v}
+      return Ray_Rpc_PlacementGroupTableData()
+    }
+    set {_uniqueStorage()._innerMessage = .placementGroupMessage(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_InnerMessage: Equatable, Sendable {
@@ -1126,6 +1483,7 @@ public nonisolated struct Ray_Rpc_PubMessage: @unchecked Sendable {
     case jobMessage(Ray_Rpc_JobTableData)
     case actorMessage(Ray_Rpc_ActorTableData)
     case resourcesMessage(Ray_Rpc_ResourcesData)
+    case placementGroupMessage(Ray_Rpc_PlacementGroupTableData)
 
   }
 
@@ -1172,7 +1530,7 @@ public nonisolated struct Ray_Rpc_GcsSubscriberPollReply: Sendable {
 fileprivate nonisolated let _protobuf_package = "ray.rpc"
 
 nonisolated extension Ray_Rpc_ChannelType: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0GCS_NODE_INFO_CHANNEL\0\u{1}GCS_JOB_CHANNEL\0\u{1}GCS_ACTOR_CHANNEL\0\u{1}GCS_RESOURCE_VIEW_CHANNEL\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0GCS_NODE_INFO_CHANNEL\0\u{1}GCS_JOB_CHANNEL\0\u{1}GCS_ACTOR_CHANNEL\0\u{1}GCS_RESOURCE_VIEW_CHANNEL\0\u{1}GCS_PLACEMENT_GROUP_CHANNEL\0")
 }
 
 nonisolated extension Ray_Rpc_GcsNodeInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -3014,9 +3372,505 @@ nonisolated extension Ray_Rpc_GetAllResourceUsageReply: SwiftProtobuf.Message, S
   }
 }
 
+nonisolated extension Ray_Rpc_PlacementGroupStats: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PlacementGroupStats"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}creation_request_received_ns\0\u{3}scheduling_started_time_ns\0\u{3}scheduling_latency_us\0\u{3}end_to_end_creation_latency_us\0\u{3}scheduling_attempt\0\u{3}scheduling_state\0\u{1}message\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.creationRequestReceivedNs) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.schedulingStartedTimeNs) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.schedulingLatencyUs) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.endToEndCreationLatencyUs) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.schedulingAttempt) }()
+      case 6: try { try decoder.decodeSingularEnumField(value: &self.schedulingState) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.message) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.creationRequestReceivedNs != 0 {
+      try visitor.visitSingularUInt64Field(value: self.creationRequestReceivedNs, fieldNumber: 1)
+    }
+    if self.schedulingStartedTimeNs != 0 {
+      try visitor.visitSingularUInt64Field(value: self.schedulingStartedTimeNs, fieldNumber: 2)
+    }
+    if self.schedulingLatencyUs != 0 {
+      try visitor.visitSingularUInt64Field(value: self.schedulingLatencyUs, fieldNumber: 3)
+    }
+    if self.endToEndCreationLatencyUs != 0 {
+      try visitor.visitSingularUInt64Field(value: self.endToEndCreationLatencyUs, fieldNumber: 4)
+    }
+    if self.schedulingAttempt != 0 {
+      try visitor.visitSingularUInt32Field(value: self.schedulingAttempt, fieldNumber: 5)
+    }
+    if self.schedulingState != .queued {
+      try visitor.visitSingularEnumField(value: self.schedulingState, fieldNumber: 6)
+    }
+    if !self.message.isEmpty {
+      try visitor.visitSingularStringField(value: self.message, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_PlacementGroupStats, rhs: Ray_Rpc_PlacementGroupStats) -> Bool {
+    if lhs.creationRequestReceivedNs != rhs.creationRequestReceivedNs {return false}
+    if lhs.schedulingStartedTimeNs != rhs.schedulingStartedTimeNs {return false}
+    if lhs.schedulingLatencyUs != rhs.schedulingLatencyUs {return false}
+    if lhs.endToEndCreationLatencyUs != rhs.endToEndCreationLatencyUs {return false}
+    if lhs.schedulingAttempt != rhs.schedulingAttempt {return false}
+    if lhs.schedulingState != rhs.schedulingState {return false}
+    if lhs.message != rhs.message {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_PlacementGroupStats.SchedulingState: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0QUEUED\0\u{1}REMOVED\0\u{1}SCHEDULING_STARTED\0\u{1}NO_RESOURCES\0\u{1}INFEASIBLE\0\u{1}FAILED_TO_COMMIT_RESOURCES\0\u{1}FINISHED\0")
+}
+
+nonisolated extension Ray_Rpc_PlacementGroupTableData: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PlacementGroupTableData"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}placement_group_id\0\u{1}name\0\u{1}bundles\0\u{1}strategy\0\u{1}state\0\u{3}creator_job_id\0\u{4}\u{4}is_detached\0\u{3}ray_namespace\0\u{1}stats\0\u{3}creator_job_dead\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.placementGroupID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.bundles) }()
+      case 4: try { try decoder.decodeSingularEnumField(value: &self.strategy) }()
+      case 5: try { try decoder.decodeSingularEnumField(value: &self.state) }()
+      case 6: try { try decoder.decodeSingularBytesField(value: &self.creatorJobID) }()
+      case 10: try { try decoder.decodeSingularBoolField(value: &self.isDetached) }()
+      case 11: try { try decoder.decodeSingularStringField(value: &self.rayNamespace) }()
+      case 12: try { try decoder.decodeSingularMessageField(value: &self._stats) }()
+      case 13: try { try decoder.decodeSingularBoolField(value: &self.creatorJobDead) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.placementGroupID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.placementGroupID, fieldNumber: 1)
+    }
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 2)
+    }
+    if !self.bundles.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.bundles, fieldNumber: 3)
+    }
+    if self.strategy != .pack {
+      try visitor.visitSingularEnumField(value: self.strategy, fieldNumber: 4)
+    }
+    if self.state != .pending {
+      try visitor.visitSingularEnumField(value: self.state, fieldNumber: 5)
+    }
+    if !self.creatorJobID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.creatorJobID, fieldNumber: 6)
+    }
+    if self.isDetached != false {
+      try visitor.visitSingularBoolField(value: self.isDetached, fieldNumber: 10)
+    }
+    if !self.rayNamespace.isEmpty {
+      try visitor.visitSingularStringField(value: self.rayNamespace, fieldNumber: 11)
+    }
+    try { if let v = self._stats {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+    } }()
+    if self.creatorJobDead != false {
+      try visitor.visitSingularBoolField(value: self.creatorJobDead, fieldNumber: 13)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_PlacementGroupTableData, rhs: Ray_Rpc_PlacementGroupTableData) -> Bool {
+    if lhs.placementGroupID != rhs.placementGroupID {return false}
+    if lhs.name != rhs.name {return false}
+    if lhs.bundles != rhs.bundles {return false}
+    if lhs.strategy != rhs.strategy {return false}
+    if lhs.state != rhs.state {return false}
+    if lhs.creatorJobID != rhs.creatorJobID {return false}
+    if lhs.isDetached != rhs.isDetached {return false}
+    if lhs.rayNamespace != rhs.rayNamespace {return false}
+    if lhs._stats != rhs._stats {return false}
+    if lhs.creatorJobDead != rhs.creatorJobDead {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_PlacementGroupTableData.PlacementGroupState: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0PENDING\0\u{1}PREPARED\0\u{1}CREATED\0\u{1}REMOVED\0\u{1}RESCHEDULING\0")
+}
+
+nonisolated extension Ray_Rpc_CreatePlacementGroupRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CreatePlacementGroupRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}placement_group_spec\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._placementGroupSpec) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._placementGroupSpec {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_CreatePlacementGroupRequest, rhs: Ray_Rpc_CreatePlacementGroupRequest) -> Bool {
+    if lhs._placementGroupSpec != rhs._placementGroupSpec {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_CreatePlacementGroupReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CreatePlacementGroupReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_CreatePlacementGroupReply, rhs: Ray_Rpc_CreatePlacementGroupReply) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_RemovePlacementGroupRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RemovePlacementGroupRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}placement_group_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.placementGroupID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.placementGroupID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.placementGroupID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_RemovePlacementGroupRequest, rhs: Ray_Rpc_RemovePlacementGroupRequest) -> Bool {
+    if lhs.placementGroupID != rhs.placementGroupID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_RemovePlacementGroupReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RemovePlacementGroupReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_RemovePlacementGroupReply, rhs: Ray_Rpc_RemovePlacementGroupReply) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_GetPlacementGroupRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetPlacementGroupRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}placement_group_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.placementGroupID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.placementGroupID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.placementGroupID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_GetPlacementGroupRequest, rhs: Ray_Rpc_GetPlacementGroupRequest) -> Bool {
+    if lhs.placementGroupID != rhs.placementGroupID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_GetPlacementGroupReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetPlacementGroupReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}placement_group_table_data\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._placementGroupTableData) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._placementGroupTableData {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_GetPlacementGroupReply, rhs: Ray_Rpc_GetPlacementGroupReply) -> Bool {
+    if lhs._placementGroupTableData != rhs._placementGroupTableData {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_GetNamedPlacementGroupRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetNamedPlacementGroupRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{3}ray_namespace\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.rayNamespace) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.rayNamespace.isEmpty {
+      try visitor.visitSingularStringField(value: self.rayNamespace, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_GetNamedPlacementGroupRequest, rhs: Ray_Rpc_GetNamedPlacementGroupRequest) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.rayNamespace != rhs.rayNamespace {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_GetNamedPlacementGroupReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetNamedPlacementGroupReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}placement_group_table_data\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._placementGroupTableData) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._placementGroupTableData {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_GetNamedPlacementGroupReply, rhs: Ray_Rpc_GetNamedPlacementGroupReply) -> Bool {
+    if lhs._placementGroupTableData != rhs._placementGroupTableData {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_GetAllPlacementGroupRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetAllPlacementGroupRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}limit\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.limit) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.limit != 0 {
+      try visitor.visitSingularInt64Field(value: self.limit, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_GetAllPlacementGroupRequest, rhs: Ray_Rpc_GetAllPlacementGroupRequest) -> Bool {
+    if lhs.limit != rhs.limit {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_GetAllPlacementGroupReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetAllPlacementGroupReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}placement_group_table_data\0\u{1}total\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.placementGroupTableData) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.total) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.placementGroupTableData.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.placementGroupTableData, fieldNumber: 1)
+    }
+    if self.total != 0 {
+      try visitor.visitSingularInt64Field(value: self.total, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_GetAllPlacementGroupReply, rhs: Ray_Rpc_GetAllPlacementGroupReply) -> Bool {
+    if lhs.placementGroupTableData != rhs.placementGroupTableData {return false}
+    if lhs.total != rhs.total {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_WaitPlacementGroupUntilReadyRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WaitPlacementGroupUntilReadyRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}placement_group_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.placementGroupID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.placementGroupID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.placementGroupID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_WaitPlacementGroupUntilReadyRequest, rhs: Ray_Rpc_WaitPlacementGroupUntilReadyRequest) -> Bool {
+    if lhs.placementGroupID != rhs.placementGroupID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_WaitPlacementGroupUntilReadyReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WaitPlacementGroupUntilReadyReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_WaitPlacementGroupUntilReadyReply, rhs: Ray_Rpc_WaitPlacementGroupUntilReadyReply) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Ray_Rpc_PubMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PubMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}channel_type\0\u{3}key_id\0\u{3}sequence_id\0\u{3}node_info_message\0\u{3}job_message\0\u{3}actor_message\0\u{3}resources_message\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}channel_type\0\u{3}key_id\0\u{3}sequence_id\0\u{3}node_info_message\0\u{3}job_message\0\u{3}actor_message\0\u{3}resources_message\0\u{3}placement_group_message\0")
 
   fileprivate class _StorageClass {
     var _channelType: Ray_Rpc_ChannelType = .gcsNodeInfoChannel
@@ -3110,6 +3964,19 @@ nonisolated extension Ray_Rpc_PubMessage: SwiftProtobuf.Message, SwiftProtobuf._
             _storage._innerMessage = .resourcesMessage(v)
           }
         }()
+        case 8: try {
+          var v: Ray_Rpc_PlacementGroupTableData?
+          var hadOneofValue = false
+          if let current = _storage._innerMessage {
+            hadOneofValue = true
+            if case .placementGroupMessage(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._innerMessage = .placementGroupMessage(v)
+          }
+        }()
         default: break
         }
       }
@@ -3147,6 +4014,10 @@ nonisolated extension Ray_Rpc_PubMessage: SwiftProtobuf.Message, SwiftProtobuf._
       case .resourcesMessage?: try {
         guard case .resourcesMessage(let v)? = _storage._innerMessage else { preconditionFailure() }
         try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+      }()
+      case .placementGroupMessage?: try {
+        guard case .placementGroupMessage(let v)? = _storage._innerMessage else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
       }()
       case nil: break
       }

@@ -205,53 +205,77 @@ public nonisolated struct Ray_Rpc_RequestWorkerLeaseRequest: Sendable {
   fileprivate var _schedulingStrategy: Ray_Rpc_SchedulingStrategy? = nil
 }
 
-public nonisolated struct Ray_Rpc_RequestWorkerLeaseReply: Sendable {
+public nonisolated struct Ray_Rpc_RequestWorkerLeaseReply: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   /// The leased worker: push tasks there, then ReturnWorker.
   public var workerAddress: Ray_Rpc_Address {
-    get {_workerAddress ?? Ray_Rpc_Address()}
-    set {_workerAddress = newValue}
+    get {_storage._workerAddress ?? Ray_Rpc_Address()}
+    set {_uniqueStorage()._workerAddress = newValue}
   }
   /// Returns true if `workerAddress` has been explicitly set.
-  public var hasWorkerAddress: Bool {self._workerAddress != nil}
+  public var hasWorkerAddress: Bool {_storage._workerAddress != nil}
   /// Clears the value of `workerAddress`. Subsequent reads from it will return its default value.
-  public mutating func clearWorkerAddress() {self._workerAddress = nil}
+  public mutating func clearWorkerAddress() {_uniqueStorage()._workerAddress = nil}
 
-  public var workerPid: Int32 = 0
+  public var workerPid: Int32 {
+    get {_storage._workerPid}
+    set {_uniqueStorage()._workerPid = newValue}
+  }
 
   /// The request can never be granted here (the node lacks the resources); message says why.
-  public var infeasible: Bool = false
+  public var infeasible: Bool {
+    get {_storage._infeasible}
+    set {_uniqueStorage()._infeasible = newValue}
+  }
 
-  public var message: String = String()
+  public var message: String {
+    get {_storage._message}
+    set {_uniqueStorage()._message = newValue}
+  }
 
   /// Not granted: cancelled by CancelWorkerLease, or the call's deadline is near (ask again if still needed).
-  public var canceled: Bool = false
+  public var canceled: Bool {
+    get {_storage._canceled}
+    set {_uniqueStorage()._canceled = newValue}
+  }
 
   /// Spillback: another node can run it; ask that raylet (node_id, ip_address, port), with grant_or_reject.
   public var retryAtRayletAddress: Ray_Rpc_Address {
-    get {_retryAtRayletAddress ?? Ray_Rpc_Address()}
-    set {_retryAtRayletAddress = newValue}
+    get {_storage._retryAtRayletAddress ?? Ray_Rpc_Address()}
+    set {_uniqueStorage()._retryAtRayletAddress = newValue}
   }
   /// Returns true if `retryAtRayletAddress` has been explicitly set.
-  public var hasRetryAtRayletAddress: Bool {self._retryAtRayletAddress != nil}
+  public var hasRetryAtRayletAddress: Bool {_storage._retryAtRayletAddress != nil}
   /// Clears the value of `retryAtRayletAddress`. Subsequent reads from it will return its default value.
-  public mutating func clearRetryAtRayletAddress() {self._retryAtRayletAddress = nil}
+  public mutating func clearRetryAtRayletAddress() {_uniqueStorage()._retryAtRayletAddress = nil}
 
   /// A grant_or_reject request this node cannot take after all: ask the submitter's own raylet again.
-  public var rejected: Bool = false
+  public var rejected: Bool {
+    get {_storage._rejected}
+    set {_uniqueStorage()._rejected = newValue}
+  }
 
   /// It can never run as asked (hard node affinity to a node that is gone or too small); message says why.
-  public var unschedulable: Bool = false
+  public var unschedulable: Bool {
+    get {_storage._unschedulable}
+    set {_uniqueStorage()._unschedulable = newValue}
+  }
+
+  /// With unschedulable: the placement group it was asked for is removed (Ray's
+  /// SCHEDULING_CANCELLED_PLACEMENT_GROUP_REMOVED).
+  public var placementGroupRemoved: Bool {
+    get {_storage._placementGroupRemoved}
+    set {_uniqueStorage()._placementGroupRemoved = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _workerAddress: Ray_Rpc_Address? = nil
-  fileprivate var _retryAtRayletAddress: Ray_Rpc_Address? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 /// Withdraws a waiting lease request (Ray: CancelWorkerLease). A request already granted stays granted:
@@ -532,6 +556,85 @@ public nonisolated struct Ray_Rpc_FetchObjectReply: Sendable {
   public init() {}
 }
 
+/// Reserves the bundles' resources on this node (all of them or none): success false if the node
+/// does not have them free now. Asking again for bundles already prepared is a success.
+public nonisolated struct Ray_Rpc_PrepareBundleResourcesRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var bundleSpecs: [Ray_Rpc_Bundle] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Ray_Rpc_PrepareBundleResourcesReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var success: Bool = false
+
+  public var message: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Makes prepared bundles usable: their resources appear as CPU_group_<index>_<pg>, CPU_group_<pg>,
+/// bundle_group_<index>_<pg> and bundle_group_<pg>, which tasks in the group ask for.
+public nonisolated struct Ray_Rpc_CommitBundleResourcesRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var bundleSpecs: [Ray_Rpc_Bundle] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Ray_Rpc_CommitBundleResourcesReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Gives reserved bundles back (prepared or committed): workers leased with their resources are
+/// killed, waiting leases for them fail, and the node's resources are as before.
+public nonisolated struct Ray_Rpc_CancelResourceReserveRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var bundleSpecs: [Ray_Rpc_Bundle] = []
+
+  /// Why (the group was removed, or a prepare elsewhere failed): the killed workers' exit says so.
+  public var reason: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Ray_Rpc_CancelResourceReserveReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "ray.rpc"
@@ -794,68 +897,125 @@ nonisolated extension Ray_Rpc_RequestWorkerLeaseRequest: SwiftProtobuf.Message, 
 
 nonisolated extension Ray_Rpc_RequestWorkerLeaseReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RequestWorkerLeaseReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}worker_address\0\u{3}worker_pid\0\u{1}infeasible\0\u{1}message\0\u{1}canceled\0\u{3}retry_at_raylet_address\0\u{1}rejected\0\u{1}unschedulable\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}worker_address\0\u{3}worker_pid\0\u{1}infeasible\0\u{1}message\0\u{1}canceled\0\u{3}retry_at_raylet_address\0\u{1}rejected\0\u{1}unschedulable\0\u{3}placement_group_removed\0")
+
+  fileprivate class _StorageClass {
+    var _workerAddress: Ray_Rpc_Address? = nil
+    var _workerPid: Int32 = 0
+    var _infeasible: Bool = false
+    var _message: String = String()
+    var _canceled: Bool = false
+    var _retryAtRayletAddress: Ray_Rpc_Address? = nil
+    var _rejected: Bool = false
+    var _unschedulable: Bool = false
+    var _placementGroupRemoved: Bool = false
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _workerAddress = source._workerAddress
+      _workerPid = source._workerPid
+      _infeasible = source._infeasible
+      _message = source._message
+      _canceled = source._canceled
+      _retryAtRayletAddress = source._retryAtRayletAddress
+      _rejected = source._rejected
+      _unschedulable = source._unschedulable
+      _placementGroupRemoved = source._placementGroupRemoved
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularMessageField(value: &self._workerAddress) }()
-      case 2: try { try decoder.decodeSingularInt32Field(value: &self.workerPid) }()
-      case 3: try { try decoder.decodeSingularBoolField(value: &self.infeasible) }()
-      case 4: try { try decoder.decodeSingularStringField(value: &self.message) }()
-      case 5: try { try decoder.decodeSingularBoolField(value: &self.canceled) }()
-      case 6: try { try decoder.decodeSingularMessageField(value: &self._retryAtRayletAddress) }()
-      case 7: try { try decoder.decodeSingularBoolField(value: &self.rejected) }()
-      case 8: try { try decoder.decodeSingularBoolField(value: &self.unschedulable) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._workerAddress) }()
+        case 2: try { try decoder.decodeSingularInt32Field(value: &_storage._workerPid) }()
+        case 3: try { try decoder.decodeSingularBoolField(value: &_storage._infeasible) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._message) }()
+        case 5: try { try decoder.decodeSingularBoolField(value: &_storage._canceled) }()
+        case 6: try { try decoder.decodeSingularMessageField(value: &_storage._retryAtRayletAddress) }()
+        case 7: try { try decoder.decodeSingularBoolField(value: &_storage._rejected) }()
+        case 8: try { try decoder.decodeSingularBoolField(value: &_storage._unschedulable) }()
+        case 9: try { try decoder.decodeSingularBoolField(value: &_storage._placementGroupRemoved) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    try { if let v = self._workerAddress {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
-    } }()
-    if self.workerPid != 0 {
-      try visitor.visitSingularInt32Field(value: self.workerPid, fieldNumber: 2)
-    }
-    if self.infeasible != false {
-      try visitor.visitSingularBoolField(value: self.infeasible, fieldNumber: 3)
-    }
-    if !self.message.isEmpty {
-      try visitor.visitSingularStringField(value: self.message, fieldNumber: 4)
-    }
-    if self.canceled != false {
-      try visitor.visitSingularBoolField(value: self.canceled, fieldNumber: 5)
-    }
-    try { if let v = self._retryAtRayletAddress {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
-    } }()
-    if self.rejected != false {
-      try visitor.visitSingularBoolField(value: self.rejected, fieldNumber: 7)
-    }
-    if self.unschedulable != false {
-      try visitor.visitSingularBoolField(value: self.unschedulable, fieldNumber: 8)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      try { if let v = _storage._workerAddress {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+      } }()
+      if _storage._workerPid != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._workerPid, fieldNumber: 2)
+      }
+      if _storage._infeasible != false {
+        try visitor.visitSingularBoolField(value: _storage._infeasible, fieldNumber: 3)
+      }
+      if !_storage._message.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._message, fieldNumber: 4)
+      }
+      if _storage._canceled != false {
+        try visitor.visitSingularBoolField(value: _storage._canceled, fieldNumber: 5)
+      }
+      try { if let v = _storage._retryAtRayletAddress {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+      } }()
+      if _storage._rejected != false {
+        try visitor.visitSingularBoolField(value: _storage._rejected, fieldNumber: 7)
+      }
+      if _storage._unschedulable != false {
+        try visitor.visitSingularBoolField(value: _storage._unschedulable, fieldNumber: 8)
+      }
+      if _storage._placementGroupRemoved != false {
+        try visitor.visitSingularBoolField(value: _storage._placementGroupRemoved, fieldNumber: 9)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Ray_Rpc_RequestWorkerLeaseReply, rhs: Ray_Rpc_RequestWorkerLeaseReply) -> Bool {
-    if lhs._workerAddress != rhs._workerAddress {return false}
-    if lhs.workerPid != rhs.workerPid {return false}
-    if lhs.infeasible != rhs.infeasible {return false}
-    if lhs.message != rhs.message {return false}
-    if lhs.canceled != rhs.canceled {return false}
-    if lhs._retryAtRayletAddress != rhs._retryAtRayletAddress {return false}
-    if lhs.rejected != rhs.rejected {return false}
-    if lhs.unschedulable != rhs.unschedulable {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._workerAddress != rhs_storage._workerAddress {return false}
+        if _storage._workerPid != rhs_storage._workerPid {return false}
+        if _storage._infeasible != rhs_storage._infeasible {return false}
+        if _storage._message != rhs_storage._message {return false}
+        if _storage._canceled != rhs_storage._canceled {return false}
+        if _storage._retryAtRayletAddress != rhs_storage._retryAtRayletAddress {return false}
+        if _storage._rejected != rhs_storage._rejected {return false}
+        if _storage._unschedulable != rhs_storage._unschedulable {return false}
+        if _storage._placementGroupRemoved != rhs_storage._placementGroupRemoved {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1450,6 +1610,174 @@ nonisolated extension Ray_Rpc_FetchObjectReply: SwiftProtobuf.Message, SwiftProt
   public static func ==(lhs: Ray_Rpc_FetchObjectReply, rhs: Ray_Rpc_FetchObjectReply) -> Bool {
     if lhs.offset != rhs.offset {return false}
     if lhs.size != rhs.size {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_PrepareBundleResourcesRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PrepareBundleResourcesRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}bundle_specs\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.bundleSpecs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.bundleSpecs.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.bundleSpecs, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_PrepareBundleResourcesRequest, rhs: Ray_Rpc_PrepareBundleResourcesRequest) -> Bool {
+    if lhs.bundleSpecs != rhs.bundleSpecs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_PrepareBundleResourcesReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PrepareBundleResourcesReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}success\0\u{1}message\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.success) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.message) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.success != false {
+      try visitor.visitSingularBoolField(value: self.success, fieldNumber: 1)
+    }
+    if !self.message.isEmpty {
+      try visitor.visitSingularStringField(value: self.message, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_PrepareBundleResourcesReply, rhs: Ray_Rpc_PrepareBundleResourcesReply) -> Bool {
+    if lhs.success != rhs.success {return false}
+    if lhs.message != rhs.message {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_CommitBundleResourcesRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CommitBundleResourcesRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}bundle_specs\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.bundleSpecs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.bundleSpecs.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.bundleSpecs, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_CommitBundleResourcesRequest, rhs: Ray_Rpc_CommitBundleResourcesRequest) -> Bool {
+    if lhs.bundleSpecs != rhs.bundleSpecs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_CommitBundleResourcesReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CommitBundleResourcesReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_CommitBundleResourcesReply, rhs: Ray_Rpc_CommitBundleResourcesReply) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_CancelResourceReserveRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CancelResourceReserveRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}bundle_specs\0\u{1}reason\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.bundleSpecs) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.bundleSpecs.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.bundleSpecs, fieldNumber: 1)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_CancelResourceReserveRequest, rhs: Ray_Rpc_CancelResourceReserveRequest) -> Bool {
+    if lhs.bundleSpecs != rhs.bundleSpecs {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_CancelResourceReserveReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CancelResourceReserveReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_CancelResourceReserveReply, rhs: Ray_Rpc_CancelResourceReserveReply) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

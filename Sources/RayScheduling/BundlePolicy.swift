@@ -1,0 +1,217 @@
+import RayCommon
+
+/// How a placement group's bundles are spread over nodes (Ray's `strategy`).
+public enum PlacementStrategy: String, Sendable, Hashable, CaseIterable {
+    /// On as few nodes as possible; more nodes when one cannot hold them all (best effort).
+    case pack = "PACK"
+    /// On distinct nodes where possible; nodes are shared when there are too few (best effort).
+    case spread = "SPREAD"
+    /// All on one node, or not at all.
+    case strictPack = "STRICT_PACK"
+    /// Each on a distinct node, or not at all.
+    case strictSpread = "STRICT_SPREAD"
+}
+
+/// Where a placement group's bundles go, or why they cannot go anywhere.
+public enum BundlePlacement: Sendable, Hashable {
+    /// Bundle index → node, for every bundle that was to be placed.
+    case placed([Int: NodeID])
+    /// An empty cluster of these nodes could hold them, but not what is free now: wait for resources.
+    case noResources(String)
+    /// No node of the cluster could ever hold them as asked (resources or strategy): wait for nodes
+    /// that can to join.
+    case infeasible(String)
+}
+
+/// Ray's bundle scheduling policies as pure functions of a ``ClusterView`` (the GCS places groups
+/// with them; the raylets then check and reserve). Nodes are always looked at in the cluster's
+/// fixed order, so the same view gives the same answer.
+public enum BundlePolicy {
+    /// Places the bundles of `bundles` not in `fixed` (bundle index → node that already holds it,
+    /// when a group is placed again after a node died), honouring `strategy` with the fixed ones.
+    public static func place(_ bundles: [ResourceSet], strategy: PlacementStrategy, fixed: [Int: NodeID] = [:],
+                             in view: ClusterView) -> BundlePlacement {
+        let toPlace = bundles.indices.filter { fixed[$0] == nil }
+        if toPlace.isEmpty { return .placed([:]) }
+        let nodes = view.orderedIDs.filter { view[$0]!.acceptsWork }
+        let now = nodes.map { (id: $0, free: view[$0]!.available, total: view[$0]!.total) }
+        if let placed = assign(bundles, toPlace, strategy, fixed, now) { return .placed(placed) }
+        let empty = nodes.map { (id: $0, free: view[$0]!.total, total: view[$0]!.total) }
+        // Feasibility on an empty cluster ignores where fixed bundles sit only if their nodes are gone.
+        if assign(bundles, toPlace, strategy, fixed, empty) != nil {
+            return .noResources("the cluster does not have \(describe(bundles, strategy)) free now")
+        }
+        return .infeasible(infeasibility(bundles, toPlace, strategy, fixed, empty))
+    }
+
+    typealias Capacity = (id: NodeID, free: ResourceSet, total: ResourceSet)
+
+    private static func assign(_ bundles: [ResourceSet], _ toPlace: [Int], _ strategy: PlacementStrategy,
+                               _ fixed: [Int: NodeID], _ nodes: [Capacity]) -> [Int: NodeID]? {
+        var nodes = nodes
+        let used = Set(fixed.values)
+        // Largest bundles first: they have the fewest places to go.
+        let order = toPlace.sorted { size(bundles[$0]) != size(bundles[$1]) ? size(bundles[$0]) > size(bundles[$1]) : $0 < $1 }
+        switch strategy {
+        case .strictPack:
+            var need = ResourceSet()
+            for index in toPlace { need.add(bundles[index]) }
+            var candidates = nodes.indices.filter { nodes[$0].free.covers(need) }
+            if let home = used.first { candidates = candidates.filter { nodes[$0].id == home } }
+            guard let best = candidates.min(by: { leftover(nodes[$0], need) < leftover(nodes[$1], need) }) else { return nil }
+            return Dictionary(uniqueKeysWithValues: toPlace.map { ($0, nodes[best].id) })
+        case .pack:
+            // One node for all of them if there is one (the group's own node first), else fill the
+            // node that takes the most of what is left, and go on.
+            var need = ResourceSet()
+            for index in toPlace { need.add(bundles[index]) }
+            let whole = nodes.indices.filter { nodes[$0].free.covers(need) }
+            if let best = whole.min(by: { rank(nodes[$0], need, used) < rank(nodes[$1], need, used) }) {
+                return Dictionary(uniqueKeysWithValues: toPlace.map { ($0, nodes[best].id) })
+            }
+            var result: [Int: NodeID] = [:]
+            var left = order
+            var usedNow = used
+            while !left.isEmpty {
+                var bestNode: Int?
+                var bestFit: [Int] = []
+                for n in nodes.indices {
+                    var free = nodes[n].free
+                    var fit: [Int] = []
+                    for index in left where free.covers(bundles[index]) {
+                        free.subtract(bundles[index])
+                        fit.append(index)
+                    }
+                    guard !fit.isEmpty else { continue }
+                    let better: Bool
+                    if let current = bestNode {
+                        let mine = (usedNow.contains(nodes[n].id) ? 0 : 1, -fit.count)
+                        let theirs = (usedNow.contains(nodes[current].id) ? 0 : 1, -bestFit.count)
+                        better = mine < theirs
+                    } else {
+                        better = true
+                    }
+                    if better {
+                        bestNode = n
+                        bestFit = fit
+                    }
+                }
+                guard let n = bestNode else { return nil }
+                for index in bestFit {
+                    nodes[n].free.subtract(bundles[index])
+                    result[index] = nodes[n].id
+                }
+                usedNow.insert(nodes[n].id)
+                left.removeAll { bestFit.contains($0) }
+            }
+            return result
+        case .spread, .strictSpread:
+            var result: [Int: NodeID] = [:]
+            var usedNow = used
+            for index in order {
+                let bundle = bundles[index]
+                let fitting = nodes.indices.filter { nodes[$0].free.covers(bundle) }
+                let fresh = fitting.filter { !usedNow.contains(nodes[$0].id) }
+                let pool = strategy == .strictSpread || !fresh.isEmpty ? fresh : fitting
+                // STRICT_SPREAD keeps the roomiest nodes for the bundles still to come (best fit);
+                // SPREAD takes the least loaded node.
+                let pick = strategy == .strictSpread
+                    ? pool.min { leftover(nodes[$0], bundle) < leftover(nodes[$1], bundle) }
+                    : pool.max { leftover(nodes[$0], bundle) < leftover(nodes[$1], bundle) }
+                guard let n = pick else { return nil }
+                nodes[n].free.subtract(bundle)
+                result[index] = nodes[n].id
+                usedNow.insert(nodes[n].id)
+            }
+            return result
+        }
+    }
+
+    /// Pack ranking: a node of the group first, then the best fit.
+    private static func rank(_ node: Capacity, _ need: ResourceSet, _ used: Set<NodeID>) -> (Int, Double) {
+        (used.contains(node.id) ? 0 : 1, leftover(node, need))
+    }
+
+    /// What share of the node's resources that `need` names would be left free after it (lower:
+    /// a tighter fit).
+    static func leftover(_ node: Capacity, _ need: ResourceSet) -> Double {
+        var share = 0.0
+        for (name, amount) in need.amounts where node.total[name] > 0 {
+            share += (node.free[name] - amount) / node.total[name]
+        }
+        return share
+    }
+
+    static func size(_ bundle: ResourceSet) -> Double { bundle.amounts.values.reduce(0, +) }
+
+    static func describe(_ bundles: [ResourceSet], _ strategy: PlacementStrategy) -> String {
+        "[" + bundles.map(\.rayDescription).joined(separator: ", ") + "] with strategy \(strategy.rawValue)"
+    }
+
+    private static func infeasibility(_ bundles: [ResourceSet], _ toPlace: [Int], _ strategy: PlacementStrategy,
+                                      _ fixed: [Int: NodeID], _ nodes: [Capacity]) -> String {
+        let group = describe(bundles, strategy)
+        if let lonely = toPlace.first(where: { index in !nodes.contains { $0.total.covers(bundles[index]) } }) {
+            return "no node of the cluster could ever hold bundle \(lonely) \(bundles[lonely].rayDescription) of \(group)"
+        }
+        switch strategy {
+        case .strictPack:
+            return "no node of the cluster could ever hold all of \(group) at once"
+        case .strictSpread:
+            let hosts = nodes.filter { node in toPlace.contains { node.total.covers(bundles[$0]) } && !fixed.values.contains(node.id) }
+            return "\(group) needs \(toPlace.count) distinct nodes that could hold its bundles; the cluster has \(hosts.count)"
+        case .pack, .spread:
+            return "the cluster's nodes together could never hold \(group)"
+        }
+    }
+}
+
+/// How a placement group's reserved resources are named on the nodes that hold its bundles (Ray's
+/// formatted resources): committing bundle `i` of group `pg` with `{"CPU": 2}` adds `CPU_group_i_<pg>`
+/// and `CPU_group_<pg>` (2 each) and the markers `bundle_group_i_<pg>`, `bundle_group_<pg>` (1000
+/// each); a task in bundle `i` asks for the first two of its own amounts and 0.001 of each marker
+/// (so work that needs no resources still lands in its bundle). Index −1 is any bundle.
+public enum BundleResources {
+    public static let marker = "bundle"
+    public static let markerTotal = 1000.0
+    public static let markerRequest = 0.001
+
+    public static func indexed(_ name: String, _ index: Int, _ pg: PlacementGroupID) -> String { "\(name)_group_\(index)_\(pg.hex)" }
+    public static func wildcard(_ name: String, _ pg: PlacementGroupID) -> String { "\(name)_group_\(pg.hex)" }
+
+    /// What committing bundle `index` of `pg` adds to its node.
+    public static func committed(_ bundle: ResourceSet, index: Int, of pg: PlacementGroupID) -> ResourceSet {
+        var names: [String: Double] = [:]
+        for (name, amount) in bundle.amounts {
+            names[indexed(name, index, pg)] = amount
+            names[wildcard(name, pg)] = amount
+        }
+        names[indexed(marker, index, pg)] = markerTotal
+        names[wildcard(marker, pg)] = markerTotal
+        return ResourceSet(names)
+    }
+
+    /// What a task or actor that asks for `resources` asks for in bundle `index` (−1: any) of `pg`.
+    public static func request(_ resources: [String: Double], index: Int, in pg: PlacementGroupID) -> [String: Double] {
+        var names: [String: Double] = [:]
+        for (name, amount) in resources where amount != 0 {
+            names[wildcard(name, pg)] = amount
+            if index >= 0 { names[indexed(name, index, pg)] = amount }
+        }
+        names[wildcard(marker, pg)] = markerRequest
+        if index >= 0 { names[indexed(marker, index, pg)] = markerRequest }
+        return names
+    }
+
+    /// True if `name` is one of `pg`'s reserved resources.
+    public static func belongs(_ name: String, to pg: PlacementGroupID) -> Bool {
+        name.hasSuffix("_" + pg.hex) && name.contains("_group_")
+    }
+
+    /// True if `name` is any placement group's reserved resource (not a node's own).
+    public static func isGroupResource(_ name: String) -> Bool {
+        let parts = name.split(separator: "_", omittingEmptySubsequences: false)
+        guard parts.count >= 3, let hex = parts.last, parts.dropLast().dropFirst().contains("group") else { return false }
+        return hex.count == PlacementGroupIDKind.size * 2 && hex.allSatisfy(\.isHexDigit)
+    }
+}
