@@ -82,7 +82,7 @@ let package = Package(
         // embedded local cluster (so it links the daemons; they never depend on it).
         .target(
             name: "Ray",
-            dependencies: ["RayCommon", "RayConcurrency", "RayCoreWorker", "RayGCS", "RayGCSClient", "RayRaylet", "RayProtos", "RayRPC", "RayServices"]),
+            dependencies: ["RayCommon", "RayConcurrency", "RayCoreWorker", "RayGCS", "RayGCSClient", "RayRaylet", "RayProtos", "RayRPC", "RayScheduling", "RayServices"]),
         // A Ray program the multi-process tests drive (driver and, re-launched, its workers).
         .executableTarget(name: "RayIntegrationApp", dependencies: ["Ray", "RayConcurrency"]),
         // Ray's `ray microbenchmark` figures (release build, `make bench`).

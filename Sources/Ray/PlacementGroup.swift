@@ -7,6 +7,7 @@ import RayCommon
 import RayCoreWorker
 import RayProtos
 import RayRPC
+import RayScheduling
 import RayServices
 
 /// A gang reservation of resources across the cluster (Ray's placement group): bundles of resources
@@ -77,14 +78,10 @@ public struct PlacementGroup: Sendable, Hashable, Codable, CustomStringConvertib
         guard let worker = Ray.currentWorker else {
             throw RayError(.system, "Ray is not running in this process: start it with Ray.start() or a RayApplication")
         }
-        var request = Ray_Rpc_WaitPlacementGroupUntilReadyRequest()
-        request.placementGroupID = Data(id.bytes)
         do {
-            _ = try await worker.gcsChannel().unary(GCSMethods.waitPlacementGroupUntilReady, request, options: CallOptions(timeout: timeout))
-            return true
-        } catch where error.code == .deadlineExceeded {
-            return false
-        } catch where error.code == .failedPrecondition || error.code == .notFound {
+            return try await worker.waitPlacementGroup(id, timeout: timeout)
+        } catch where error.code == .failedPrecondition || error.code == .notFound || error.code == .invalidArgument
+            || error.code == .alreadyExists {
             throw RayError(.taskPlacementGroupRemoved, error.message)
         } catch {
             throw RayError(.connection, "the GCS did not say whether placement group \(id.hex) is ready", cause: "\(error)")
@@ -160,6 +157,7 @@ extension Ray {
     /// zero, negative amounts, or a name in use.
     public func placementGroup(_ bundles: [[String: Double]], strategy: PlacementGroup.Strategy = .pack, name: String? = nil,
                                namespace: String? = nil, lifetime: ActorOptions.Lifetime = .nonDetached) async throws -> PlacementGroup {
+        if let problem = BundleResources.problem(with: bundles) { throw RayError(.system, problem) }
         let id = PlacementGroupID.random(job: jobID)
         var spec = Ray_Rpc_PlacementGroupTableData()
         spec.placementGroupID = Data(id.bytes)
@@ -173,18 +171,16 @@ extension Ray {
             bundle.unitResources = resources
             return bundle
         }
-        var request = Ray_Rpc_CreatePlacementGroupRequest()
-        request.placementGroupSpec = spec
-        try await gcsCall("create a placement group") { try await $0.unary(GCSMethods.createPlacementGroup, request, options: CallOptions(timeout: .seconds(30))) }
+        // A named group waits for the GCS (the name may be taken); others are registered in the
+        // background, ahead of any wait, ready or removal of them.
+        try await gcsCall("create a placement group") { _ in try await worker.createPlacementGroup(spec, confirm: name != nil) }
         return PlacementGroup(id: id, bundles: bundles, strategy: strategy)
     }
 
     /// Removes the group: the tasks and actors running in it are killed, its resources are free again
     /// on every node, and work still waiting for it fails with `TaskPlacementGroupRemoved`.
     public func removePlacementGroup(_ group: PlacementGroup) async throws {
-        var request = Ray_Rpc_RemovePlacementGroupRequest()
-        request.placementGroupID = Data(group.id.bytes)
-        try await gcsCall("remove placement group \(group.id.hex)") { try await $0.unary(GCSMethods.removePlacementGroup, request, options: CallOptions(timeout: .seconds(30))) }
+        try await gcsCall("remove placement group \(group.id.hex)") { _ in try await worker.removePlacementGroup(group.id) }
     }
 
     /// The live group named `name` in `namespace` (default: this job's), created by any job.
@@ -203,7 +199,8 @@ extension Ray {
         var request = Ray_Rpc_GetPlacementGroupRequest()
         request.placementGroupID = Data(group.id.bytes)
         let reply = try await gcsCall("look up placement group \(group.id.hex)") {
-            try await $0.unary(GCSMethods.getPlacementGroup, request, options: CallOptions(timeout: .seconds(10)))
+            try await worker.placementGroupRegistered(group.id)
+            return try await $0.unary(GCSMethods.getPlacementGroup, request, options: CallOptions(timeout: .seconds(10)))
         }
         return PlacementGroupInfo(reply.placementGroupTableData)
     }

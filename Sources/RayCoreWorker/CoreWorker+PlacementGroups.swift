@@ -5,10 +5,12 @@ import Foundation
 #endif
 import RayCommon
 import RayConcurrency
+import RayGCSClient
 import RayProtos
 import RayRPC
 import RayScheduling
 import RayServices
+import Synchronization
 
 /// Work in placement groups: what a task or actor in a bundle asks the raylets for, the group a
 /// running task or actor hands on to what it starts (capture_child_tasks), and `ready()` as an object.
@@ -35,29 +37,239 @@ extension CoreWorker {
         return (BundleResources.request(resources, index: Int(group.placementGroupBundleIndex), in: id), strategy)
     }
 
+    /// Registers a group with the GCS. With `confirm` (a named group: the name may be taken) this
+    /// waits for the GCS's answer and throws its refusal; without, the call goes out in the
+    /// background and this returns at once: `wait`, `ready` and removal of the group come after it,
+    /// and a refusal fails them.
+    public func createPlacementGroup(_ spec: Ray_Rpc_PlacementGroupTableData, confirm: Bool) async throws(RPCError) {
+        let id = try PlacementGroupID(spec.placementGroupID, field: "placement_group_id")
+        await placementGroups.follow(gcsAddress: gcsAddress)
+        var request = Ray_Rpc_CreatePlacementGroupRequest()
+        request.placementGroupSpec = spec
+        let channel = try gcsChannel()
+        let call = Task(executorPreference: ThreadExecutor.coreWorker) { () -> RPCError? in
+            do {
+                _ = try await channel.unary(GCSMethods.createPlacementGroup, request, options: CallOptions(timeout: .seconds(30), waitForReady: true))
+                return nil
+            } catch let error as RPCError {
+                return error
+            } catch {
+                return RPCError(code: .internalError, message: "\(error)")
+            }
+        }
+        placementGroups.creating(id, call)
+        if confirm, let refusal = await call.value { throw refusal }
+    }
+
+    /// Returns once the group's registration (if this process made it) reached the GCS; throws the
+    /// GCS's refusal of it.
+    public func placementGroupRegistered(_ id: PlacementGroupID) async throws(RPCError) {
+        if let refusal = await placementGroups.created(id) { throw refusal }
+    }
+
+    /// Waits up to `timeout` (nil: no limit) for the group to be CREATED: true if it is, false if the
+    /// time ran out; throws if it was removed (or never registered).
+    public func waitPlacementGroup(_ id: PlacementGroupID, timeout: Duration?) async throws(RPCError) -> Bool {
+        let deadline = timeout.map { ContinuousClock.now + $0 }
+        if let refusal = await placementGroups.created(id) { throw refusal }
+        if placementGroups.known(id) == nil {
+            // Made elsewhere: follow the channel first, then ask where it is now.
+            await placementGroups.follow(gcsAddress: gcsAddress)
+            var request = Ray_Rpc_GetPlacementGroupRequest()
+            request.placementGroupID = Data(id.bytes)
+            let data = try await gcsChannel().unary(GCSMethods.getPlacementGroup, request, options: CallOptions(timeout: .seconds(10)))
+            placementGroups.learn(data.placementGroupTableData)
+        }
+        return try await placementGroups.wait(id, until: deadline)
+    }
+
+    /// Removes the group in the GCS (after its registration went out); the GCS frees its bundles
+    /// on the nodes in the background (Ray's removal is asynchronous too).
+    public func removePlacementGroup(_ id: PlacementGroupID) async throws(RPCError) {
+        _ = await placementGroups.created(id)
+        var request = Ray_Rpc_RemovePlacementGroupRequest()
+        request.placementGroupID = Data(id.bytes)
+        _ = try await gcsChannel().unary(GCSMethods.removePlacementGroup, request, options: CallOptions(timeout: .seconds(30)))
+    }
+
     /// An object owned by this process that holds `value` once the group is created, or a
     /// `TaskPlacementGroupRemoved` error if it is removed first (Ray's `pg.ready()`).
     public func placementGroupReady(_ group: PlacementGroupID, value: [UInt8]) -> ObjectID {
         let id = ObjectID(task: submitter.putTaskID, index: submitter.nextPutIndex())
         store.addOwned(id)
         Task(executorPreference: ThreadExecutor.coreWorker) { [self] in
-            var request = Ray_Rpc_WaitPlacementGroupUntilReadyRequest()
-            request.placementGroupID = Data(group.bytes)
-            while true {
-                do {
-                    _ = try await gcsChannel().unary(GCSMethods.waitPlacementGroupUntilReady, request, options: CallOptions(timeout: .seconds(3600)))
-                    store.set(id, .inline(value))
-                    return
-                } catch let error as RPCError where error.code == .deadlineExceeded || error.code == .unavailable {
-                    try? await ThreadExecutor.coreWorker.sleep(for: .milliseconds(200))
-                } catch {
-                    let message = (error as? RPCError)?.message ?? "\(error)"
-                    store.set(id, .error(TaskFailure(kind: .taskPlacementGroupRemoved, type: "",
-                                                     message: message, function: "PlacementGroup.ready")))
-                    return
-                }
+            do throws(RPCError) {
+                _ = try await waitPlacementGroup(group, timeout: nil)
+                store.set(id, .inline(value))
+            } catch {
+                store.set(id, .error(TaskFailure(kind: .taskPlacementGroupRemoved, type: "", message: error.message, function: "PlacementGroup.ready")))
             }
         }
         return id
+    }
+}
+
+/// The placement groups a process made or waits for, kept current from the GCS's placement-group
+/// channel (followed from the first group this process makes or waits for), so waiting for a group
+/// this process made costs no call.
+final class PlacementGroupWatcher: Sendable {
+    enum Known: Sendable, Equatable {
+        case waiting
+        case created
+        case removed(String)
+    }
+
+    private struct State {
+        var follower: Task<Void, Never>?
+        var following = false
+        var followers: [CheckedContinuation<Void, Never>] = []
+        var known: [PlacementGroupID: Known] = [:]
+        var creating: [PlacementGroupID: Task<RPCError?, Never>] = [:]
+        var waiters: [PlacementGroupID: [UInt64: CheckedContinuation<Bool, any Error>]] = [:]
+        var nextWaiter: UInt64 = 0
+        var stopped = false
+    }
+    private let state = Mutex(State())
+
+    /// Starts following the channel (once) and returns when it is followed.
+    func follow(gcsAddress: String) async {
+        enum Step { case ready, wait, start }
+        let step = state.withLock { s -> Step in
+            if s.following || s.stopped { return .ready }
+            if s.follower != nil { return .wait }
+            s.follower = Task {}  // placeholder: claims the start
+            return .start
+        }
+        switch step {
+        case .ready: return
+        case .wait:
+            await withCheckedContinuation { continuation in
+                let ready = state.withLock { s -> Bool in
+                    if s.following || s.stopped { return true }
+                    s.followers.append(continuation)
+                    return false
+                }
+                if ready { continuation.resume() }
+            }
+        case .start:
+            let (ready, readySignal) = AsyncStream<Void>.makeStream()
+            let follower = Task(executorPreference: ThreadExecutor.coreWorker) { [weak self] in
+                guard let gcs = try? GCSClient(address: gcsAddress) else {
+                    readySignal.finish()
+                    return
+                }
+                while !Task.isCancelled {
+                    if let changes = try? await gcs.subscribe([.gcsPlacementGroupChannel]) {
+                        readySignal.finish()
+                        do {
+                            for try await message in changes {
+                                guard case .placementGroupMessage(let data) = message.innerMessage else { continue }
+                                self?.learn(data)
+                            }
+                        } catch {}
+                        return
+                    }
+                    try? await ThreadExecutor.coreWorker.sleep(for: .milliseconds(200))
+                }
+                readySignal.finish()
+            }
+            state.withLock { $0.follower = follower }
+            for await _ in ready {}
+            let waiting = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+                s.following = true
+                defer { s.followers = [] }
+                return s.followers
+            }
+            for continuation in waiting { continuation.resume() }
+        }
+    }
+
+    func stop() {
+        let (follower, waiters, followers) = state.withLock { s in
+            s.stopped = true
+            defer { s.waiters = [:]; s.followers = [] }
+            return (s.follower, s.waiters.values.flatMap(\.values), s.followers)
+        }
+        follower?.cancel()
+        for waiter in waiters { waiter.resume(throwing: RPCError(code: .cancelled, message: "Ray shut down")) }
+        for follower in followers { follower.resume() }
+    }
+
+    func creating(_ id: PlacementGroupID, _ call: Task<RPCError?, Never>) {
+        state.withLock { s in
+            if s.known[id] == nil { s.known[id] = .waiting }
+            s.creating[id] = call
+        }
+    }
+
+    /// Waits for the group's registration if it is still going out; its refusal, if it was refused.
+    func created(_ id: PlacementGroupID) async -> RPCError? {
+        guard let call = state.withLock({ $0.creating[id] }) else { return nil }
+        let refusal = await call.value
+        state.withLock { s in
+            s.creating[id] = nil
+            if let refusal { s.known[id] = .removed(refusal.message) }
+        }
+        return refusal
+    }
+
+    func known(_ id: PlacementGroupID) -> Known? { state.withLock { $0.known[id] } }
+
+    /// A state the GCS published (or answered): wakes the waiters of a group created or removed.
+    func learn(_ data: Ray_Rpc_PlacementGroupTableData) {
+        guard let id = try? PlacementGroupID(bytes: data.placementGroupID) else { return }
+        let known: Known
+        switch data.state {
+        case .created: known = .created
+        case .removed: known = .removed("placement group \(id.hex) was removed before it was created")
+        default: known = .waiting
+        }
+        let waiters = state.withLock { s -> [CheckedContinuation<Bool, any Error>] in
+            if case .removed = s.known[id] { return [] }  // removal is final
+            s.known[id] = known
+            guard known != .waiting else { return [] }
+            return s.waiters.removeValue(forKey: id).map { Array($0.values) } ?? []
+        }
+        for waiter in waiters {
+            if case .removed(let message) = known {
+                waiter.resume(throwing: RPCError(code: .failedPrecondition, message: message))
+            } else {
+                waiter.resume(returning: true)
+            }
+        }
+    }
+
+    /// True once the group is CREATED, false at `deadline`; throws if it is removed.
+    func wait(_ id: PlacementGroupID, until deadline: ContinuousClock.Instant?) async throws(RPCError) -> Bool {
+        do {
+            return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Bool, any Error>) in
+                let (answer, key) = state.withLock { s -> (Result<Bool, RPCError>?, UInt64) in
+                    switch s.known[id] {
+                    case .created: return (.success(true), 0)
+                    case .removed(let message): return (.failure(RPCError(code: .failedPrecondition, message: message)), 0)
+                    default:
+                        if s.stopped { return (.failure(RPCError(code: .cancelled, message: "Ray shut down")), 0) }
+                        if let deadline, deadline <= .now { return (.success(false), 0) }
+                        s.nextWaiter += 1
+                        s.waiters[id, default: [:]][s.nextWaiter] = continuation
+                        return (nil, s.nextWaiter)
+                    }
+                }
+                if let answer {
+                    continuation.resume(with: answer.mapError { $0 as any Error })
+                    return
+                }
+                if let deadline {
+                    _ = ThreadExecutor.coreWorker.schedule(after: deadline - .now) { [weak self] in
+                        let waiter = self?.state.withLock { $0.waiters[id]?.removeValue(forKey: key) }
+                        waiter?.resume(returning: false)
+                    }
+                }
+            }
+        } catch let error as RPCError {
+            throw error
+        } catch {
+            throw RPCError(code: .internalError, message: "\(error)")
+        }
     }
 }

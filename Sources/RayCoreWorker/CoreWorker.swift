@@ -84,10 +84,12 @@ public final class CoreWorker: Sendable {
     /// The placement group this process's actor was created in with capture_child_tasks: what it
     /// starts without a strategy of its own goes there too.
     let actorPlacementGroup = Mutex<Ray_Rpc_PlacementGroupSchedulingStrategy?>(nil)
+    /// The placement groups this process made or waits for, as the GCS publishes them.
+    let placementGroups = PlacementGroupWatcher()
     private let gcs = Mutex<RPCChannel?>(nil)
     /// Follows node deaths the GCS publishes (``followNodeDeaths(gcsAddress:)``), until shutdown.
     private let nodeWatch = Mutex<Task<Void, Never>?>(nil)
-    private let gcsAddress: String
+    let gcsAddress: String
     let channels: ChannelCache
     /// Objects up to this many bytes travel inline (`RAY_max_direct_call_object_size`, 100 KiB).
     let inlineThreshold = RayConfig()[RayConfig.maxDirectCallObjectSize]
@@ -239,6 +241,7 @@ public final class CoreWorker: Sendable {
     /// Leaves the raylet (a driver's workers stop with it) and stops serving.
     public func shutdown() async {
         nodeWatch.withLock { $0?.cancel() }
+        placementGroups.stop()
         submitter.shutdown()
         await pendingDeletes.flush()
         var request = Ray_Rpc_DisconnectClientRequest()

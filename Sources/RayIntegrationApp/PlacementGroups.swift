@@ -85,9 +85,15 @@ enum PlacementGroupScenarios {
         report("waiting_task_kind", await errorKind { _ = try await waiting.get(timeout: .seconds(30)) })
         report("ready_after_removal_kind", await errorKind { _ = try await four.ready().get(timeout: .seconds(10)) })
 
-        // Removing a group kills its actor and frees its bundles.
+        // Removing a group kills its actor and frees its bundles (soon after: removal is asynchronous, as Ray's).
         try await ray.removePlacementGroup(spread)
-        report("removed_actor_kind", await errorKind { _ = try await actor.node() })
+        var removedKind = "none"
+        let removedBy = ContinuousClock.now + .seconds(10)
+        while removedKind == "none", ContinuousClock.now < removedBy {
+            removedKind = await errorKind { _ = try await actor.node() }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        report("removed_actor_kind", removedKind)
         report("removed_state", try await ray.placementGroupInfo(spread).state.rawValue)
 
         // STRICT_PACK: both bundles on one node.

@@ -55,29 +55,41 @@ extension NodeManager {
         return reply
     }
 
-    /// Sets the bundles' resources aside, all or none; already prepared ones count as done.
+    /// Sets the bundles' resources aside, each group's all or none (groups in the order they come);
+    /// already prepared bundles count as done. The reply names the groups that did not fit.
     func prepareBundles(_ specs: [Ray_Rpc_Bundle]) throws(RPCError) -> Ray_Rpc_PrepareBundleResourcesReply {
-        var reply = Ray_Rpc_PrepareBundleResourcesReply()
-        var need = ResourceSet()
-        var fresh: [(BundleKey, ResourceSet)] = []
+        var byGroup: [(PlacementGroupID, [(BundleKey, ResourceSet)])] = []
         for spec in specs {
             let (key, resources) = try Self.bundle(spec)
-            if removedGroups.contains(key.group) {
-                reply.message = "placement group \(key.group.hex) was removed"
-                return reply
+            if let index = byGroup.firstIndex(where: { $0.0 == key.group }) {
+                byGroup[index].1.append((key, resources))
+            } else {
+                byGroup.append((key.group, [(key, resources)]))
             }
-            guard bundles[key] == nil, !fresh.contains(where: { $0.0 == key }) else { continue }
-            need.add(resources)
-            fresh.append((key, resources))
         }
-        guard available.covers(need) else {
-            reply.message = "node \(nodeID.hex) has \(available.filter { need[$0] > 0 }) free, the bundles need \(need)"
-            return reply
+        var reply = Ray_Rpc_PrepareBundleResourcesReply()
+        var prepared = false
+        for (group, entries) in byGroup {
+            var need = ResourceSet()
+            var fresh: [(BundleKey, ResourceSet)] = []
+            for (key, resources) in entries where bundles[key] == nil && !fresh.contains(where: { $0.0 == key }) {
+                need.add(resources)
+                fresh.append((key, resources))
+            }
+            guard !removedGroups.contains(group), available.covers(need) else {
+                reply.failedPlacementGroupIds.append(Data(group.bytes))
+                if reply.message.isEmpty {
+                    reply.message = removedGroups.contains(group) ? "placement group \(group.hex) was removed"
+                        : "node \(nodeID.hex) has \(available.filter { need[$0] > 0 }) free, placement group \(group.hex) needs \(need)"
+                }
+                continue
+            }
+            available.subtract(need)
+            for (key, resources) in fresh { bundles[key] = ReservedBundle(resources: resources) }
+            prepared = prepared || !fresh.isEmpty
         }
-        available.subtract(need)
-        for (key, resources) in fresh { bundles[key] = ReservedBundle(resources: resources) }
-        reply.success = true
-        reportResourcesIfChanged()
+        reply.success = reply.failedPlacementGroupIds.isEmpty
+        if prepared { reportResourcesIfChanged() }
         return reply
     }
 

@@ -208,6 +208,25 @@ public enum BundleResources {
         name.hasSuffix("_" + pg.hex) && name.contains("_group_")
     }
 
+    /// What is wrong with a placement group's bundles, in Ray's words (nil: nothing): none at all,
+    /// a bundle with no resource above zero, a negative or non-finite amount, or a name that is
+    /// empty or already a bundle's reserved resource.
+    public static func problem(with bundles: [[String: Double]]) -> String? {
+        guard !bundles.isEmpty else { return "The placement group `bundles` argument cannot contain an empty list" }
+        for (index, bundle) in bundles.enumerated() {
+            if let bad = bundle.sorted(by: { $0.key < $1.key }).first(where: { $0.value < 0 || !$0.value.isFinite }) {
+                return "bundle \(index): resource \(bad.key) cannot be \(bad.value)"
+            }
+            if let bad = bundle.keys.sorted().first(where: { $0.isEmpty || isGroupResource($0) }) {
+                return "bundle \(index): '\(bad)' is not a resource a bundle can ask for"
+            }
+            guard bundle.values.contains(where: { $0 > 0 }) else {
+                return "Bundles cannot be an empty dictionary or resources with only 0 values. Bundle \(index) is \(ResourceSet(bundle).rayDescription)"
+            }
+        }
+        return nil
+    }
+
     /// True if `name` is any placement group's reserved resource (not a node's own).
     public static func isGroupResource(_ name: String) -> Bool {
         let parts = name.split(separator: "_", omittingEmptySubsequences: false)

@@ -556,8 +556,10 @@ public nonisolated struct Ray_Rpc_FetchObjectReply: Sendable {
   public init() {}
 }
 
-/// Reserves the bundles' resources on this node (all of them or none): success false if the node
-/// does not have them free now. Asking again for bundles already prepared is a success.
+/// Reserves the bundles' resources on this node, all of a group's bundles or none of them (the
+/// bundles may belong to several groups, which the GCS placed in one round; each group is all or
+/// nothing on its own): success false if some group's could not be, failed_placement_group_ids
+/// naming those. Asking again for bundles already prepared is a success.
 public nonisolated struct Ray_Rpc_PrepareBundleResourcesRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -578,6 +580,8 @@ public nonisolated struct Ray_Rpc_PrepareBundleResourcesReply: Sendable {
   public var success: Bool = false
 
   public var message: String = String()
+
+  public var failedPlacementGroupIds: [Data] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -617,7 +621,7 @@ public nonisolated struct Ray_Rpc_CancelResourceReserveRequest: Sendable {
 
   public var bundleSpecs: [Ray_Rpc_Bundle] = []
 
-  /// Why (the group was removed, or a prepare elsewhere failed): the killed workers' exit says so.
+  /// Why, for the killed workers' exit (empty: "its placement group <id> was removed").
   public var reason: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -1647,7 +1651,7 @@ nonisolated extension Ray_Rpc_PrepareBundleResourcesRequest: SwiftProtobuf.Messa
 
 nonisolated extension Ray_Rpc_PrepareBundleResourcesReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PrepareBundleResourcesReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}success\0\u{1}message\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}success\0\u{1}message\0\u{3}failed_placement_group_ids\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1657,6 +1661,7 @@ nonisolated extension Ray_Rpc_PrepareBundleResourcesReply: SwiftProtobuf.Message
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularBoolField(value: &self.success) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.message) }()
+      case 3: try { try decoder.decodeRepeatedBytesField(value: &self.failedPlacementGroupIds) }()
       default: break
       }
     }
@@ -1669,12 +1674,16 @@ nonisolated extension Ray_Rpc_PrepareBundleResourcesReply: SwiftProtobuf.Message
     if !self.message.isEmpty {
       try visitor.visitSingularStringField(value: self.message, fieldNumber: 2)
     }
+    if !self.failedPlacementGroupIds.isEmpty {
+      try visitor.visitRepeatedBytesField(value: self.failedPlacementGroupIds, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Ray_Rpc_PrepareBundleResourcesReply, rhs: Ray_Rpc_PrepareBundleResourcesReply) -> Bool {
     if lhs.success != rhs.success {return false}
     if lhs.message != rhs.message {return false}
+    if lhs.failedPlacementGroupIds != rhs.failedPlacementGroupIds {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
