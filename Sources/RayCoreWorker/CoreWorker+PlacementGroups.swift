@@ -3,6 +3,9 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+#if canImport(Glibc)
+@preconcurrency import Glibc
+#endif
 import RayCommon
 import RayConcurrency
 import RayGCSClient
@@ -44,34 +47,22 @@ extension CoreWorker {
     public func createPlacementGroup(_ spec: Ray_Rpc_PlacementGroupTableData, confirm: Bool) async throws(RPCError) {
         let id = try PlacementGroupID(spec.placementGroupID, field: "placement_group_id")
         await placementGroups.follow(gcsAddress: gcsAddress)
-        var request = Ray_Rpc_CreatePlacementGroupRequest()
-        request.placementGroupSpec = spec
-        let channel = try gcsChannel()
-        let call = Task(executorPreference: ThreadExecutor.coreWorker) { () -> RPCError? in
-            do {
-                _ = try await channel.unary(GCSMethods.createPlacementGroup, request, options: CallOptions(timeout: .seconds(30), waitForReady: true))
-                return nil
-            } catch let error as RPCError {
-                return error
-            } catch {
-                return RPCError(code: .internalError, message: "\(error)")
-            }
-        }
+        let call = placementGroupCalls.enqueue(.create(spec), on: try gcsChannel())
         placementGroups.creating(id, call)
-        if confirm, let refusal = await call.value { throw refusal }
+        if confirm, let refusal = await placementGroups.settled(id) { throw refusal }
     }
 
     /// Returns once the group's registration (if this process made it) reached the GCS; throws the
     /// GCS's refusal of it.
     public func placementGroupRegistered(_ id: PlacementGroupID) async throws(RPCError) {
-        if let refusal = await placementGroups.created(id) { throw refusal }
+        if let refusal = await placementGroups.settled(id), placementGroups.known(id) != .removedHere { throw refusal }
     }
 
     /// Waits up to `timeout` (nil: no limit) for the group to be CREATED: true if it is, false if the
     /// time ran out; throws if it was removed (or never registered).
     public func waitPlacementGroup(_ id: PlacementGroupID, timeout: Duration?) async throws(RPCError) -> Bool {
         let deadline = timeout.map { ContinuousClock.now + $0 }
-        if let refusal = await placementGroups.created(id) { throw refusal }
+        if let refusal = await placementGroups.settled(id), placementGroups.known(id) != .removedHere { throw refusal }
         if placementGroups.known(id) == nil {
             // Made elsewhere: follow the channel first, then ask where it is now.
             await placementGroups.follow(gcsAddress: gcsAddress)
@@ -83,13 +74,21 @@ extension CoreWorker {
         return try await placementGroups.wait(id, until: deadline)
     }
 
-    /// Removes the group in the GCS (after its registration went out); the GCS frees its bundles
-    /// on the nodes in the background (Ray's removal is asynchronous too).
+    /// Removes the group (Ray's removal is asynchronous too). One this process made is removed in
+    /// the background, after its registration (``PlacementGroupCalls``): it is REMOVED here at once
+    /// (waits for it fail), and the GCS frees its bundles on the nodes; a failure to reach the GCS
+    /// is logged. A group made elsewhere waits for the GCS's answer and throws its refusal.
     public func removePlacementGroup(_ id: PlacementGroupID) async throws(RPCError) {
-        _ = await placementGroups.created(id)
         var request = Ray_Rpc_RemovePlacementGroupRequest()
         request.placementGroupID = Data(id.bytes)
-        _ = try await gcsChannel().unary(GCSMethods.removePlacementGroup, request, options: CallOptions(timeout: .seconds(30)))
+        let channel = try gcsChannel()
+        guard let previous = placementGroups.madeHere(id) else {
+            _ = try await channel.unary(GCSMethods.removePlacementGroup, request, options: CallOptions(timeout: .seconds(30)))
+            placementGroups.removed(id, after: nil)
+            return
+        }
+        let call = placementGroupCalls.enqueue(.remove(Data(id.bytes), after: previous), on: channel)
+        placementGroups.removed(id, after: call)
     }
 
     /// An object owned by this process that holds `value` once the group is created, or a
@@ -117,6 +116,8 @@ final class PlacementGroupWatcher: Sendable {
         case waiting
         case created
         case removed(String)
+        /// This process removed it.
+        case removedHere
     }
 
     private struct State {
@@ -124,7 +125,9 @@ final class PlacementGroupWatcher: Sendable {
         var following = false
         var followers: [CheckedContinuation<Void, Never>] = []
         var known: [PlacementGroupID: Known] = [:]
-        var creating: [PlacementGroupID: Task<RPCError?, Never>] = [:]
+        /// The newest call about a group this process made (its registration, then its removal),
+        /// each sent after the one before.
+        var inFlight: [PlacementGroupID: CallOutcome] = [:]
         var waiters: [PlacementGroupID: [UInt64: CheckedContinuation<Bool, any Error>]] = [:]
         var nextWaiter: UInt64 = 0
         var stopped = false
@@ -195,22 +198,57 @@ final class PlacementGroupWatcher: Sendable {
         for follower in followers { follower.resume() }
     }
 
-    func creating(_ id: PlacementGroupID, _ call: Task<RPCError?, Never>) {
+    func creating(_ id: PlacementGroupID, _ call: CallOutcome) {
         state.withLock { s in
             if s.known[id] == nil { s.known[id] = .waiting }
-            s.creating[id] = call
+            s.inFlight[id] = call
         }
     }
 
-    /// Waits for the group's registration if it is still going out; its refusal, if it was refused.
-    func created(_ id: PlacementGroupID) async -> RPCError? {
-        guard let call = state.withLock({ $0.creating[id] }) else { return nil }
+    /// nil if this process did not make the group; else the call its removal must follow (nil
+    /// inside if none is in flight).
+    func madeHere(_ id: PlacementGroupID) -> CallOutcome?? {
+        state.withLock { s in s.known[id] == nil ? nil : .some(s.inFlight[id]) }
+    }
+
+    /// The group is removed by this process: final here at once, its waiters fail.
+    func removed(_ id: PlacementGroupID, after call: CallOutcome?) {
+        let waiters = state.withLock { s -> [CheckedContinuation<Bool, any Error>] in
+            s.known[id] = .removedHere
+            s.inFlight[id] = call
+            return s.waiters.removeValue(forKey: id).map { Array($0.values) } ?? []
+        }
+        for waiter in waiters {
+            waiter.resume(throwing: RPCError(code: .failedPrecondition, message: "placement group \(id.hex) was removed"))
+        }
+    }
+
+    /// Waits for the calls about the group still going out; the refusal of one, if it was refused
+    /// (a refused registration makes the group removed here).
+    func settled(_ id: PlacementGroupID) async -> RPCError? {
+        guard let call = state.withLock({ $0.inFlight[id] }) else { return nil }
         let refusal = await call.value
         state.withLock { s in
-            s.creating[id] = nil
-            if let refusal { s.known[id] = .removed(refusal.message) }
+            if s.inFlight[id] === call { s.inFlight[id] = nil }
+            if let refusal, s.known[id] != .removedHere { s.known[id] = .removed(refusal.message) }
         }
         return refusal
+    }
+
+    /// Waits (up to `limit`) for every call still going out, so none is lost at shutdown.
+    func drain(limit: Duration) async {
+        let calls = state.withLock { Array($0.inFlight.values) }
+        let deadline = ContinuousClock.now + limit
+        for call in calls {
+            let remaining = deadline - .now
+            guard remaining > .zero else { return }
+            _ = await withTaskGroup(of: Bool.self) { group in
+                group.addTask { _ = await call.value; return true }
+                group.addTask { try? await Task.sleep(for: remaining); return false }
+                defer { group.cancelAll() }
+                return await group.next() ?? false
+            }
+        }
     }
 
     func known(_ id: PlacementGroupID) -> Known? { state.withLock { $0.known[id] } }
@@ -226,6 +264,7 @@ final class PlacementGroupWatcher: Sendable {
         }
         let waiters = state.withLock { s -> [CheckedContinuation<Bool, any Error>] in
             if case .removed = s.known[id] { return [] }  // removal is final
+            if s.known[id] == .removedHere { return [] }
             s.known[id] = known
             guard known != .waiting else { return [] }
             return s.waiters.removeValue(forKey: id).map { Array($0.values) } ?? []
@@ -247,6 +286,7 @@ final class PlacementGroupWatcher: Sendable {
                     switch s.known[id] {
                     case .created: return (.success(true), 0)
                     case .removed(let message): return (.failure(RPCError(code: .failedPrecondition, message: message)), 0)
+                    case .removedHere: return (.failure(RPCError(code: .failedPrecondition, message: "placement group \(id.hex) was removed")), 0)
                     default:
                         if s.stopped { return (.failure(RPCError(code: .cancelled, message: "Ray shut down")), 0) }
                         if let deadline, deadline <= .now { return (.success(false), 0) }

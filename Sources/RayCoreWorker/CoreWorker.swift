@@ -86,6 +86,8 @@ public final class CoreWorker: Sendable {
     let actorPlacementGroup = Mutex<Ray_Rpc_PlacementGroupSchedulingStrategy?>(nil)
     /// The placement groups this process made or waits for, as the GCS publishes them.
     let placementGroups = PlacementGroupWatcher()
+    /// Their registrations and removals, batched to the GCS in order.
+    let placementGroupCalls = PlacementGroupCalls()
     private let gcs = Mutex<RPCChannel?>(nil)
     /// Follows node deaths the GCS publishes (``followNodeDeaths(gcsAddress:)``), until shutdown.
     private let nodeWatch = Mutex<Task<Void, Never>?>(nil)
@@ -241,6 +243,7 @@ public final class CoreWorker: Sendable {
     /// Leaves the raylet (a driver's workers stop with it) and stops serving.
     public func shutdown() async {
         nodeWatch.withLock { $0?.cancel() }
+        await placementGroups.drain(limit: .seconds(5))
         placementGroups.stop()
         submitter.shutdown()
         await pendingDeletes.flush()

@@ -208,11 +208,12 @@ public final class GCSServer: Sendable {
 
     private static func registerPlacementGroups(on router: inout RPCRouter, _ groups: PlacementGroupManager) {
         router.register(GCSMethods.createPlacementGroup) { request, _ in
-            try await groups.create(request.placementGroupSpec)
+            try await groups.create([request.placementGroupSpec] + request.moreSpecs)
             return Ray_Rpc_CreatePlacementGroupReply()
         }
         router.register(GCSMethods.removePlacementGroup) { request, _ in
-            try await groups.remove(request.placementGroupID)
+            // Each in turn; the first refusal (an unknown group) is the answer, after the rest are removed.
+            try await groups.remove([request.placementGroupID] + request.morePlacementGroupIds)
             return Ray_Rpc_RemovePlacementGroupReply()
         }
         router.register(GCSMethods.getPlacementGroup) { request, _ in

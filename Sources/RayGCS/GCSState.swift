@@ -202,9 +202,19 @@ actor GCSState {
         publish(.gcsPlacementGroupChannel, key: data.placementGroupID) { $0.placementGroupMessage = data }
     }
 
+    /// Several changes at once: a subscriber waiting gets them in one answer.
+    func publishPlacementGroups(_ list: [Ray_Rpc_PlacementGroupTableData]) {
+        guard let last = list.last else { return }
+        for data in list.dropLast() {
+            append(.gcsPlacementGroupChannel, key: data.placementGroupID) { $0.placementGroupMessage = data }
+        }
+        publish(.gcsPlacementGroupChannel, key: last.placementGroupID) { $0.placementGroupMessage = last }
+    }
+
     // MARK: pub/sub
 
-    private func publish(_ channel: ChannelType, key: Data, _ fill: (inout PubMessage) -> Void) {
+    /// Logs a message without waking subscribers (a ``publish(_:key:_:)`` after it does).
+    private func append(_ channel: ChannelType, key: Data, _ fill: (inout PubMessage) -> Void) {
         sequence += 1
         var message = PubMessage()
         message.channelType = channel
@@ -213,6 +223,10 @@ actor GCSState {
         fill(&message)
         log.append(message)
         if log.count > logLimit { log.removeFirst(log.count - logLimit) }
+    }
+
+    private func publish(_ channel: ChannelType, key: Data, _ fill: (inout PubMessage) -> Void) {
+        append(channel, key: key, fill)
         for (id, waiter) in waiters where waiter.channels.isEmpty || waiter.channels.contains(channel) {
             waiters[id] = nil
             waiter.continuation.resume(returning: messages(after: waiter.after, on: waiter.channels))

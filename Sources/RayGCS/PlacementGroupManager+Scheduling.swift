@@ -146,6 +146,7 @@ extension PlacementGroupManager {
         if !rollback.isEmpty { await cancelNow(rollback, reason: "") }
 
         let alive = Set(await state.allNodes().filter { $0.state == .alive }.map(\.nodeID))
+        var created: [GroupData] = []
         for (id, placement) in batch where !failed.contains(id) {
             guard var data = groups[id] else { continue }
             for (index, node) in placement { data.bundles[index].nodeID = Data(node.bytes) }
@@ -164,7 +165,11 @@ extension PlacementGroupManager {
             let now = Self.nowNanoseconds()
             data.stats.endToEndCreationLatencyUs = (now - min(now, data.stats.creationRequestReceivedNs)) / 1000
             groups[id] = data
-            await state.publishPlacementGroup(data)
+            created.append(data)
+        }
+        await state.publishPlacementGroups(created)
+        for data in created {
+            guard let id = try? PlacementGroupID(bytes: data.placementGroupID) else { continue }
             for waiter in waiters.removeValue(forKey: id)?.values ?? [:].values { waiter.resume() }
         }
         return failed
@@ -177,7 +182,7 @@ extension PlacementGroupManager {
     // MARK: giving bundles back
 
     /// Queues bundles to give back (their node is in each bundle) and sends them in batches, one
-    /// call per node and reason, without holding up the caller.
+    /// call per node and reason, 2 ms after the first, without holding up the caller.
     func enqueueCancel(_ bundles: [Ray_Rpc_Bundle], reason: String) {
         for bundle in bundles {
             guard let node = try? NodeID(bytes: bundle.nodeID) else { continue }
@@ -189,6 +194,8 @@ extension PlacementGroupManager {
     }
 
     private func flushCancels() async {
+        // A moment for more removals to join the batch (a program removing its groups one by one).
+        try? await ThreadExecutor.gcs.sleep(for: .milliseconds(2))
         while !cancels.isEmpty {
             let batch = cancels
             cancels = [:]

@@ -54,32 +54,42 @@ actor PlacementGroupManager {
 
     // MARK: creation and removal
 
-    func create(_ spec: GroupData) async throws(RPCError) {
-        let id = try PlacementGroupID(spec.placementGroupID, field: "placement_group_id")
-        _ = try JobID(spec.creatorJobID, field: "creator_job_id")
-        try Self.validate(spec.bundles, strategy: spec.strategy)
-        guard groups[id] == nil else { throw RPCError(code: .alreadyExists, message: "placement group \(id.hex) already exists") }
-        if !spec.name.isEmpty {
-            let key = Self.nameKey(spec.rayNamespace, spec.name)
-            guard named[key] == nil else {
-                throw RPCError(code: .alreadyExists, message: "Failed to create placement group '\(spec.name)' because name already exists in namespace '\(spec.rayNamespace)'.")
+    /// Registers groups (PENDING), all checked before any is registered, and starts placing them.
+    func create(_ specs: [GroupData]) async throws(RPCError) {
+        var ids: [PlacementGroupID] = []
+        var names: Set<String> = []
+        for spec in specs {
+            let id = try PlacementGroupID(spec.placementGroupID, field: "placement_group_id")
+            _ = try JobID(spec.creatorJobID, field: "creator_job_id")
+            try Self.validate(spec.bundles, strategy: spec.strategy)
+            guard groups[id] == nil, !ids.contains(id) else { throw RPCError(code: .alreadyExists, message: "placement group \(id.hex) already exists") }
+            if !spec.name.isEmpty {
+                let key = Self.nameKey(spec.rayNamespace, spec.name)
+                guard named[key] == nil, names.insert(key).inserted else {
+                    throw RPCError(code: .alreadyExists, message: "Failed to create placement group '\(spec.name)' because name already exists in namespace '\(spec.rayNamespace)'.")
+                }
             }
-            named[key] = id
+            ids.append(id)
         }
-        var data = spec
-        data.state = .pending
-        for index in data.bundles.indices {
-            data.bundles[index].bundleID.placementGroupID = spec.placementGroupID
-            data.bundles[index].bundleID.bundleIndex = Int32(index)
-            data.bundles[index].nodeID = Data()
+        var registered: [GroupData] = []
+        for (id, spec) in zip(ids, specs) {
+            if !spec.name.isEmpty { named[Self.nameKey(spec.rayNamespace, spec.name)] = id }
+            var data = spec
+            data.state = .pending
+            for index in data.bundles.indices {
+                data.bundles[index].bundleID.placementGroupID = spec.placementGroupID
+                data.bundles[index].bundleID.bundleIndex = Int32(index)
+                data.bundles[index].nodeID = Data()
+            }
+            data.stats = Ray_Rpc_PlacementGroupStats()
+            data.stats.creationRequestReceivedNs = Self.nowNanoseconds()
+            data.stats.schedulingState = .queued
+            groups[id] = data
+            order.append(id)
+            queue.append(id)
+            registered.append(data)
         }
-        data.stats = Ray_Rpc_PlacementGroupStats()
-        data.stats.creationRequestReceivedNs = Self.nowNanoseconds()
-        data.stats.schedulingState = .queued
-        groups[id] = data
-        order.append(id)
-        queue.append(id)
-        await state.publishPlacementGroup(data)
+        await state.publishPlacementGroups(registered)
         kick()
     }
 
@@ -97,23 +107,36 @@ actor PlacementGroupManager {
     /// created yet, and waiting leases for it fail (the raylets hear it on the placement-group
     /// channel); its bundles are then given back on every node, the workers using them killed.
     /// Removing a removed group is a no-op.
-    func remove(_ raw: Data, reason: String = "") async throws(RPCError) {
-        let id = try PlacementGroupID(raw, field: "placement_group_id")
-        guard var data = groups[id] else { throw RPCError(code: .notFound, message: "no placement group \(id.hex)") }
-        guard data.state != .removed else { return }
-        let placed = data.bundles.filter { !$0.nodeID.isEmpty }
-        data.state = .removed
-        data.stats.schedulingState = .removed
-        for index in data.bundles.indices { data.bundles[index].nodeID = Data() }
-        groups[id] = data
-        queue.removeAll { $0 == id }
-        if !data.name.isEmpty { named[Self.nameKey(data.rayNamespace, data.name)] = nil }
-        await state.publishPlacementGroup(data)
-        for waiter in waiters.removeValue(forKey: id)?.values ?? [:].values {
-            waiter.resume(throwing: RPCError(code: .failedPrecondition, message: "placement group \(id.hex) was removed before it was created"))
+    func remove(_ raws: [Data], reason: String = "") async throws(RPCError) {
+        var refusal: RPCError?
+        var removed: [GroupData] = []
+        for raw in raws {
+            guard let id = try? PlacementGroupID(raw, field: "placement_group_id") else {
+                refusal = refusal ?? RPCError(code: .invalidArgument, message: "placement_group_id must be \(PlacementGroupIDKind.size) bytes, got \(raw.count)")
+                continue
+            }
+            guard var data = groups[id] else {
+                refusal = refusal ?? RPCError(code: .notFound, message: "no placement group \(id.hex)")
+                continue
+            }
+            guard data.state != .removed else { continue }
+            let placed = data.bundles.filter { !$0.nodeID.isEmpty }
+            let waiting = data.state == .pending || data.state == .rescheduling
+            data.state = .removed
+            data.stats.schedulingState = .removed
+            for index in data.bundles.indices { data.bundles[index].nodeID = Data() }
+            groups[id] = data
+            if waiting { queue.removeAll { $0 == id } }
+            if !data.name.isEmpty { named[Self.nameKey(data.rayNamespace, data.name)] = nil }
+            removed.append(data)
+            for waiter in waiters.removeValue(forKey: id)?.values ?? [:].values {
+                waiter.resume(throwing: RPCError(code: .failedPrecondition, message: "placement group \(id.hex) was removed before it was created"))
+            }
+            enqueueCancel(placed, reason: reason)
+            forgetOldRemoved()
         }
-        enqueueCancel(placed, reason: reason)
-        forgetOldRemoved()
+        await state.publishPlacementGroups(removed)
+        if let refusal { throw refusal }
     }
 
     /// Forgets the oldest removed groups once there are a tenth more than `removedLimit` (so the
@@ -209,7 +232,7 @@ actor PlacementGroupManager {
         for id in order where groups[id]?.creatorJobID == raw && groups[id]?.isDetached == false && groups[id]?.state != .removed {
             groups[id]?.creatorJobDead = true
             let job = (try? JobID(bytes: raw)).map { "\($0)" } ?? "?"
-            try? await remove(Data(id.bytes), reason: "its placement group \(id.hex) was removed: its creator, job \(job), finished")
+            try? await remove([Data(id.bytes)], reason: "its placement group \(id.hex) was removed: its creator, job \(job), finished")
         }
     }
 }

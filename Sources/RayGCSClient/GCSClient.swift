@@ -96,6 +96,13 @@ public final class GCSClient: Sendable {
     }
 
     /// The cluster's resource view: each live node's last report.
+    /// A placement group as the GCS has it.
+    public func placementGroup(_ id: PlacementGroupID) async throws(RPCError) -> Ray_Rpc_PlacementGroupTableData {
+        var request = Ray_Rpc_GetPlacementGroupRequest()
+        request.placementGroupID = Data(id.bytes)
+        return try await call(GCSMethods.getPlacementGroup, request).placementGroupTableData
+    }
+
     public func resourceUsage() async throws(RPCError) -> [Ray_Rpc_ResourcesData] {
         try await call(GCSMethods.getAllResourceUsage, Ray_Rpc_GetAllResourceUsageRequest()).batch
     }

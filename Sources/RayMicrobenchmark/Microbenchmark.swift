@@ -197,17 +197,9 @@ struct Microbenchmark: RayApplication {
             // ray_perf.py: 100 groups of one {"custom": 0.001} bundle made, each waited for, then removed.
             record("placement_group_create/removal", try await timeit(multiplier: 100) {
                 var groups: [PlacementGroup] = []
-                let t0 = ContinuousClock.now
                 for _ in 0..<100 { groups.append(try await ray.placementGroup([["custom": 0.001]])) }
-                let t1 = ContinuousClock.now
                 for group in groups { guard try await group.wait(timeout: .seconds(30)) else { throw RayError(.system, "a placement group was not created in 30 s") } }
-                let t2 = ContinuousClock.now
                 for group in groups { try await ray.removePlacementGroup(group) }
-                if ProcessInfo.processInfo.environment["PGDEBUG"] != nil {
-                    let t3 = ContinuousClock.now
-                    for group in groups.prefix(100) { _ = try await ray.placementGroupInfo(group) }
-                    print("create \(t1 - t0) wait \(t2 - t1) remove \(t3 - t2) 100 gets \(ContinuousClock.now - t3)")
-                }
             })
         }
         if wanted("cold_start_ms") {

@@ -7,6 +7,7 @@ import Foundation
 import Glibc
 #endif
 import RayCommon
+import RayConcurrency
 import RayProtos
 import RayRPC
 import RayScheduling
@@ -89,7 +90,7 @@ extension NodeManager {
             prepared = prepared || !fresh.isEmpty
         }
         reply.success = reply.failedPlacementGroupIds.isEmpty
-        if prepared { reportResourcesIfChanged() }
+        if prepared { reportSoon() }
         return reply
     }
 
@@ -111,7 +112,7 @@ extension NodeManager {
         }
         total.add(added)
         available.add(added)
-        reportResourcesIfChanged()
+        reportSoon()
         schedule()
     }
 
@@ -139,15 +140,52 @@ extension NodeManager {
         newTotal.subtract(removed)
         newAvailable.subtract(removed)
         newAvailable.add(freed)
-        let isGone: (ResourceSet) -> (String) -> Bool = { set in { name in !(BundleResources.isGroupResource(name) && set[name] <= 0) } }
-        total = newTotal.filter(isGone(newTotal))
-        available = newAvailable.filter(isGone(newAvailable))
+        let names = removed.amounts.keys
+        newTotal.dropEmpty(names)
+        newAvailable.dropEmpty(names)
+        total = newTotal
+        available = newAvailable
         for group in groups where !bundles.keys.contains(where: { $0.group == group }) { failLeases(in: group) }
-        reportResourcesIfChanged()
+        reportSoon()
         schedule()
     }
 
-    /// The GCS published that a group is removed: leases waiting here for it fail, and later ones too.
+    /// Reports the node's resources after a bundle change: at once if the last such report is
+    /// 50 ms old, else when it will be, once for however many changes came meanwhile (each report
+    /// carries every bundle's named resources and goes to every raylet: a report per change cost
+    /// more than the changes; Ray's raylets report every 100 ms).
+    func reportSoon() {
+        guard !reportScheduled else { return }
+        let due = lastBundleReport + .milliseconds(50)
+        if due <= .now {
+            reportNow()
+            return
+        }
+        reportScheduled = true
+        Task(executorPreference: ThreadExecutor.raylet) {
+            try? await ThreadExecutor.raylet.sleep(until: due)
+            await self.reportNow()
+        }
+    }
+
+    private func reportNow() {
+        reportScheduled = false
+        lastBundleReport = .now
+        reportResourcesIfChanged()
+    }
+
+    /// Leases waiting here for a group with no bundle on this node ask the GCS about their group
+    /// (the reaper calls this every 250 ms): those of a removed group fail. (Leases for bundles on
+    /// this node fail when the GCS gives the bundles back.)
+    func failLeasesOfRemovedGroups() async {
+        let waiting = Set(pending.compactMap { lease in lease.infeasible ? lease.placementGroup : nil })
+            .filter { group in !bundles.keys.contains { $0.group == group } }
+        for group in waiting where !removedGroups.contains(group) {
+            if let data = await groupInfo(group), data.state == .removed { placementGroupRemoved(group) }
+        }
+    }
+
+    /// A group is removed: leases waiting here for it fail, and later ones too.
     func placementGroupRemoved(_ group: PlacementGroupID) {
         guard removedGroups.insert(group).inserted else { return }
         failLeases(in: group)

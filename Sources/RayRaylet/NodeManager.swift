@@ -131,6 +131,9 @@ actor NodeManager {
     var bundles: [BundleKey: ReservedBundle] = [:]
     /// Groups the GCS said are removed: leases asked for them fail.
     var removedGroups: Set<PlacementGroupID> = []
+    /// A resource report is on its way (``reportSoon()``).
+    var reportScheduled = false
+    var lastBundleReport = ContinuousClock.now - .seconds(1)
     /// The cluster as this raylet sees it: its own node exactly, the others from the GCS.
     var view = ClusterView()
     var policy = SchedulingPolicy()
@@ -138,6 +141,8 @@ actor NodeManager {
     var rayletAddresses: [NodeID: Ray_Rpc_Address] = [:]
     /// Looks a job up in the GCS (a lease for a job whose driver is on another node).
     let jobInfo: @Sendable (JobID) async -> Ray_Rpc_JobTableData?
+    /// Looks a placement group up in the GCS (leases waiting for a group not placed here).
+    let groupInfo: @Sendable (PlacementGroupID) async -> Ray_Rpc_PlacementGroupTableData?
     var jobs: [JobID: Job] = [:]
     var workers: [WorkerID: Worker] = [:]
     var pending: [PendingLease] = []
@@ -149,10 +154,12 @@ actor NodeManager {
     init(nodeID: NodeID, resources: [String: Double], labels: [String: String] = [:], settings: Settings,
          storeUsed: @escaping @Sendable () -> Int64,
          jobInfo: @escaping @Sendable (JobID) async -> Ray_Rpc_JobTableData? = { _ in nil },
+         groupInfo: @escaping @Sendable (PlacementGroupID) async -> Ray_Rpc_PlacementGroupTableData? = { _ in nil },
          clientGone: @escaping @Sendable (WorkerID) -> Void) {
         self.nodeID = nodeID
         self.labels = labels
         self.jobInfo = jobInfo
+        self.groupInfo = groupInfo
         self.clientGone = clientGone
         self.storeUsed = storeUsed
         (gcsReports, gcsReportSink) = AsyncStream<GCSReport>.makeStream()
@@ -188,6 +195,7 @@ actor NodeManager {
             while !Task.isCancelled {
                 try? await ThreadExecutor.raylet.sleep(for: .milliseconds(250))
                 await self?.reap()
+                await self?.failLeasesOfRemovedGroups()
             }
         }
     }

@@ -99,6 +99,7 @@ public final class Raylet: Sendable {
                 let raw = Data(jobID.bytes)
                 return try? await gcs.jobs().first { $0.jobID == raw }
             },
+            groupInfo: { id in try? await gcs.placementGroup(id) },
             clientGone: { client in
                 for id in owned.removeAll(of: client) { store.delete(id) }
             })
@@ -166,7 +167,7 @@ public final class Raylet: Sendable {
         }
         do {
             // Subscribed before the snapshot, so no change falls between the two.
-            let changes = try await gcs.subscribe([.gcsNodeInfoChannel, .gcsResourceViewChannel, .gcsJobChannel, .gcsPlacementGroupChannel])
+            let changes = try await gcs.subscribe([.gcsNodeInfoChannel, .gcsResourceViewChannel, .gcsJobChannel])
             try await gcs.register(node: node)
             for info in try await gcs.nodes() where info.state == .alive {
                 objects.learn(info)
@@ -186,8 +187,6 @@ public final class Raylet: Sendable {
                         case .resourcesMessage(let report): await nodeManager.applyResources(report)
                         case .jobMessage(let job) where job.isDead:
                             if let id = try? JobID(bytes: job.jobID) { await nodeManager.jobEnded(id) }
-                        case .placementGroupMessage(let group) where group.state == .removed:
-                            if let id = try? PlacementGroupID(bytes: group.placementGroupID) { await nodeManager.placementGroupRemoved(id) }
                         default: break
                         }
                     }

@@ -205,7 +205,27 @@ public enum BundleResources {
 
     /// True if `name` is one of `pg`'s reserved resources.
     public static func belongs(_ name: String, to pg: PlacementGroupID) -> Bool {
-        name.hasSuffix("_" + pg.hex) && name.contains("_group_")
+        isGroupResource(name) && name.utf8.suffix(hexLength).elementsEqual(pg.hex.utf8)
+    }
+
+    private static let hexLength = PlacementGroupIDKind.size * 2
+    private static let infix = Array("_group_".utf8)
+
+    /// True if `name` is any placement group's reserved resource (not a node's own): it ends in
+    /// `_group_<pg>` or `_group_<index>_<pg>`. Looks at bytes only (the raylet asks this of every
+    /// resource name when a group goes).
+    public static func isGroupResource(_ name: String) -> Bool {
+        let bytes = name.utf8
+        guard bytes.count > hexLength + infix.count else { return false }
+        let hex = bytes.suffix(hexLength)
+        guard hex.allSatisfy({ ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }) else { return false }
+        var head = Array(bytes.dropLast(hexLength))
+        guard head.last == UInt8(ascii: "_") else { return false }
+        // Either "<name>_group_" or "<name>_group_<index>_".
+        if head.suffix(infix.count).elementsEqual(infix) { return head.count > infix.count }
+        head.removeLast()
+        while let last = head.last, last >= 48, last <= 57 { head.removeLast() }
+        return head.count > infix.count && head.last == UInt8(ascii: "_") && head.suffix(infix.count).elementsEqual(infix)
     }
 
     /// What is wrong with a placement group's bundles, in Ray's words (nil: nothing): none at all,
@@ -225,12 +245,5 @@ public enum BundleResources {
             }
         }
         return nil
-    }
-
-    /// True if `name` is any placement group's reserved resource (not a node's own).
-    public static func isGroupResource(_ name: String) -> Bool {
-        let parts = name.split(separator: "_", omittingEmptySubsequences: false)
-        guard parts.count >= 3, let hex = parts.last, parts.dropLast().dropFirst().contains("group") else { return false }
-        return hex.count == PlacementGroupIDKind.size * 2 && hex.allSatisfy(\.isHexDigit)
     }
 }

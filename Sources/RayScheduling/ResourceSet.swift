@@ -20,6 +20,11 @@ public struct ResourceSet: Sendable, Hashable, CustomStringConvertible {
         request.units.allSatisfy { name, amount in amount <= (units[name] ?? 0) }
     }
 
+    /// Forgets those of `names` that are down to zero (or below).
+    public mutating func dropEmpty(_ names: some Sequence<String>) {
+        for name in names where (units[name] ?? 0) <= 0 { units[name] = nil }
+    }
+
     public mutating func subtract(_ other: ResourceSet) {
         for (name, amount) in other.units { units[name, default: 0] -= amount }
     }

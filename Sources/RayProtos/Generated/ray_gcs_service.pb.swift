@@ -1240,25 +1240,32 @@ public nonisolated struct Ray_Rpc_PlacementGroupTableData: Sendable {
 }
 
 /// Registers a group and returns at once (PENDING); WaitPlacementGroupUntilReady waits for CREATED.
-public nonisolated struct Ray_Rpc_CreatePlacementGroupRequest: Sendable {
+/// more_specs (ours): further groups registered by the same call, in order, all checked before any
+/// is registered (a process sends its queued registrations together).
+public nonisolated struct Ray_Rpc_CreatePlacementGroupRequest: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var placementGroupSpec: Ray_Rpc_PlacementGroupTableData {
-    get {_placementGroupSpec ?? Ray_Rpc_PlacementGroupTableData()}
-    set {_placementGroupSpec = newValue}
+    get {_storage._placementGroupSpec ?? Ray_Rpc_PlacementGroupTableData()}
+    set {_uniqueStorage()._placementGroupSpec = newValue}
   }
   /// Returns true if `placementGroupSpec` has been explicitly set.
-  public var hasPlacementGroupSpec: Bool {self._placementGroupSpec != nil}
+  public var hasPlacementGroupSpec: Bool {_storage._placementGroupSpec != nil}
   /// Clears the value of `placementGroupSpec`. Subsequent reads from it will return its default value.
-  public mutating func clearPlacementGroupSpec() {self._placementGroupSpec = nil}
+  public mutating func clearPlacementGroupSpec() {_uniqueStorage()._placementGroupSpec = nil}
+
+  public var moreSpecs: [Ray_Rpc_PlacementGroupTableData] {
+    get {_storage._moreSpecs}
+    set {_uniqueStorage()._moreSpecs = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _placementGroupSpec: Ray_Rpc_PlacementGroupTableData? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct Ray_Rpc_CreatePlacementGroupReply: Sendable {
@@ -1271,12 +1278,15 @@ public nonisolated struct Ray_Rpc_CreatePlacementGroupReply: Sendable {
   public init() {}
 }
 
+/// more_placement_group_ids (ours): further groups removed by the same call, in order.
 public nonisolated struct Ray_Rpc_RemovePlacementGroupRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var placementGroupID: Data = Data()
+
+  public var morePlacementGroupIds: [Data] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -3521,33 +3531,76 @@ nonisolated extension Ray_Rpc_PlacementGroupTableData.PlacementGroupState: Swift
 
 nonisolated extension Ray_Rpc_CreatePlacementGroupRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreatePlacementGroupRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}placement_group_spec\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}placement_group_spec\0\u{3}more_specs\0")
+
+  fileprivate class _StorageClass {
+    var _placementGroupSpec: Ray_Rpc_PlacementGroupTableData? = nil
+    var _moreSpecs: [Ray_Rpc_PlacementGroupTableData] = []
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _placementGroupSpec = source._placementGroupSpec
+      _moreSpecs = source._moreSpecs
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularMessageField(value: &self._placementGroupSpec) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._placementGroupSpec) }()
+        case 2: try { try decoder.decodeRepeatedMessageField(value: &_storage._moreSpecs) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    try { if let v = self._placementGroupSpec {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
-    } }()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      try { if let v = _storage._placementGroupSpec {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+      } }()
+      if !_storage._moreSpecs.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._moreSpecs, fieldNumber: 2)
+      }
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Ray_Rpc_CreatePlacementGroupRequest, rhs: Ray_Rpc_CreatePlacementGroupRequest) -> Bool {
-    if lhs._placementGroupSpec != rhs._placementGroupSpec {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._placementGroupSpec != rhs_storage._placementGroupSpec {return false}
+        if _storage._moreSpecs != rhs_storage._moreSpecs {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -3574,7 +3627,7 @@ nonisolated extension Ray_Rpc_CreatePlacementGroupReply: SwiftProtobuf.Message, 
 
 nonisolated extension Ray_Rpc_RemovePlacementGroupRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RemovePlacementGroupRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}placement_group_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}placement_group_id\0\u{3}more_placement_group_ids\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3583,6 +3636,7 @@ nonisolated extension Ray_Rpc_RemovePlacementGroupRequest: SwiftProtobuf.Message
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularBytesField(value: &self.placementGroupID) }()
+      case 2: try { try decoder.decodeRepeatedBytesField(value: &self.morePlacementGroupIds) }()
       default: break
       }
     }
@@ -3592,11 +3646,15 @@ nonisolated extension Ray_Rpc_RemovePlacementGroupRequest: SwiftProtobuf.Message
     if !self.placementGroupID.isEmpty {
       try visitor.visitSingularBytesField(value: self.placementGroupID, fieldNumber: 1)
     }
+    if !self.morePlacementGroupIds.isEmpty {
+      try visitor.visitRepeatedBytesField(value: self.morePlacementGroupIds, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Ray_Rpc_RemovePlacementGroupRequest, rhs: Ray_Rpc_RemovePlacementGroupRequest) -> Bool {
     if lhs.placementGroupID != rhs.placementGroupID {return false}
+    if lhs.morePlacementGroupIds != rhs.morePlacementGroupIds {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
