@@ -184,9 +184,6 @@ extension Ray {
             throw TaskFailure(reply.creationError)
         }
         guard reply.status.code == 0, reply.actor.state == .alive else {
-            if reply.status.code == 9, case .placementGroup = options.scheduling, reply.status.message.contains("placement group") {
-                throw RayError(.actorPlacementGroupRemoved, "actor \(className) could not be created: \(reply.status.message)")
-            }
             throw RayError(.actorDied, "actor \(className) could not be created: \(reply.status.message)")
         }
         let id = RayActorID(actorID: actorID, address: reply.actor.address, className: className,

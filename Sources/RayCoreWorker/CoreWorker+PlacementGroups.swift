@@ -29,7 +29,10 @@ extension CoreWorker {
     {
         var strategy = strategy
         if strategy.strategy == nil {
-            guard let captured = Self.capturingPlacementGroup ?? actorPlacementGroup.withLock({ $0 }) else { return (resources, strategy) }
+            // The common case (no strategy, nothing captured) costs a task-local read and a flag.
+            guard let captured = Self.capturingPlacementGroup
+                ?? (hasActorPlacementGroup.load(ordering: .acquiring) ? actorPlacementGroup.withLock({ $0 }) : nil)
+            else { return (resources, strategy) }
             // Children go into any bundle of the group and capture in their turn (Ray's rule).
             var inherited = captured
             inherited.placementGroupBundleIndex = -1
@@ -38,6 +41,12 @@ extension CoreWorker {
         guard case .placementGroupSchedulingStrategy(let group) = strategy.strategy,
               let id = try? PlacementGroupID(bytes: group.placementGroupID) else { return (resources, strategy) }
         return (BundleResources.request(resources, index: Int(group.placementGroupBundleIndex), in: id), strategy)
+    }
+
+    /// This process's actor was created in `group` with capture_child_tasks.
+    func setActorPlacementGroup(_ group: Ray_Rpc_PlacementGroupSchedulingStrategy) {
+        actorPlacementGroup.withLock { $0 = group }
+        hasActorPlacementGroup.store(true, ordering: .releasing)
     }
 
     /// Registers a group with the GCS. With `confirm` (a named group: the name may be taken) this
@@ -120,15 +129,20 @@ final class PlacementGroupWatcher: Sendable {
         case removedHere
     }
 
+    private struct Waiter {
+        var continuation: CheckedContinuation<Bool, any Error>
+        var timer: ScheduledTimer?
+    }
+
     private struct State {
         var follower: Task<Void, Never>?
-        var following = false
-        var followers: [CheckedContinuation<Void, Never>] = []
+        /// Finished once the channel is followed (or following gave up, or Ray shut down).
+        var subscribed: CallOutcome?
         var known: [PlacementGroupID: Known] = [:]
         /// The newest call about a group this process made (its registration, then its removal),
         /// each sent after the one before.
         var inFlight: [PlacementGroupID: CallOutcome] = [:]
-        var waiters: [PlacementGroupID: [UInt64: CheckedContinuation<Bool, any Error>]] = [:]
+        var waiters: [PlacementGroupID: [UInt64: Waiter]] = [:]
         var nextWaiter: UInt64 = 0
         var stopped = false
     }
@@ -136,34 +150,21 @@ final class PlacementGroupWatcher: Sendable {
 
     /// Starts following the channel (once) and returns when it is followed.
     func follow(gcsAddress: String) async {
-        enum Step { case ready, wait, start }
-        let step = state.withLock { s -> Step in
-            if s.following || s.stopped { return .ready }
-            if s.follower != nil { return .wait }
-            s.follower = Task {}  // placeholder: claims the start
-            return .start
+        let (gate, start) = state.withLock { s -> (CallOutcome?, Bool) in
+            if s.stopped { return (nil, false) }
+            if let gate = s.subscribed { return (gate, false) }
+            let gate = CallOutcome()
+            s.subscribed = gate
+            return (gate, true)
         }
-        switch step {
-        case .ready: return
-        case .wait:
-            await withCheckedContinuation { continuation in
-                let ready = state.withLock { s -> Bool in
-                    if s.following || s.stopped { return true }
-                    s.followers.append(continuation)
-                    return false
-                }
-                if ready { continuation.resume() }
-            }
-        case .start:
-            let (ready, readySignal) = AsyncStream<Void>.makeStream()
+        guard let gate else { return }
+        if start {
             let follower = Task(executorPreference: ThreadExecutor.coreWorker) { [weak self] in
-                guard let gcs = try? GCSClient(address: gcsAddress) else {
-                    readySignal.finish()
-                    return
-                }
+                defer { gate.finish(nil) }
+                guard let gcs = try? GCSClient(address: gcsAddress) else { return }
                 while !Task.isCancelled {
                     if let changes = try? await gcs.subscribe([.gcsPlacementGroupChannel]) {
-                        readySignal.finish()
+                        gate.finish(nil)
                         do {
                             for try await message in changes {
                                 guard case .placementGroupMessage(let data) = message.innerMessage else { continue }
@@ -174,28 +175,32 @@ final class PlacementGroupWatcher: Sendable {
                     }
                     try? await ThreadExecutor.coreWorker.sleep(for: .milliseconds(200))
                 }
-                readySignal.finish()
             }
-            state.withLock { $0.follower = follower }
-            for await _ in ready {}
-            let waiting = state.withLock { s -> [CheckedContinuation<Void, Never>] in
-                s.following = true
-                defer { s.followers = [] }
-                return s.followers
+            let stopped = state.withLock { s in
+                s.follower = follower
+                return s.stopped
             }
-            for continuation in waiting { continuation.resume() }
+            if stopped { follower.cancel() }
         }
+        _ = await gate.value
     }
 
     func stop() {
-        let (follower, waiters, followers) = state.withLock { s in
+        let (follower, gate, waiters) = state.withLock { s in
             s.stopped = true
-            defer { s.waiters = [:]; s.followers = [] }
-            return (s.follower, s.waiters.values.flatMap(\.values), s.followers)
+            defer { s.waiters = [:] }
+            return (s.follower, s.subscribed, s.waiters.values.flatMap(\.values))
         }
         follower?.cancel()
-        for waiter in waiters { waiter.resume(throwing: RPCError(code: .cancelled, message: "Ray shut down")) }
-        for follower in followers { follower.resume() }
+        gate?.finish(nil)
+        resume(waiters, with: .failure(RPCError(code: .cancelled, message: "Ray shut down")))
+    }
+
+    private func resume(_ waiters: [Waiter], with result: Result<Bool, RPCError>) {
+        for waiter in waiters {
+            if let timer = waiter.timer { _ = ThreadExecutor.coreWorker.cancel(timer) }
+            waiter.continuation.resume(with: result.mapError { $0 as any Error })
+        }
     }
 
     func creating(_ id: PlacementGroupID, _ call: CallOutcome) {
@@ -213,14 +218,12 @@ final class PlacementGroupWatcher: Sendable {
 
     /// The group is removed by this process: final here at once, its waiters fail.
     func removed(_ id: PlacementGroupID, after call: CallOutcome?) {
-        let waiters = state.withLock { s -> [CheckedContinuation<Bool, any Error>] in
+        let waiters = state.withLock { s -> [Waiter] in
             s.known[id] = .removedHere
             s.inFlight[id] = call
             return s.waiters.removeValue(forKey: id).map { Array($0.values) } ?? []
         }
-        for waiter in waiters {
-            waiter.resume(throwing: RPCError(code: .failedPrecondition, message: "placement group \(id.hex) was removed"))
-        }
+        resume(waiters, with: .failure(RPCError(code: .failedPrecondition, message: "placement group \(id.hex) was removed")))
     }
 
     /// Waits for the calls about the group still going out; the refusal of one, if it was refused
@@ -262,19 +265,17 @@ final class PlacementGroupWatcher: Sendable {
         case .removed: known = .removed("placement group \(id.hex) was removed before it was created")
         default: known = .waiting
         }
-        let waiters = state.withLock { s -> [CheckedContinuation<Bool, any Error>] in
+        let waiters = state.withLock { s -> [Waiter] in
             if case .removed = s.known[id] { return [] }  // removal is final
             if s.known[id] == .removedHere { return [] }
             s.known[id] = known
             guard known != .waiting else { return [] }
             return s.waiters.removeValue(forKey: id).map { Array($0.values) } ?? []
         }
-        for waiter in waiters {
-            if case .removed(let message) = known {
-                waiter.resume(throwing: RPCError(code: .failedPrecondition, message: message))
-            } else {
-                waiter.resume(returning: true)
-            }
+        if case .removed(let message) = known {
+            resume(waiters, with: .failure(RPCError(code: .failedPrecondition, message: message)))
+        } else {
+            resume(waiters, with: .success(true))
         }
     }
 
@@ -291,7 +292,7 @@ final class PlacementGroupWatcher: Sendable {
                         if s.stopped { return (.failure(RPCError(code: .cancelled, message: "Ray shut down")), 0) }
                         if let deadline, deadline <= .now { return (.success(false), 0) }
                         s.nextWaiter += 1
-                        s.waiters[id, default: [:]][s.nextWaiter] = continuation
+                        s.waiters[id, default: [:]][s.nextWaiter] = Waiter(continuation: continuation)
                         return (nil, s.nextWaiter)
                     }
                 }
@@ -299,12 +300,12 @@ final class PlacementGroupWatcher: Sendable {
                     continuation.resume(with: answer.mapError { $0 as any Error })
                     return
                 }
-                if let deadline {
-                    _ = ThreadExecutor.coreWorker.schedule(after: deadline - .now) { [weak self] in
-                        let waiter = self?.state.withLock { $0.waiters[id]?.removeValue(forKey: key) }
-                        waiter?.resume(returning: false)
-                    }
+                guard let deadline else { return }
+                let timer = ThreadExecutor.coreWorker.schedule(at: deadline) { [weak self] in
+                    let waiter = self?.state.withLock { $0.waiters[id]?.removeValue(forKey: key) }
+                    waiter?.continuation.resume(returning: false)
                 }
+                state.withLock { $0.waiters[id]?[key]?.timer = timer }
             }
         } catch let error as RPCError {
             throw error

@@ -84,6 +84,8 @@ public final class CoreWorker: Sendable {
     /// The placement group this process's actor was created in with capture_child_tasks: what it
     /// starts without a strategy of its own goes there too.
     let actorPlacementGroup = Mutex<Ray_Rpc_PlacementGroupSchedulingStrategy?>(nil)
+    /// Set with it, so a submission elsewhere tests a flag, not a lock.
+    let hasActorPlacementGroup = Atomic<Bool>(false)
     /// The placement groups this process made or waits for, as the GCS publishes them.
     let placementGroups = PlacementGroupWatcher()
     /// Their registrations and removals, batched to the GCS in order.

@@ -32,8 +32,6 @@ final class CallOutcome: Sendable {
         for waiter in waiters { waiter.resume(returning: result) }
     }
 
-    var isFinished: Bool { state.withLock { $0.result != nil } }
-
     var value: RPCError? {
         get async {
             await withCheckedContinuation { continuation in

@@ -193,7 +193,7 @@ final class TaskExecutor: Sendable {
                 let creation = spec.actorCreationTaskSpec
                 if case .placementGroupSchedulingStrategy(let group) = spec.schedulingStrategy.strategy,
                    group.placementGroupCaptureChildTasks {
-                    worker.actorPlacementGroup.withLock { $0 = group }
+                    worker.setActorPlacementGroup(group)
                 }
                 function = { arguments in
                     try await host.createActor(creation, arguments: arguments)
@@ -245,12 +245,13 @@ final class TaskExecutor: Sendable {
         }
         let results: [EncodedResult]
         do {
-            var capture: Ray_Rpc_PlacementGroupSchedulingStrategy?
+            let run = { try await ReferenceTracking.$decoding.withValue(references) { try await function(arguments) } }
+            // Only a task that captures its group binds it for the tasks it starts (a task-local
+            // binding for every task would cost each one).
             if case .placementGroupSchedulingStrategy(let group) = spec.schedulingStrategy.strategy, group.placementGroupCaptureChildTasks {
-                capture = group
-            }
-            results = try await CoreWorker.$capturingPlacementGroup.withValue(capture) {
-                try await ReferenceTracking.$decoding.withValue(references) { try await function(arguments) }
+                results = try await CoreWorker.$capturingPlacementGroup.withValue(group) { try await run() }
+            } else {
+                results = try await run()
             }
             try Task.checkCancellation()
         } catch let failure as TaskFailure {

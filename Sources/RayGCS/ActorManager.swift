@@ -22,13 +22,16 @@ actor ActorManager {
     private var actors: [ActorID: ActorData] = [:]
     /// "namespace/name" of actors not DEAD.
     private var named: [String: ActorID] = [:]
-    private var raylets: [NodeID: RPCChannel] = [:]
+    private let raylets: RayletChannels
     private var workerChannels: [String: RPCChannel] = [:]
     /// Who the GCS is when it asks raylets for leases.
     private let leaseOwner = WorkerID.random()
     private var nextLeaseRequest = 0
 
-    init(state: GCSState) { self.state = state }
+    init(state: GCSState, raylets: RayletChannels) {
+        self.state = state
+        self.raylets = raylets
+    }
 
     private static func nameKey(_ namespace: String, _ name: String) -> String { "\(namespace)/\(name)" }
 
@@ -105,6 +108,11 @@ actor ActorManager {
                     await markDead(id, cause: answer.message)
                     reply.actor = actors[id] ?? data
                     reply.status = Self.status(9, answer.message)
+                    if answer.placementGroupRemoved {
+                        reply.creationError.kind = RayError.Kind.actorPlacementGroupRemoved.rawValue
+                        reply.creationError.message = answer.message
+                        reply.creationError.functionName = spec.functionName
+                    }
                     return reply
                 }
                 if answer.hasRetryAtRayletAddress || answer.rejected {
@@ -188,13 +196,7 @@ actor ActorManager {
         return nodes.first { $0.nodeID == spec.callerAddress.nodeID } ?? nodes.first { $0.isHeadNode } ?? nodes.first
     }
 
-    private func channel(to node: Ray_Rpc_GcsNodeInfo) throws(RPCError) -> RPCChannel {
-        let id = (try? NodeID(bytes: node.nodeID)) ?? .nil
-        if let channel = raylets[id] { return channel }
-        let channel = try RPCChannel(host: node.nodeManagerAddress, port: Int(node.nodeManagerPort))
-        raylets[id] = channel
-        return channel
-    }
+    private func channel(to node: Ray_Rpc_GcsNodeInfo) throws(RPCError) -> RPCChannel { try raylets.channel(to: node) }
 
     private func rayletChannel(forNode raw: Data) async -> RPCChannel? {
         guard let node = await state.allNodes().first(where: { $0.nodeID == raw }) else { return nil }

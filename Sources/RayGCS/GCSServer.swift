@@ -32,9 +32,10 @@ public final class GCSServer: Sendable {
                 healthCheckFailureThreshold: Int? = nil) throws(RPCError) {
         let state = GCSState()
         self.state = state
-        let actors = ActorManager(state: state)
+        let raylets = RayletChannels()
+        let actors = ActorManager(state: state, raylets: raylets)
         self.actors = actors
-        let placementGroups = PlacementGroupManager(state: state)
+        let placementGroups = PlacementGroupManager(state: state, raylets: raylets)
         self.placementGroups = placementGroups
         var configuration = configuration
         configuration.executor = .gcs

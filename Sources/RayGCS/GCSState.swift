@@ -198,9 +198,7 @@ actor GCSState {
         publish(.gcsActorChannel, key: data.actorID) { $0.actorMessage = data }
     }
 
-    func publishPlacementGroup(_ data: Ray_Rpc_PlacementGroupTableData) {
-        publish(.gcsPlacementGroupChannel, key: data.placementGroupID) { $0.placementGroupMessage = data }
-    }
+    func publishPlacementGroup(_ data: Ray_Rpc_PlacementGroupTableData) { publishPlacementGroups([data]) }
 
     /// Several changes at once: a subscriber waiting gets them in one answer.
     func publishPlacementGroups(_ list: [Ray_Rpc_PlacementGroupTableData]) {

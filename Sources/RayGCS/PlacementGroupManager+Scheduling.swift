@@ -140,7 +140,8 @@ extension PlacementGroupManager {
         for (node, ok) in committed where !ok { failed.formUnion(groupsOn[node] ?? []) }
         // Give back what failed groups got on the nodes that said yes.
         var rollback: [Ray_Rpc_Bundle] = []
-        for (node, bundles) in byNode where prepared[node] != nil && prepared[node]! != nil {
+        for (node, bundles) in byNode {
+            guard case .some(.some) = prepared[node] else { continue }
             rollback += bundles.filter { failed.contains(Self.group(of: $0)) }
         }
         if !rollback.isEmpty { await cancelNow(rollback, reason: "") }
@@ -184,10 +185,7 @@ extension PlacementGroupManager {
     /// Queues bundles to give back (their node is in each bundle) and sends them in batches, one
     /// call per node and reason, 2 ms after the first, without holding up the caller.
     func enqueueCancel(_ bundles: [Ray_Rpc_Bundle], reason: String) {
-        for bundle in bundles {
-            guard let node = try? NodeID(bytes: bundle.nodeID) else { continue }
-            cancels[CancelKey(node: node, reason: reason), default: []].append(bundle)
-        }
+        Self.add(bundles, reason: reason, to: &cancels)
         guard !cancelling, !cancels.isEmpty else { return }
         cancelling = true
         Task(executorPreference: ThreadExecutor.gcs) { await self.flushCancels() }
@@ -199,14 +197,7 @@ extension PlacementGroupManager {
         while !cancels.isEmpty {
             let batch = cancels
             cancels = [:]
-            let channels = await channels(for: Array(Set(batch.keys.map(\.node))))
-            _ = await forEachKey(Array(batch.keys)) { key -> Bool in
-                guard let channel = channels[key.node] else { return false }
-                var request = Ray_Rpc_CancelResourceReserveRequest()
-                request.bundleSpecs = batch[key]!
-                request.reason = key.reason
-                return (try? await channel.unary(NodeManagerMethods.cancelResourceReserve, request, options: CallOptions(timeout: .seconds(10)))) != nil
-            }
+            await send(batch)
             // Freed resources may let waiting groups in (the nodes' reports say so too).
             if !queue.isEmpty { kick() }
         }
@@ -215,18 +206,26 @@ extension PlacementGroupManager {
 
     /// Gives bundles back and waits until every node answered (or could not be reached).
     private func cancelNow(_ bundles: [Ray_Rpc_Bundle], reason: String) async {
-        var byNode: [NodeID: [Ray_Rpc_Bundle]] = [:]
+        var batch: [CancelKey: [Ray_Rpc_Bundle]] = [:]
+        Self.add(bundles, reason: reason, to: &batch)
+        await send(batch)
+    }
+
+    private static func add(_ bundles: [Ray_Rpc_Bundle], reason: String, to batch: inout [CancelKey: [Ray_Rpc_Bundle]]) {
         for bundle in bundles {
             guard let node = try? NodeID(bytes: bundle.nodeID) else { continue }
-            byNode[node, default: []].append(bundle)
+            batch[CancelKey(node: node, reason: reason), default: []].append(bundle)
         }
-        let channels = await channels(for: Array(byNode.keys))
-        let specs = byNode
-        _ = await forEachNode(Array(byNode.keys)) { node -> Bool in
-            guard let channel = channels[node] else { return false }
+    }
+
+    /// One CancelResourceReserve per node and reason, all at once.
+    private func send(_ batch: [CancelKey: [Ray_Rpc_Bundle]]) async {
+        let channels = await channels(for: Array(Set(batch.keys.map(\.node))))
+        _ = await forEachKey(Array(batch.keys)) { key -> Bool in
+            guard let channel = channels[key.node] else { return false }
             var request = Ray_Rpc_CancelResourceReserveRequest()
-            request.bundleSpecs = specs[node]!
-            request.reason = reason
+            request.bundleSpecs = batch[key]!
+            request.reason = key.reason
             return (try? await channel.unary(NodeManagerMethods.cancelResourceReserve, request, options: CallOptions(timeout: .seconds(10)))) != nil
         }
     }
@@ -250,15 +249,11 @@ extension PlacementGroupManager {
 
     /// Raylet channels of live nodes among `nodes`.
     private func channels(for nodes: [NodeID]) async -> [NodeID: RPCChannel] {
-        if nodes.contains(where: { raylets[$0] == nil }) {
-            for info in await state.allNodes() where info.state == .alive {
-                guard let id = try? NodeID(bytes: info.nodeID), raylets[id] == nil, nodes.contains(id),
-                      let channel = try? RPCChannel(host: info.nodeManagerAddress, port: Int(info.nodeManagerPort)) else { continue }
-                raylets[id] = channel
-            }
-        }
         var result: [NodeID: RPCChannel] = [:]
-        for node in nodes { result[node] = raylets[node] }
+        for info in await state.allNodes() where info.state == .alive {
+            guard let id = try? NodeID(bytes: info.nodeID), nodes.contains(id) else { continue }
+            result[id] = try? raylets.channel(to: info)
+        }
         return result
     }
 

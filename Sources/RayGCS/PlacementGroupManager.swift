@@ -34,7 +34,7 @@ actor PlacementGroupManager {
     var reserving: Set<PlacementGroupID> = []
     var waiters: [PlacementGroupID: [Int: CheckedContinuation<Void, any Error>]] = [:]
     var nextWaiter = 0
-    var raylets: [NodeID: RPCChannel] = [:]
+    let raylets: RayletChannels
     var scheduling = false
     var again = false
     /// Drivers already warned that their group cannot be placed anywhere.
@@ -46,7 +46,10 @@ actor PlacementGroupManager {
     var cancelling = false
     private var removedCount = 0
 
-    init(state: GCSState) { self.state = state }
+    init(state: GCSState, raylets: RayletChannels) {
+        self.state = state
+        self.raylets = raylets
+    }
 
     static func nowNanoseconds() -> UInt64 { UInt64(Date().timeIntervalSince1970 * 1e9) }
 
@@ -219,7 +222,7 @@ actor PlacementGroupManager {
             changed.append(id)
             await state.publishPlacementGroup(updated)
         }
-        if let id = try? NodeID(bytes: raw) { raylets[id] = nil }
+        if let id = try? NodeID(bytes: raw) { raylets.forget(id) }
         // Rescheduled groups go first, oldest first.
         let sorted = changed.sorted { (order.firstIndex(of: $0) ?? 0) < (order.firstIndex(of: $1) ?? 0) }
         queue.removeAll { changed.contains($0) }

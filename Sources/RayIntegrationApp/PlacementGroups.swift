@@ -84,6 +84,9 @@ enum PlacementGroupScenarios {
         try await ray.removePlacementGroup(four)
         report("waiting_task_kind", await errorKind { _ = try await waiting.get(timeout: .seconds(30)) })
         report("ready_after_removal_kind", await errorKind { _ = try await four.ready().get(timeout: .seconds(10)) })
+        report("actor_after_removal_kind", await errorKind {
+            _ = try await ray.actor(Locator.self, args: 0, options: ActorOptions(scheduling: .placementGroup(four, bundleIndex: 0)))
+        })
 
         // Removing a group kills its actor and frees its bundles (soon after: removal is asynchronous, as Ray's).
         try await ray.removePlacementGroup(spread)

@@ -208,9 +208,4 @@ extension NodeManager {
             return true
         }
     }
-
-    /// Bundles reserved here, for tests and diagnostics: (group, index, committed).
-    func reservedBundles() -> [(PlacementGroupID, Int, Bool)] {
-        bundles.map { ($0.key.group, $0.key.index, $0.value.committed) }.sorted { ($0.0.hex, $0.1) < ($1.0.hex, $1.1) }
-    }
 }

@@ -47,6 +47,7 @@ import Testing
             #expect(run.output.contains("cannot be created: "), "the driver is warned of the infeasible group: \(run.output)")
             #expect(run.values["waiting_task_kind"] == "TaskPlacementGroupRemoved", "\(run.output)")
             #expect(run.values["ready_after_removal_kind"] == "TaskPlacementGroupRemoved", "\(run.output)")
+            #expect(run.values["actor_after_removal_kind"] == "ActorPlacementGroupRemoved", "\(run.output)")
             #expect(run.values["removed_actor_kind"] == "ActorDiedError", "removing the group killed its actor: \(run.output)")
             #expect(run.values["removed_state"] == "REMOVED")
             #expect(run.int("strict_pack_nodes") == 1, "STRICT_PACK: one node")
