@@ -70,6 +70,13 @@ let package = Package(
         // Scheduling policy, pure: which node a request goes to, given a view of the cluster's
         // resources and labels (hybrid, spread, node affinity, label selectors). No processes, no RPC.
         .target(name: "RayScheduling", dependencies: ["RayCommon"]),
+        // Autoscaling policy, pure: the cluster config (Ray's schema), what to launch and end given
+        // the demand and the nodes, launch backoff. No processes, no RPC.
+        .target(name: "RayAutoscaling", dependencies: ["RayScheduling"]),
+        // The autoscaler loop on the head (Ray's monitor) and the node-provider interface.
+        .target(
+            name: "RayAutoscaler",
+            dependencies: ["RayAutoscaling", "RayCommon", "RayGCSClient", "RayProtos", "RayRPC", "RayScheduling", "RayServices"]),
         // The per-node daemon.
         .target(
             name: "RayRaylet",
@@ -82,7 +89,7 @@ let package = Package(
         // embedded local cluster (so it links the daemons; they never depend on it).
         .target(
             name: "Ray",
-            dependencies: ["RayCommon", "RayConcurrency", "RayCoreWorker", "RayGCS", "RayGCSClient", "RayRaylet", "RayProtos", "RayRPC", "RayScheduling", "RayServices"]),
+            dependencies: ["RayAutoscaling", "RayCommon", "RayConcurrency", "RayCoreWorker", "RayGCS", "RayGCSClient", "RayRaylet", "RayProtos", "RayRPC", "RayScheduling", "RayServices"]),
         // A Ray program the multi-process tests drive (driver and, re-launched, its workers).
         .executableTarget(name: "RayIntegrationApp", dependencies: ["Ray", "RayConcurrency"]),
         // Ray's `ray microbenchmark` figures (release build, `make bench`).
@@ -99,7 +106,7 @@ let package = Package(
         .executableTarget(
             name: "RayCLI",
             dependencies: [
-                "RayGCS", "RayGCSClient", "RayRaylet", "RayProtos", "RayScheduling",
+                "RayAutoscaler", "RayAutoscaling", "RayGCS", "RayGCSClient", "RayRaylet", "RayProtos", "RayScheduling", "RayYAML",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // YAML to JSON over the shim's yaml-cpp part.
@@ -115,6 +122,7 @@ let package = Package(
         .testTarget(name: "RayGCSClientTests", dependencies: ["RayGCSClient", "RayGCS", "RayCommon", "RayProtos"]),
         .testTarget(name: "RayObjectStoreTests", dependencies: ["RayObjectStore", "RayCommon"]),
         .testTarget(name: "RaySchedulingTests", dependencies: ["RayScheduling", "RayCommon"]),
+        .testTarget(name: "RayAutoscalingTests", dependencies: ["RayAutoscaling", "RayScheduling", "RayYAML"]),
         .testTarget(name: "RayRayletTests", dependencies: ["RayRaylet", "RayGCS", "RayCommon", "RayRPC", "RayProtos", "RayServices"]),
         // Runs the `ray` executable that `swift build` builds (a dependency on the executable target would
         // make SwiftPM build every executable in the graph, swift-protobuf's protoc included).

@@ -51,6 +51,10 @@ struct Start: AsyncParsableCommand {
     @Option(name: .customLong("max-worker-port"), help: "The highest port workers bind (default 19999).")
     var maxWorkerPort: Int = 19999
 
+    @Option(name: .customLong("autoscaling-config"),
+            help: "A cluster config (Ray's YAML schema, provider type local): the head runs the autoscaler with it.")
+    var autoscalingConfig: String?
+
     @Flag(help: "Stay in the foreground; stop everything on Ctrl-C or SIGTERM.")
     var block = false
 
@@ -77,6 +81,10 @@ struct Start: AsyncParsableCommand {
         }
         _ = try parsedResources()
         _ = try parsedLabels()
+        if let autoscalingConfig {
+            guard head else { throw ValidationError("`--autoscaling-config` should only be given when starting the head node with `--head`.") }
+            do { _ = try loadClusterConfig(autoscalingConfig) } catch { throw ValidationError("\(error)") }
+        }
     }
 
     /// `--resources` as a JSON object of non-negative numbers, with what is wrong if it is not.
@@ -137,6 +145,12 @@ struct Start: AsyncParsableCommand {
                 clusterAddress = gcsAddress
             }
             _ = try await startDaemon(session: session, role: "raylet", arguments: try rayletArguments(session, gcs: clusterAddress))
+            if let autoscalingConfig {
+                let path = URL(fileURLWithPath: autoscalingConfig).standardizedFileURL.path
+                _ = try await startDaemon(session: session, role: "monitor",
+                                          arguments: ["monitor", "--gcs-address", clusterAddress, "--autoscaling-config", path,
+                                                      "--temp-dir", temp.path])
+            }
         } catch {
             session.stopAll()
             throw error

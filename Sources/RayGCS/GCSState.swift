@@ -28,6 +28,8 @@ actor GCSState {
     private let workerLimit = 10_000
     /// The resource view: each node's last report.
     private var resources: [NodeID: Ray_Rpc_ResourcesData] = [:]
+    /// Since when (the GCS's clock) each idle node has been idle, for the autoscaler.
+    private var idleSince: [NodeID: ContinuousClock.Instant] = [:]
 
     // Pub/sub: a bounded log of messages and the long polls waiting for the next one.
     private var log: [PubMessage] = []
@@ -151,6 +153,11 @@ actor GCSState {
         guard nodes[id]?.state == .alive else {
             throw RPCError(code: .failedPrecondition, message: "node \(id) is not a live registered node")
         }
+        if data.isIdle {
+            if idleSince[id] == nil { idleSince[id] = .now }
+        } else {
+            idleSince[id] = nil
+        }
         guard resources[id] != data else { return }
         resources[id] = data
         // Every raylet schedules with the view: publish the change (the sequence id versions it).
@@ -159,7 +166,12 @@ actor GCSState {
 
     /// The last report of every live node.
     func allResources() -> [Ray_Rpc_ResourcesData] {
-        resources.filter { nodes[$0.key]?.state == .alive }.values.sorted { $0.nodeID.lexicographicallyPrecedes($1.nodeID) }
+        let now = ContinuousClock.now
+        return resources.filter { nodes[$0.key]?.state == .alive }.map { id, data in
+            var data = data
+            if let since = idleSince[id] { data.idleDurationMs = max(1, Int64((now - since) / .milliseconds(1))) }
+            return data
+        }.sorted { $0.nodeID.lexicographicallyPrecedes($1.nodeID) }
     }
 
     // MARK: internal KV

@@ -265,7 +265,8 @@ extension PlacementGroupManager {
             guard let id = try? NodeID(bytes: info.nodeID) else { continue }
             let total = ResourceSet(reports[info.nodeID]?.resourcesTotal ?? info.resourcesTotal)
             let available = reports[info.nodeID].map { ResourceSet($0.resourcesAvailable) } ?? total
-            view.update(id, NodeResources(total: total, available: available, labels: info.labels))
+            view.update(id, NodeResources(total: total, available: available, labels: info.labels,
+                                          acceptsWork: reports[info.nodeID]?.isDraining != true))
         }
         return view
     }

@@ -95,7 +95,6 @@ public final class GCSClient: Sendable {
         _ = try await call(GCSMethods.reportResourceUsage, request)
     }
 
-    /// The cluster's resource view: each live node's last report.
     /// A placement group as the GCS has it.
     public func placementGroup(_ id: PlacementGroupID) async throws(RPCError) -> Ray_Rpc_PlacementGroupTableData {
         var request = Ray_Rpc_GetPlacementGroupRequest()
@@ -103,6 +102,12 @@ public final class GCSClient: Sendable {
         return try await call(GCSMethods.getPlacementGroup, request).placementGroupTableData
     }
 
+    /// Every placement group the GCS has (removed ones included).
+    public func placementGroups() async throws(RPCError) -> [Ray_Rpc_PlacementGroupTableData] {
+        try await call(GCSMethods.getAllPlacementGroup, Ray_Rpc_GetAllPlacementGroupRequest()).placementGroupTableData
+    }
+
+    /// The cluster's resource view: each live node's last report (with how long idle nodes have been).
     public func resourceUsage() async throws(RPCError) -> [Ray_Rpc_ResourcesData] {
         try await call(GCSMethods.getAllResourceUsage, Ray_Rpc_GetAllResourceUsageRequest()).batch
     }

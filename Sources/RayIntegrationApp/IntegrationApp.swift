@@ -445,6 +445,7 @@ struct IntegrationApp: RayApplication {
             var known = try await ActorScenarios.run(scenario, arguments, ray: ray)
             if !known { known = try await MultiNodeScenarios.run(scenario, arguments, ray: ray) }
             if !known { known = try await PlacementGroupScenarios.run(scenario, arguments, ray: ray) }
+            if !known { known = try await AutoscalingScenarios.run(scenario, arguments, ray: ray) }
             guard known else { throw Failed("unknown scenario \(scenario)") }
         }
         report("driver_pid", Int(getpid()))

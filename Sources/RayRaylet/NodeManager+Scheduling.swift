@@ -150,7 +150,7 @@ extension NodeManager {
         guard let id = try? NodeID(bytes: data.nodeID), id != nodeID, let known = view[id] else { return }
         // Totals change too: committed bundles add their named resources.
         view.update(id, NodeResources(total: ResourceSet(data.resourcesTotal), available: ResourceSet(data.resourcesAvailable),
-                                      labels: known.labels, acceptsWork: known.acceptsWork))
+                                      labels: known.labels, acceptsWork: !data.isDraining))
         schedule()
     }
 

@@ -121,7 +121,7 @@ actor NodeManager {
     /// What the node has: its own resources, with committed bundles' named resources added (and the
     /// bundles' own amounts still counted).
     var total: ResourceSet {
-        didSet { view.update(nodeID, NodeResources(total: total, available: available, labels: labels)) }
+        didSet { view.update(nodeID, NodeResources(total: total, available: available, labels: labels, acceptsWork: !draining)) }
     }
     /// What is free here; the view's entry for this node follows it.
     var available: ResourceSet {
@@ -129,6 +129,8 @@ actor NodeManager {
     }
     /// Placement-group bundles reserved on this node (prepared, or committed and usable).
     var bundles: [BundleKey: ReservedBundle] = [:]
+    /// Accepted a drain: no new work comes here (``drain(_:)``).
+    var draining = false
     /// Groups the GCS said are removed: leases asked for them fail.
     var removedGroups: Set<PlacementGroupID> = []
     /// A resource report is on its way (``reportSoon()``).
@@ -319,7 +321,7 @@ actor NodeManager {
         }
         var infeasible = false
         if request.grantOrReject {
-            guard view[nodeID].map({ $0.isFeasible(scheduling.resources) && scheduling.labelSelector.matches($0.labels) }) == true else {
+            guard !draining, view[nodeID].map({ $0.isFeasible(scheduling.resources) && scheduling.labelSelector.matches($0.labels) }) == true else {
                 var reply = Ray_Rpc_RequestWorkerLeaseReply()
                 reply.rejected = true
                 reply.message = "node \(nodeID.hex) cannot run \(scheduling.resources)"
@@ -580,6 +582,8 @@ actor NodeManager {
         data.resourceLoad = stats.pendingDemand.sorted { Self.shapeKey($0.shape) < Self.shapeKey($1.shape) }
         data.objectStoreUsedBytes = storeUsed()
         data.numWorkers = stats.numWorkers
+        data.isIdle = isIdle
+        data.isDraining = draining
         guard data != lastResources else { return }
         lastResources = data
         gcsReportSink.yield(.resources(data))

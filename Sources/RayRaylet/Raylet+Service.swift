@@ -57,6 +57,9 @@ extension Raylet {
             try await nodeManager.cancelBundles(request.bundleSpecs, reason: request.reason)
             return Ray_Rpc_CancelResourceReserveReply()
         }
+        router.register(NodeManagerMethods.drainRaylet) { request, _ in
+            await nodeManager.drain(request)
+        }
         router.register(NodeManagerMethods.notifyTaskBlocked) { request, _ in
             await nodeManager.setBlocked(try WorkerID(request.workerID, field: "worker_id"), request.blocked)
             return Ray_Rpc_NotifyTaskBlockedReply()

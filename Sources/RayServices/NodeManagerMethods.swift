@@ -32,6 +32,7 @@ public enum NodeManagerMethods {
         method("CommitBundleResources")
     public static let cancelResourceReserve: RPCMethod<Ray_Rpc_CancelResourceReserveRequest, Ray_Rpc_CancelResourceReserveReply> =
         method("CancelResourceReserve")
+    public static let drainRaylet: RPCMethod<Ray_Rpc_DrainRayletRequest, Ray_Rpc_DrainRayletReply> = method("DrainRaylet")
     /// Server streaming: another raylet pulls an object of this node's store, chunk by chunk.
     public static let pullObject: RPCMethod<Ray_Rpc_PullObjectRequest, Ray_Rpc_ObjectChunk> = method("PullObject")
     public static let fetchObject: RPCMethod<Ray_Rpc_FetchObjectRequest, Ray_Rpc_FetchObjectReply> = method("FetchObject")

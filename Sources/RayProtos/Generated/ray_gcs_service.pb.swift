@@ -1009,6 +1009,16 @@ public nonisolated struct Ray_Rpc_ResourcesData: Sendable {
 
   public var numWorkers: Int32 = 0
 
+  /// Nothing leased, nothing waiting, no bundle, every resource free (the autoscaler may end it).
+  public var isIdle: Bool = false
+
+  /// Accepted a drain (DrainRaylet): takes no new work; other nodes and the GCS send it none.
+  public var isDraining: Bool = false
+
+  /// Filled by the GCS in GetAllResourceUsage: how long the node has been idle by the GCS's clock
+  /// (0 while busy), as Ray's NodeState.idle_duration_ms.
+  public var idleDurationMs: Int64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -3227,7 +3237,7 @@ nonisolated extension Ray_Rpc_KillActorViaGcsReply: SwiftProtobuf.Message, Swift
 
 nonisolated extension Ray_Rpc_ResourcesData: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ResourcesData"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{3}resources_total\0\u{3}resources_available\0\u{3}resource_load\0\u{3}object_store_used_bytes\0\u{3}num_workers\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{3}resources_total\0\u{3}resources_available\0\u{3}resource_load\0\u{3}object_store_used_bytes\0\u{3}num_workers\0\u{3}is_idle\0\u{3}is_draining\0\u{3}idle_duration_ms\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3241,6 +3251,9 @@ nonisolated extension Ray_Rpc_ResourcesData: SwiftProtobuf.Message, SwiftProtobu
       case 4: try { try decoder.decodeRepeatedMessageField(value: &self.resourceLoad) }()
       case 5: try { try decoder.decodeSingularInt64Field(value: &self.objectStoreUsedBytes) }()
       case 6: try { try decoder.decodeSingularInt32Field(value: &self.numWorkers) }()
+      case 7: try { try decoder.decodeSingularBoolField(value: &self.isIdle) }()
+      case 8: try { try decoder.decodeSingularBoolField(value: &self.isDraining) }()
+      case 9: try { try decoder.decodeSingularInt64Field(value: &self.idleDurationMs) }()
       default: break
       }
     }
@@ -3265,6 +3278,15 @@ nonisolated extension Ray_Rpc_ResourcesData: SwiftProtobuf.Message, SwiftProtobu
     if self.numWorkers != 0 {
       try visitor.visitSingularInt32Field(value: self.numWorkers, fieldNumber: 6)
     }
+    if self.isIdle != false {
+      try visitor.visitSingularBoolField(value: self.isIdle, fieldNumber: 7)
+    }
+    if self.isDraining != false {
+      try visitor.visitSingularBoolField(value: self.isDraining, fieldNumber: 8)
+    }
+    if self.idleDurationMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.idleDurationMs, fieldNumber: 9)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3275,6 +3297,9 @@ nonisolated extension Ray_Rpc_ResourcesData: SwiftProtobuf.Message, SwiftProtobu
     if lhs.resourceLoad != rhs.resourceLoad {return false}
     if lhs.objectStoreUsedBytes != rhs.objectStoreUsedBytes {return false}
     if lhs.numWorkers != rhs.numWorkers {return false}
+    if lhs.isIdle != rhs.isIdle {return false}
+    if lhs.isDraining != rhs.isDraining {return false}
+    if lhs.idleDurationMs != rhs.idleDurationMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -63,6 +63,45 @@ public nonisolated enum Ray_Rpc_WorkerType: SwiftProtobuf.Enum, Swift.CaseIterab
 
 }
 
+/// Ray's DrainNodeReason.
+public nonisolated enum Ray_Rpc_DrainNodeReason: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+  case idleTermination // = 1
+  case preemption // = 2
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .idleTermination
+    case 2: self = .preemption
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .idleTermination: return 1
+    case .preemption: return 2
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Ray_Rpc_DrainNodeReason] = [
+    .unspecified,
+    .idleTermination,
+    .preemption,
+  ]
+
+}
+
 /// A driver or a worker announcing itself to its node's raylet.
 public nonisolated struct Ray_Rpc_RegisterClientRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -639,12 +678,49 @@ public nonisolated struct Ray_Rpc_CancelResourceReserveReply: Sendable {
   public init() {}
 }
 
+/// From now on the node takes no new leases (they go elsewhere, or wait for a node that can take
+/// them); running work finishes. For IDLE_TERMINATION the raylet refuses unless the node is idle at
+/// that moment (is_accepted false, with why), so an idle check and a new lease never race.
+public nonisolated struct Ray_Rpc_DrainRayletRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var reason: Ray_Rpc_DrainNodeReason = .unspecified
+
+  public var reasonMessage: String = String()
+
+  public var deadlineTimestampMs: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Ray_Rpc_DrainRayletReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var isAccepted: Bool = false
+
+  public var rejectionReasonMessage: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "ray.rpc"
 
 nonisolated extension Ray_Rpc_WorkerType: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0WORKER\0\u{1}DRIVER\0")
+}
+
+nonisolated extension Ray_Rpc_DrainNodeReason: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0DRAIN_NODE_REASON_UNSPECIFIED\0\u{1}DRAIN_NODE_REASON_IDLE_TERMINATION\0\u{1}DRAIN_NODE_REASON_PREEMPTION\0")
 }
 
 nonisolated extension Ray_Rpc_RegisterClientRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -1787,6 +1863,81 @@ nonisolated extension Ray_Rpc_CancelResourceReserveReply: SwiftProtobuf.Message,
   }
 
   public static func ==(lhs: Ray_Rpc_CancelResourceReserveReply, rhs: Ray_Rpc_CancelResourceReserveReply) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_DrainRayletRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DrainRayletRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}reason\0\u{3}reason_message\0\u{3}deadline_timestamp_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularEnumField(value: &self.reason) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.reasonMessage) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.deadlineTimestampMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.reason != .unspecified {
+      try visitor.visitSingularEnumField(value: self.reason, fieldNumber: 1)
+    }
+    if !self.reasonMessage.isEmpty {
+      try visitor.visitSingularStringField(value: self.reasonMessage, fieldNumber: 2)
+    }
+    if self.deadlineTimestampMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.deadlineTimestampMs, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_DrainRayletRequest, rhs: Ray_Rpc_DrainRayletRequest) -> Bool {
+    if lhs.reason != rhs.reason {return false}
+    if lhs.reasonMessage != rhs.reasonMessage {return false}
+    if lhs.deadlineTimestampMs != rhs.deadlineTimestampMs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_DrainRayletReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DrainRayletReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}is_accepted\0\u{3}rejection_reason_message\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.isAccepted) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.rejectionReasonMessage) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.isAccepted != false {
+      try visitor.visitSingularBoolField(value: self.isAccepted, fieldNumber: 1)
+    }
+    if !self.rejectionReasonMessage.isEmpty {
+      try visitor.visitSingularStringField(value: self.rejectionReasonMessage, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_DrainRayletReply, rhs: Ray_Rpc_DrainRayletReply) -> Bool {
+    if lhs.isAccepted != rhs.isAccepted {return false}
+    if lhs.rejectionReasonMessage != rhs.rejectionReasonMessage {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
