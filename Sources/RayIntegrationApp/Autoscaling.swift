@@ -26,6 +26,9 @@ enum AutoscalingScenarios {
             } catch {
                 report("negative_refused", "\(error)".contains("cannot be -1") ? 1 : 0)
             }
+        case "as-request-broken":
+            try await ray.requestResources(bundles: [["broken": 1]])
+            report("requested", 1)
         case "as-burst":
             let count = arguments.dropFirst().first.flatMap { Int($0) } ?? 50
             let refs = (0..<count).map { _ in sleepThenWhere.options(numCPUs: 1).remote(400) }

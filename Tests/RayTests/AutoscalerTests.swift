@@ -133,6 +133,39 @@ import Testing
         await cluster.stop()
     }
 
+    @Test func aNodeThatFailsToLaunchIsListedAndRetriedWithBackoff() async throws {
+        // `ray start` refuses an object store under 64 MiB: every launch of this type fails for real.
+        let yaml = Self.config(maxWorkers: 2, cpuMin: 0, cpuMax: 1) + """
+
+              broken:
+                resources: {CPU: 1, broken: 1, object_store_memory: 1000}
+                max_workers: 1
+            """
+        let (cluster, file) = try await Self.startCluster(yaml)
+        defer { try? FileManager.default.removeItem(at: file) }
+        do {
+            let request = try await IntegrationApp.run(["as-request-broken"], environment: ["RAY_ADDRESS": cluster.address])
+            #expect(request.status == 0, "\(request.output)")
+            var status = ""
+            let deadline = ContinuousClock.now + .seconds(20)
+            while ContinuousClock.now < deadline, !status.contains("broken: LaunchFailed") {
+                try await Task.sleep(for: .milliseconds(200))
+                status = try await TestCluster.runRay(["status", "--address", cluster.address], temp: cluster.nodes[0].temp).text
+            }
+            #expect(status.contains("broken: LaunchFailed (latest_attempt: "), "\(status)")
+            #expect(status.contains("object-store-memory"), "the failure says why: \(status)")
+            // Over 8 s: the first try, one after 5 s, the next not before 15 s (never a tight loop).
+            try await Task.sleep(for: .seconds(8))
+            let logs = cluster.nodes[0].temp.appendingPathComponent("autoscaler")
+            let attempts = (try FileManager.default.contentsOfDirectory(atPath: logs.path)).filter { $0.hasSuffix("-broken.log") }
+            #expect((2...3).contains(attempts.count), "launch attempts with backoff: \(attempts)")
+            #expect(try await Self.aliveNodes(cluster.address).count == 1, "no node of the broken type joined")
+        } catch {
+            Issue.record("\(error)")
+        }
+        await cluster.stop()
+    }
+
     @Test func aConfigThatIsWrongStopsTheHeadFromStarting() async throws {
         let temp = TestCluster.freshTemp()
         defer { try? FileManager.default.removeItem(at: temp) }
