@@ -200,7 +200,6 @@ struct Plan {
     let config: ClusterConfig
     let blocked: Set<String>
     var entries: [Entry] = []
-    var counts: [String: Int] = [:]
     var running: [String: Int] = [:]
     var pending: [String: Int] = [:]
     var launches: [String: Int] = [:]
@@ -220,13 +219,13 @@ struct Plan {
                 entries.append(Entry(id: node.id, type: node.type, free: node.available, capacity: node.total))
             }
             guard !node.isHead, let type = node.type else { continue }
-            counts[type, default: 0] += 1
             workers += 1
             if node.status == .pending { pending[type, default: 0] += 1 } else { running[type, default: 0] += 1 }
         }
     }
 
-    func count(_ type: String) -> Int { counts[type, default: 0] }
+    /// Workers of a type, running or on their way.
+    func count(_ type: String) -> Int { running[type, default: 0] + pending[type, default: 0] }
 
     func canLaunch(_ type: NodeTypeConfig) -> Bool {
         guard !blocked.contains(type.name), count(type.name) < type.maxWorkers, workers < config.maxWorkers else { return false }
@@ -241,7 +240,6 @@ struct Plan {
         planned += 1
         let resources = ResourceSet(type.resources)
         entries.append(Entry(id: "planned-\(planned)", type: type.name, free: resources, capacity: resources))
-        counts[type.name, default: 0] += 1
         pending[type.name, default: 0] += 1
         launches[type.name, default: 0] += 1
         workers += 1

@@ -151,7 +151,6 @@ struct Status: AsyncParsableCommand {
             reserved[base, default: (0, 0)].used += used[name] ?? 0
             reserved[base, default: (0, 0)].total += total
         }
-        let memoryNames: Set = ["memory", "object_store_memory"]
         var lines: [String] = []
         for (name, total) in totals.sorted(by: { order($0.key) < order($1.key) })
         where !name.hasPrefix("node:") && !BundleResources.isGroupResource(name) && !name.hasPrefix("accelerator_type:") {

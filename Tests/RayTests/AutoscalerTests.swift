@@ -174,7 +174,7 @@ import Testing
             (Self.config(maxWorkers: 3, cpuMin: 4, cpuMax: 2), "available_node_types.cpu.min_workers: min_workers (4) is above max_workers (2)"),
             (Self.config(maxWorkers: 3, cpuMin: 0, cpuMax: 2).replacingOccurrences(of: "head_node_type: head", with: "head_node_type: gpu"),
              "head_node_type: `gpu` is not one of available_node_types"),
-            ("cluster_name: x\nprovider: {type: local\n", "line"),
+            ("cluster_name: x\nprovider: {type: local\n", "YAML error at line "),
         ] {
             try Data(yaml.utf8).write(to: file)
             let output = try await TestCluster.runRay(["start", "--head", "--port", "0", "--autoscaling-config", file.path], temp: temp)
