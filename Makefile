@@ -9,8 +9,12 @@ SWIFT ?= swift
 APT_PACKAGES := libgrpc++-dev libgrpc-dev libyaml-cpp-dev protobuf-compiler pkg-config openssl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ASAN_SCRATCH := .build-asan
+# Ray 2.60's own Python CLI, which the suite runs against our head: a venv outside the checkout,
+# made once (pip downloads ~100 MB) and reused by every later clone.
+RAY_PYTHON_VENV ?= $(HOME)/.cache/swift-ray/ray-2.60.0-venv
+export SWIFT_RAY_PYTHON_VENV := $(RAY_PYTHON_VENV)
 
-.PHONY: all deps build test demo bench check-memory protos clean
+.PHONY: all deps ray-venv build test demo bench check-memory protos clean
 
 all: build
 
@@ -25,6 +29,18 @@ deps:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	else echo "deps: all Debian packages present"; fi
 
+# Ray's CLI in its venv (Debian's python3-venv if this python lacks venv); a no-op once made.
+ray-venv:
+	@if [ -x $(RAY_PYTHON_VENV)/bin/ray ] && $(RAY_PYTHON_VENV)/bin/python -c 'import ray, aiohttp; assert ray.__version__ == "2.60.0"' 2>/dev/null; then \
+	  echo "ray-venv: Ray 2.60.0 present in $(RAY_PYTHON_VENV)"; \
+	else \
+	  python3 -m venv --help >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3-venv; }; \
+	  rm -rf $(RAY_PYTHON_VENV) && mkdir -p $(dir $(RAY_PYTHON_VENV)) && \
+	  python3 -m venv $(RAY_PYTHON_VENV) && \
+	  $(RAY_PYTHON_VENV)/bin/pip install -q "ray[default]==2.60.0" && \
+	  $(RAY_PYTHON_VENV)/bin/ray --version; \
+	fi
+
 build: deps
 	$(SWIFT) build --build-tests
 
@@ -33,9 +49,10 @@ build: deps
 # pool, which another one's spinning would hold up), so they slow no other test down.
 SOLO := Starvation
 
-test: build
+test: build ray-venv
 	GRPC_VERBOSITY=NONE $(SWIFT) test --skip-build --skip $(SOLO)
 	GRPC_VERBOSITY=NONE $(SWIFT) test --skip-build --no-parallel --filter $(SOLO)
+	scripts/user_package_test.sh .build/debug/ray
 
 # The Ray example (examples/RayDemo) on an embedded local cluster, built in release like a user's program.
 demo: deps
@@ -59,7 +76,7 @@ bench: deps
 # Swift's crash backtracer is off under ASan: seen hanging on an instrumented crashed process (its
 # memory server itself faults), which left a test waiting for minutes; ASan prints the crash instead.
 ASAN_ENV := ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/lsan.supp GRPC_VERBOSITY=NONE SWIFT_BACKTRACE=enable=no
-check-memory: deps
+check-memory: deps ray-venv
 	$(ASAN_ENV) $(SWIFT) test --sanitize=address --scratch-path $(ASAN_SCRATCH) --disable-xctest --skip $(SOLO)
 	$(ASAN_ENV) $(SWIFT) test --sanitize=address --scratch-path $(ASAN_SCRATCH) --disable-xctest --skip-build --no-parallel --filter $(SOLO)
 

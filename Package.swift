@@ -24,6 +24,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket", from: "2.8.1"),
+        .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
     ],
     targets: [
         // The thin C++ shim over Debian's grpc++ and yaml-cpp, behind a plain C header.
@@ -102,11 +105,24 @@ let package = Package(
         .executableTarget(name: "RayScalability", dependencies: ["Ray"]),
         // `make demo`: tasks, objects, refs as arguments and a parallel speed-up on an embedded cluster.
         .executableTarget(name: "RayDemo", dependencies: ["Ray"], path: "examples/RayDemo"),
+        // Submitted jobs: Ray's JobSubmitRequest and JobDetails, their state in the GCS KV, the
+        // supervisor that runs an entrypoint, working-directory packages.
+        .target(
+            name: "RayJobs",
+            dependencies: ["RayCommon", "RayGCSClient", "RayProtos", "RayRPC",
+                           .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
+        // The head's HTTP server (Ray's dashboard port): Jobs REST API, packages, health.
+        .target(
+            name: "RayDashboard",
+            dependencies: ["RayCommon", "RayGCSClient", "RayJobs",
+                           .product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket")]),
         // The `ray` command: start, stop, status, and the daemons it runs.
         .executableTarget(
             name: "RayCLI",
             dependencies: [
-                "RayAutoscaler", "RayAutoscaling", "RayGCS", "RayGCSClient", "RayRaylet", "RayProtos", "RayScheduling", "RayYAML",
+                "RayAutoscaler", "RayAutoscaling", "RayDashboard", "RayGCS", "RayGCSClient", "RayJobs", "RayRaylet", "RayProtos",
+                "RayScheduling", "RayYAML",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // YAML to JSON over the shim's yaml-cpp part.
@@ -119,6 +135,9 @@ let package = Package(
         .testTarget(name: "RayRPCTests", dependencies: ["RayRPC", "RayConcurrency", "RPCTestService"]),
         .testTarget(name: "RayYAMLTests", dependencies: ["RayYAML"]),
         .testTarget(name: "RayCommonTests", dependencies: ["RayCommon"]),
+        .testTarget(
+            name: "RayJobsTests",
+            dependencies: ["RayJobs", "RayCommon", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         .testTarget(name: "RayGCSClientTests", dependencies: ["RayGCSClient", "RayGCS", "RayCommon", "RayProtos"]),
         .testTarget(name: "RayObjectStoreTests", dependencies: ["RayObjectStore", "RayCommon"]),
         .testTarget(name: "RaySchedulingTests", dependencies: ["RayScheduling", "RayCommon"]),
@@ -126,7 +145,9 @@ let package = Package(
         .testTarget(name: "RayRayletTests", dependencies: ["RayRaylet", "RayGCS", "RayCommon", "RayRPC", "RayProtos", "RayServices"]),
         // Runs the `ray` executable that `swift build` builds (a dependency on the executable target would
         // make SwiftPM build every executable in the graph, swift-protobuf's protoc included).
-        .testTarget(name: "RayCLITests", dependencies: ["RayRPC", "RayProtos", "RayServices"]),
+        .testTarget(
+            name: "RayCLITests",
+            dependencies: ["RayRPC", "RayProtos", "RayServices", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         .testTarget(name: "RayCoreWorkerTests", dependencies: ["RayCoreWorker", "RayCommon", "RayProtos"]),
         // Multi-process tests of the public API: they drive the built ray-integration-app.
         .testTarget(name: "RayTests", dependencies: ["RayRPC", "RayProtos", "RayServices"]),

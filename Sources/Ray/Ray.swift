@@ -149,6 +149,10 @@ public final class Ray: Sendable {
             job.workerLaunch.arguments = configuration.arguments
             job.workerLaunch.workingDir = configuration.workingDirectory
             job.workerLaunch.environment = configuration.environment
+            // A driver run as a submitted job's entrypoint says so: the Jobs API shows its job ID.
+            if let submission = ProcessInfo.processInfo.environment["RAY_JOB_SUBMISSION_ID"], !submission.isEmpty {
+                job.workerLaunch.environment["RAY_JOB_SUBMISSION_ID"] = submission
+            }
             Self.setJobNamespace(namespace)
             try? await gcs.addJob(job)
             return Ray(jobID: jobID, gcsAddress: gcsAddress, namespace: namespace, worker: worker, gcs: gcs,

@@ -11,7 +11,8 @@ struct RayCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ray",
         abstract: "Start, inspect and stop swift-ray clusters.",
-        subcommands: [Start.self, Stop.self, Status.self, GCSServerCommand.self, RayletCommand.self, MonitorCommand.self])
+        subcommands: [Start.self, Stop.self, Status.self, GCSServerCommand.self, RayletCommand.self, MonitorCommand.self,
+                      DashboardCommand.self, JobSupervisorCommand.self])
 }
 
 struct CLIError: Error, CustomStringConvertible {

@@ -55,6 +55,15 @@ struct Start: AsyncParsableCommand {
             help: "A cluster config (Ray's YAML schema, provider type local): the head runs the autoscaler with it.")
     var autoscalingConfig: String?
 
+    @Option(name: .customLong("include-dashboard"), help: "Start the dashboard and Jobs API on the head (default true).")
+    var includeDashboard: Bool = true
+
+    @Option(name: .customLong("dashboard-host"), help: "The address the dashboard binds (default 127.0.0.1; 0.0.0.0 for every interface).")
+    var dashboardHost = "127.0.0.1"
+
+    @Option(name: .customLong("dashboard-port"), help: "The dashboard's port (default 8265, or the next free one; 0 picks any).")
+    var dashboardPort = 8265
+
     @Flag(help: "Stay in the foreground; stop everything on Ctrl-C or SIGTERM.")
     var block = false
 
@@ -72,7 +81,8 @@ struct Start: AsyncParsableCommand {
             throw ValidationError("--object-store-memory must be at least 64 MiB (67108864 bytes), got \(objectStoreMemory)")
         }
         for (name, value) in [("--node-manager-port", nodeManagerPort), ("--object-manager-port", objectManagerPort),
-                              ("--min-worker-port", minWorkerPort), ("--max-worker-port", maxWorkerPort), ("--port", port ?? 6379)]
+                              ("--min-worker-port", minWorkerPort), ("--max-worker-port", maxWorkerPort), ("--port", port ?? 6379),
+                              ("--dashboard-port", dashboardPort)]
         where !(0...65535).contains(value) {
             throw ValidationError("\(name) must be a port (0–65535), got \(value)")
         }
@@ -134,6 +144,7 @@ struct Start: AsyncParsableCommand {
         }
         let session = try Session.create(in: temp)
         let clusterAddress: String
+        var dashboardURL: String?
         do {
             if head {
                 let boundPort = try await startDaemon(
@@ -145,6 +156,13 @@ struct Start: AsyncParsableCommand {
                 clusterAddress = gcsAddress
             }
             _ = try await startDaemon(session: session, role: "raylet", arguments: try rayletArguments(session, gcs: clusterAddress))
+            if head, includeDashboard {
+                let port = try await startDaemon(
+                    session: session, role: "dashboard",
+                    arguments: ["dashboard", "--gcs-address", clusterAddress, "--host", dashboardHost,
+                                "--port", String(dashboardPort), "--session-dir", session.directory.path])
+                dashboardURL = "http://\(dashboardHost == "0.0.0.0" ? nodeIPAddress : dashboardHost):\(port)"
+            }
             if let autoscalingConfig {
                 let path = URL(fileURLWithPath: autoscalingConfig).standardizedFileURL.path
                 _ = try await startDaemon(session: session, role: "monitor",
@@ -156,7 +174,7 @@ struct Start: AsyncParsableCommand {
             throw error
         }
         try Data(clusterAddress.utf8).write(to: Session.currentClusterFile(in: temp))
-        print(head ? headMessage(clusterAddress, session) : workerMessage(clusterAddress, session))
+        print(head ? headMessage(clusterAddress, session, dashboard: dashboardURL) : workerMessage(clusterAddress, session))
         fflush(nil)
         if block {
             await waitForTermination()
@@ -199,8 +217,22 @@ struct Start: AsyncParsableCommand {
         return target
     }
 
-    private func headMessage(_ address: String, _ session: Session) -> String {
-        """
+    private func headMessage(_ address: String, _ session: Session, dashboard: String?) -> String {
+        let dashboardLines = dashboard.map {
+            """
+
+              To submit a Ray job using the Ray Jobs CLI:
+                RAY_ADDRESS='\($0)' ray job submit --working-dir . -- ./your-program
+
+              See https://docs.ray.io/en/latest/cluster/running-applications/job-submission/index.html
+              for more information on submitting Ray jobs to the Ray cluster.
+
+              To view the dashboard, visit \($0)
+              Dashboard address: \($0)
+
+            """
+        } ?? ""
+        return """
         Local node IP: \(nodeIPAddress)
 
         --------------------
@@ -216,7 +248,7 @@ struct Start: AsyncParsableCommand {
 
           To see the status of the cluster, use
             ray status
-
+        \(dashboardLines)
           GCS address: \(address)
           Session: \(session.directory.path)
 

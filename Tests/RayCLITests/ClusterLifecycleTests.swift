@@ -109,13 +109,18 @@ func processIsAlive(_ pid: pid_t) -> Bool {
             #expect(status.output.contains(" 0.0/2.0 GPU_like\n"), "\(status.output)")
             #expect(status.output.contains("Pending Demands:\n (no resource demands)"), "\(status.output)")
 
+            // The dashboard on Ray's default port (or the next free one, as Ray's gives way).
+            let dashboard = try #require(started.output.split(separator: "\n")
+                .first { $0.contains("Dashboard address:") }?.split(separator: " ").last.map(String.init))
+            #expect(dashboard.hasPrefix("http://127.0.0.1:82"), "\(dashboard)")
+
             let pids = cli.recordedPIDs()
-            #expect(pids.count == 2)
+            #expect(pids.count == 3)
             #expect(pids.allSatisfy(processIsAlive))
 
             let stopped = try await cli.run(["stop"])
             #expect(stopped.status == 0, "ray stop failed: \(stopped.output)")
-            #expect(stopped.output.contains("Stopped 2 swift-ray processes."))
+            #expect(stopped.output.contains("Stopped 3 swift-ray processes."), "\(stopped.output)")
             for pid in pids { #expect(!processIsAlive(pid), "process \(pid) survived ray stop") }
 
             let after = try await cli.run(["status"])

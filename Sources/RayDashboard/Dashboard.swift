@@ -1,0 +1,114 @@
+import Foundation
+import Hummingbird
+import HummingbirdWebSocket
+import Logging
+import NIOCore
+import RayCommon
+import RayGCSClient
+import RayJobs
+
+/// The head's HTTP server (Ray's dashboard on port 8265): the Jobs REST API with Ray's paths and
+/// JSON, working-directory packages, health. Hummingbird 2 under swift-service-lifecycle; the
+/// job entrypoints run under supervisor processes (`ray job-supervisor`), so a restart of this
+/// server loses no job.
+public struct Dashboard: Sendable {
+    public struct Options: Sendable {
+        public var host = "127.0.0.1"
+        /// 0 picks a free port.
+        public var port = 8265
+        public var gcsAddress: String
+        /// Where job logs go (`job-driver-<id>.log`, as Ray names them).
+        public var logDirectory: String
+        /// Where working-directory packages are unpacked for jobs.
+        public var packagesDirectory: String
+        /// The `ray` executable, run as `ray job-supervisor …` for each job.
+        public var supervisorExecutable: String
+        /// Called with each supervisor's pid (the CLI records it in the session, for `ray stop`).
+        public var onSupervisorStarted: @Sendable (Int32) -> Void = { _ in }
+        public var sessionName = "session_swift_ray"
+
+        public init(gcsAddress: String, logDirectory: String, packagesDirectory: String, supervisorExecutable: String) {
+            self.gcsAddress = gcsAddress
+            self.logDirectory = logDirectory
+            self.packagesDirectory = packagesDirectory
+            self.supervisorExecutable = supervisorExecutable
+        }
+    }
+
+    /// The version Ray 2.60's clients check (`ray_version` ≥ 2.8 enables every submit option;
+    /// `version` 4 has DELETE and log tailing).
+    public static let rayVersion = "2.60.0"
+    public static let apiVersion = "4"
+
+    let options: Options
+    let gcs: GCSClient
+    let jobs: JobsAPI
+
+    public init(options: Options) throws {
+        self.options = options
+        self.gcs = try GCSClient(address: options.gcsAddress, timeout: .seconds(10))
+        self.jobs = JobsAPI(options: options, store: JobStore(gcs: gcs))
+    }
+
+    /// Serves until SIGTERM or SIGINT; `onBound` gets the port once it listens.
+    public func run(onBound: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+        let router = Router(context: BasicWebSocketRequestContext.self)
+        addRoutes(to: router)
+        var logger = Logger(label: "ray.dashboard")
+        logger.logLevel = .warning
+        let app = Application(
+            router: router,
+            server: .http1WebSocketUpgrade(webSocketRouter: router, configuration: .init(maxFrameSize: 1 << 20)),
+            configuration: .init(address: .hostname(options.host, port: options.port), serverName: nil),
+            onServerRunning: { channel in await onBound(channel.localAddress?.port ?? 0) },
+            logger: logger)
+        try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
+    }
+
+    func addRoutes(to router: Router<BasicWebSocketRequestContext>) {
+        let version: JSON = .object([
+            "version": .string(Self.apiVersion), "ray_version": .string(Self.rayVersion),
+            "ray_commit": .string("swift-ray"), "session_name": .string(options.sessionName),
+        ])
+        router.get("/api/version") { _, _ in HTTP.json(version) }
+        router.get("/api/ray/version") { _, _ in HTTP.json(version) }
+        router.get("/api/gcs_healthz") { _, _ in
+            do {
+                _ = try await gcs.nodes()
+                return HTTP.text("success", contentType: "application/text")
+            } catch {
+                return HTTP.text("GCS is not reachable: \(error)", status: .serviceUnavailable)
+            }
+        }
+        router.get("/api/healthz") { _, _ in HTTP.text("success", contentType: "application/text") }
+        jobs.addRoutes(to: router)
+    }
+
+    /// True if nothing listens on `host:port` (a probe; the bind may still lose a race).
+    public static func isFree(host: String, port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        guard inet_pton(AF_INET, host, &address.sin_addr) == 1 else { return true }
+        var yes: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+    }
+}
+
+/// Responses as Ray's aiohttp server writes them.
+enum HTTP {
+    static func json(_ value: JSON, status: HTTPResponse.Status = .ok) -> Response {
+        Response(status: status, headers: [.contentType: "application/json; charset=utf-8"],
+                 body: ResponseBody(byteBuffer: ByteBuffer(string: value.text)))
+    }
+
+    static func text(_ text: String, status: HTTPResponse.Status = .ok, contentType: String = "text/plain; charset=utf-8") -> Response {
+        Response(status: status, headers: [.contentType: contentType], body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
+    }
+}

@@ -1,0 +1,340 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Testing
+import ZIPFoundation
+
+/// A head started by `ray start --head` (dashboard on a free port), stopped by the test.
+struct DashboardCluster {
+    let cli: RayCLI
+    let url: String
+    let gcsAddress: String
+    var sessionDirectory: String?
+
+    static func start(_ extra: [String] = []) async throws -> DashboardCluster {
+        let cli = try RayCLI()
+        let started = try await cli.run(["start", "--head", "--port", "0", "--num-cpus", "2", "--dashboard-port", "0"] + extra)
+        guard started.status == 0,
+              let url = line(after: "Dashboard address: ", in: started.output),
+              let gcs = line(after: "GCS address: ", in: started.output) else {
+            await cli.cleanUp()
+            throw TestFailure("ray start --head failed:\n\(started.output)")
+        }
+        return DashboardCluster(cli: cli, url: url, gcsAddress: gcs,
+                                sessionDirectory: line(after: "Session: ", in: started.output))
+    }
+
+    static func line(after prefix: String, in text: String) -> String? {
+        text.split(separator: "\n").compactMap { line -> String? in
+            guard let range = line.range(of: prefix) else { return nil }
+            return String(line[range.upperBound...]).trimmingCharacters(in: .whitespaces)
+        }.first
+    }
+
+    struct Reply {
+        let status: Int
+        let body: Data
+        let contentType: String
+        var text: String { String(decoding: body, as: UTF8.self) }
+        func json() throws -> Any { try JSONSerialization.jsonObject(with: body, options: [.fragmentsAllowed]) }
+        func object() throws -> [String: Any] {
+            guard let object = try json() as? [String: Any] else { throw TestFailure("not a JSON object: \(text)") }
+            return object
+        }
+    }
+
+    func http(_ method: String, _ path: String, body: Data? = nil, headers: [String: String] = [:]) async throws -> Reply {
+        var request = URLRequest(url: URL(string: url + path)!, timeoutInterval: 20)
+        request.httpMethod = method
+        request.httpBody = body
+        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
+        if body != nil, headers["Content-Type"] == nil { request.setValue("application/json", forHTTPHeaderField: "Content-Type") }
+        let (data, response) = try await URLSession.shared.data(for: request)
+        let http = response as! HTTPURLResponse
+        return Reply(status: http.statusCode, body: data, contentType: http.value(forHTTPHeaderField: "Content-Type") ?? "")
+    }
+
+    func submit(_ json: String) async throws -> Reply { try await http("POST", "/api/jobs/", body: Data(json.utf8)) }
+
+    func submitted(_ entrypoint: String, extra: String = "") async throws -> String {
+        let reply = try await submit(#"{"entrypoint": "\#(entrypoint)", "runtime_env": {}, "metadata": {}\#(extra)}"#)
+        #expect(reply.status == 200, "\(reply.text)")
+        let object = try reply.object()
+        let id = try #require(object["submission_id"] as? String)
+        #expect(object["job_id"] as? String == id)
+        return id
+    }
+
+    /// Polls the job until `done` holds for its details (or 30 s pass).
+    func waitFor(_ id: String, _ done: ([String: Any]) -> Bool) async throws -> [String: Any] {
+        let deadline = ContinuousClock.now + .seconds(30)
+        var last: [String: Any] = [:]
+        while ContinuousClock.now < deadline {
+            last = try await http("GET", "/api/jobs/\(id)").object()
+            if done(last) { return last }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw TestFailure("job \(id) never got there; last: \(last)")
+    }
+
+    func waitForEnd(_ id: String) async throws -> [String: Any] {
+        try await waitFor(id) { ["SUCCEEDED", "FAILED", "STOPPED"].contains($0["status"] as? String ?? "") }
+    }
+
+    func jobCount() async throws -> Int { (try await http("GET", "/api/jobs/").json() as? [Any])?.count ?? -1 }
+}
+
+/// The pids a job's shell wrote to `path` (waits up to 10 s for `count` of them).
+func readPIDs(_ path: String, count: Int) async throws -> [pid_t] {
+    for _ in 0..<1000 {
+        let pids = ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n").compactMap { pid_t($0) }
+        if pids.count >= count { return pids }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+    throw TestFailure("the job did not write \(count) pids to \(path)")
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+@Suite(.serialized, .timeLimit(.minutes(3))) struct JobsAPITests {
+    @Test func versionIsWhatRaysClientsCheck() async throws {
+        let cluster = try await DashboardCluster.start()
+        defer { Task { await cluster.cli.cleanUp() } }
+        let version = try await cluster.http("GET", "/api/version").object()
+        #expect(version["version"] as? String == "4")
+        #expect(version["ray_version"] as? String == "2.60.0")
+        #expect((version["session_name"] as? String)?.hasPrefix("session_") == true)
+        let health = try await cluster.http("GET", "/api/gcs_healthz")
+        #expect(health.status == 200 && health.text == "success")
+        await cluster.cli.cleanUp()
+    }
+
+    @Test func aJobRunsSucceedsAndKeepsItsLogs() async throws {
+        let cluster = try await DashboardCluster.start()
+        do {
+            let id = try await cluster.submitted("echo hello; echo $RAY_JOB_SUBMISSION_ID; echo $RAY_ADDRESS; echo $GREETING",
+                                                 extra: #", "runtime_env": {"env_vars": {"GREETING": "hi there"}}"#)
+            #expect(id.hasPrefix("raysubmit_"))
+            let details = try await cluster.waitForEnd(id)
+            #expect(details["status"] as? String == "SUCCEEDED")
+            #expect(details["message"] as? String == "Job finished successfully.")
+            #expect(details["type"] as? String == "SUBMISSION")
+            #expect(details["driver_exit_code"] as? Int == 0)
+            #expect((details["start_time"] as? Int ?? 0) > 1_600_000_000_000)  // milliseconds
+            #expect((details["end_time"] as? Int ?? 0) >= (details["start_time"] as? Int ?? 0))
+            let logs = try await cluster.http("GET", "/api/jobs/\(id)/logs").object()["logs"] as? String ?? ""
+            #expect(logs == "hello\n\(id)\n\(cluster.gcsAddress)\nhi there\n")
+            let listed = try await cluster.http("GET", "/api/jobs/").json() as? [[String: Any]] ?? []
+            #expect(listed.contains { $0["submission_id"] as? String == id && $0["status"] as? String == "SUCCEEDED" })
+        } catch { Issue.record(error) }
+        await cluster.cli.cleanUp()
+    }
+
+    @Test func aFailingJobReportsItsExitCodeAndLastLogs() async throws {
+        let cluster = try await DashboardCluster.start()
+        do {
+            let id = try await cluster.submitted("echo about to fail; exit 3")
+            let details = try await cluster.waitForEnd(id)
+            #expect(details["status"] as? String == "FAILED")
+            #expect(details["error_type"] as? String == "JOB_ENTRYPOINT_COMMAND_ERROR")
+            #expect(details["driver_exit_code"] as? Int == 3)
+            #expect(details["message"] as? String
+                    == "Job entrypoint command failed with exit code 3, last available logs (truncated to 20,000 chars):\nabout to fail\n")
+        } catch { Issue.record(error) }
+        await cluster.cli.cleanUp()
+    }
+
+    @Test func stoppingARunningJobEndsItsWholeProcessGroup() async throws {
+        let cluster = try await DashboardCluster.start()
+        do {
+            // The shell and a child it started in the background: both must go.
+            let pids = cluster.cli.tempDir.appendingPathComponent("job.pids").path
+            let id = try await cluster.submitted("echo $$ > \(pids); sleep 300 & echo $! >> \(pids); wait")
+            _ = try await cluster.waitFor(id) { $0["status"] as? String == "RUNNING" }
+            let recorded = try await readPIDs(pids, count: 2)
+            #expect(recorded.allSatisfy(processIsAlive))
+            let stopped = try await cluster.http("POST", "/api/jobs/\(id)/stop").object()
+            #expect(stopped["stopped"] as? Bool == true)
+            let details = try await cluster.waitForEnd(id)
+            #expect(details["status"] as? String == "STOPPED")
+            #expect(details["message"] as? String == "Job was intentionally stopped.")
+            for pid in recorded { #expect(!processIsAlive(pid), "\(pid) survived the stop") }
+            let again = try await cluster.http("POST", "/api/jobs/\(id)/stop").object()
+            #expect(again["stopped"] as? Bool == false)
+        } catch { Issue.record(error) }
+        await cluster.cli.cleanUp()
+    }
+
+    @Test func rayStopEndsRunningJobs() async throws {
+        let cluster = try await DashboardCluster.start()
+        do {
+            let pids = cluster.cli.tempDir.appendingPathComponent("job.pids").path
+            let id = try await cluster.submitted("echo $$ > \(pids); sleep 300")
+            _ = try await cluster.waitFor(id) { $0["status"] as? String == "RUNNING" }
+            let pid = try #require(try await readPIDs(pids, count: 1).first)
+            #expect(processIsAlive(pid))
+            let stopped = try await cluster.cli.run(["stop"])
+            #expect(stopped.status == 0, "\(stopped.output)")
+            #expect(!processIsAlive(pid), "the job's entrypoint survived ray stop")
+        } catch { Issue.record(error) }
+        await cluster.cli.cleanUp()
+    }
+
+    @Test func deleteNeedsAnEndedJobAndThenForgetsIt() async throws {
+        let cluster = try await DashboardCluster.start()
+        do {
+            let id = try await cluster.submitted("sleep 300")
+            let refused = try await cluster.http("DELETE", "/api/jobs/\(id)")
+            #expect(refused.status == 400)
+            #expect(refused.text.contains("non-terminal state"))
+            _ = try await cluster.http("POST", "/api/jobs/\(id)/stop")
+            _ = try await cluster.waitForEnd(id)
+            let deleted = try await cluster.http("DELETE", "/api/jobs/\(id)").object()
+            #expect(deleted["deleted"] as? Bool == true)
+            let gone = try await cluster.http("GET", "/api/jobs/\(id)")
+            #expect(gone.status == 404 && gone.text == "Job \(id) does not exist")
+        } catch { Issue.record(error) }
+        await cluster.cli.cleanUp()
+    }
+
+    @Test func badInputGetsAClearErrorAndStoresNothing() async throws {
+        let cluster = try await DashboardCluster.start()
+        do {
+            let cases: [(String, String)] = [
+                ("{not json", "not valid JSON"),
+                (#"{"entrypoint": "echo", "bogus_field": 1}"#, "unexpected keyword argument 'bogus_field'"),
+                (#"{"entrypoint": ["echo"]}"#, "entrypoint must be a string"),
+                (#"{"entrypoint": "echo", "runtime_env": {"conda": "x"}}"#, "not supported"),
+                (#"{"entrypoint": "echo", "entrypoint_num_cpus": "many"}"#, "must be a number"),
+            ]
+            for (body, message) in cases {
+                let reply = try await cluster.submit(body)
+                #expect(reply.status == 400, "\(body) → \(reply.status)")
+                #expect(reply.text.contains(message), "\(body) → \(reply.text)")
+            }
+            let oversized = try await cluster.submit(#"{"entrypoint": ""# + String(repeating: "x", count: 17 * 1024 * 1024) + #""}"#)
+            #expect(oversized.status == 413)
+            #expect(try await cluster.jobCount() == 0)
+
+            for (method, path) in [("GET", "/api/jobs/nope"), ("POST", "/api/jobs/nope/stop"), ("GET", "/api/jobs/nope/logs"),
+                                   ("DELETE", "/api/jobs/nope")] {
+                let reply = try await cluster.http(method, path)
+                #expect(reply.status == 404 && reply.text == "Job nope does not exist", "\(method) \(path) → \(reply.status) \(reply.text)")
+            }
+
+            let first = try await cluster.submit(#"{"entrypoint": "echo one", "submission_id": "mine"}"#)
+            #expect(first.status == 200)
+            let duplicate = try await cluster.submit(#"{"entrypoint": "echo two", "submission_id": "mine"}"#)
+            #expect(duplicate.status == 400)
+            #expect(duplicate.text.contains("Job with submission_id mine already exists"))
+            let kept = try await cluster.waitForEnd("mine")
+            #expect(kept["entrypoint"] as? String == "echo one")
+            #expect(try await cluster.jobCount() == 1)
+        } catch { Issue.record(error) }
+        await cluster.cli.cleanUp()
+    }
+}
+
+@Suite(.serialized, .timeLimit(.minutes(3))) struct JobPackagesTests {
+    static func zip(_ files: [String: String]) throws -> Data {
+        let archive = try Archive(data: Data(), accessMode: .create)
+        for (path, contents) in files.sorted(by: { $0.key < $1.key }) {
+            let data = Data(contents.utf8)
+            try archive.addEntry(with: path, type: .file, uncompressedSize: Int64(data.count), permissions: 0o755,
+                                 provider: { position, size in data.subdata(in: Int(position)..<Int(position) + size) })
+        }
+        return try #require(archive.data)
+    }
+
+    @Test func packagesAreCheckedBeforeTheyAreKeptAndAJobRunsFromOne() async throws {
+        let cluster = try await DashboardCluster.start()
+        do {
+            let path = "/api/packages/gcs/_ray_pkg_test1.zip"
+            #expect(try await cluster.http("GET", path).status == 404)
+            let garbage = try await cluster.http("PUT", path, body: Data("not a zip".utf8), headers: ["Content-Type": "application/octet-stream"])
+            #expect(garbage.status == 400 && garbage.text.contains("not a zip archive"), "\(garbage.text)")
+            let escaping = try await cluster.http("PUT", path, body: Self.zip(["../outside.sh": "echo no"]),
+                                                  headers: ["Content-Type": "application/octet-stream"])
+            #expect(escaping.status == 400 && escaping.text.contains("outside its working directory"), "\(escaping.text)")
+            let badName = try await cluster.http("PUT", "/api/packages/s3/x.zip", body: Self.zip(["a": "b"]),
+                                                 headers: ["Content-Type": "application/octet-stream"])
+            #expect(badName.status == 400)
+            let huge = try await cluster.http("PUT", path, body: Data(count: 100 * 1024 * 1024 + 1),
+                                              headers: ["Content-Type": "application/octet-stream"])
+            #expect(huge.status == 413, "\(huge.status) \(huge.text)")
+            try halfUpload(cluster, path: path)
+            #expect(try await cluster.http("GET", path).status == 404)  // none of those was kept
+
+            let good = try await cluster.http("PUT", path, body: Self.zip(["tool.sh": "#!/bin/sh\necho tool ran in $(basename $PWD)\n"]),
+                                              headers: ["Content-Type": "application/octet-stream"])
+            #expect(good.status == 200, "\(good.text)")
+            #expect(try await cluster.http("GET", path).status == 200)
+            let id = try await cluster.submitted("./tool.sh", extra: #", "runtime_env": {"working_dir": "gcs://_ray_pkg_test1.zip"}"#)
+            let details = try await cluster.waitForEnd(id)
+            #expect(details["status"] as? String == "SUCCEEDED", "\(details)")
+            let logs = try await cluster.http("GET", "/api/jobs/\(id)/logs").object()["logs"] as? String
+            #expect(logs == "tool ran in _ray_pkg_test1\n")
+
+            let missing = try await cluster.submitted("true", extra: #", "runtime_env": {"working_dir": "gcs://_ray_pkg_absent.zip"}"#)
+            let failed = try await cluster.waitForEnd(missing)
+            #expect(failed["status"] as? String == "FAILED")
+            #expect(failed["error_type"] as? String == "RUNTIME_ENV_SETUP_FAILURE")
+        } catch { Issue.record(error) }
+        await cluster.cli.cleanUp()
+    }
+
+    /// A PUT whose connection drops after a few of the bytes it announced.
+    func halfUpload(_ cluster: DashboardCluster, path: String) throws {
+        let port = UInt16(cluster.url.split(separator: ":").last!)!
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        #expect(connected == 0)
+        let head = "PUT \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\nContent-Type: application/octet-stream\r\n\r\nPK\u{03}\u{04}partial"
+        _ = head.withCString { send(fd, $0, strlen($0), 0) }
+        usleep(100_000)
+    }
+
+    @Test func jobsOutliveARestartOfTheHTTPServer() async throws {
+        let cluster = try await DashboardCluster.start()
+        var restarted: Process?
+        do {
+            let id = try await cluster.submitted("sleep 3; echo finished")
+            _ = try await cluster.waitFor(id) { $0["status"] as? String == "RUNNING" }
+            let session = try #require(cluster.sessionDirectory)
+            let processes = try String(contentsOfFile: session + "/processes", encoding: .utf8)
+            let dashboard = try #require(processes.split(separator: "\n").first { $0.hasPrefix("dashboard ") }
+                .flatMap { pid_t($0.split(separator: " ")[1]) })
+            kill(dashboard, SIGKILL)
+            let portFile = session + "/dashboard-restarted.port"
+            let process = Process()
+            process.executableURL = RayCLI.executable
+            process.arguments = ["dashboard", "--gcs-address", cluster.gcsAddress, "--port", "0", "--session-dir", session,
+                                 "--port-file", portFile]
+            try process.run()
+            restarted = process
+            var port: String?
+            for _ in 0..<500 where port == nil {
+                port = try? String(contentsOfFile: portFile, encoding: .utf8)
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            let again = DashboardCluster(cli: cluster.cli, url: "http://127.0.0.1:\(try #require(port))", gcsAddress: cluster.gcsAddress)
+            let details = try await again.waitForEnd(id)
+            #expect(details["status"] as? String == "SUCCEEDED")
+            #expect(try await again.http("GET", "/api/jobs/\(id)/logs").object()["logs"] as? String == "finished\n")
+        } catch { Issue.record(error) }
+        restarted?.terminate()
+        restarted?.waitUntilExit()
+        await cluster.cli.cleanUp()
+    }
+}

@@ -1,0 +1,108 @@
+import Foundation
+import Testing
+
+/// Ray 2.60's own Python CLI (`pip install "ray[default]"`, into the venv `make ray-venv` makes)
+/// against our head: what a Ray user types must work unchanged.
+struct RayPython {
+    /// `make test` passes it; the default is where `make ray-venv` puts it.
+    static var venv: String {
+        ProcessInfo.processInfo.environment["SWIFT_RAY_PYTHON_VENV"]
+            ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/swift-ray/ray-2.60.0-venv").path
+    }
+
+    static var ray: String { "\(venv)/bin/ray" }
+
+    static func run(_ arguments: [String], directory: String? = nil, timeout: Duration = .seconds(60))
+        async throws -> (status: Int32, output: String)
+    {
+        guard FileManager.default.isExecutableFile(atPath: ray) else {
+            throw TestFailure("Ray's CLI is not at \(ray): run `make ray-venv` (make test does)")
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: ray)
+        process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["RAY_AUTH_MODE"] = "disabled"
+        environment["RAY_USAGE_STATS_ENABLED"] = "0"
+        environment["RAY_ADDRESS"] = nil  // it would override --address
+        environment["RAY_API_SERVER_ADDRESS"] = nil
+        process.environment = environment
+        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        // Read while it runs, so a full pipe never blocks it.
+        let reader = Task.detached { output.fileHandleForReading.readDataToEndOfFile() }
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning {
+            if ContinuousClock.now > deadline {
+                process.terminate()
+                Issue.record("`ray \(arguments.joined(separator: " "))` did not finish within \(timeout)")
+                break
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: await reader.value, as: UTF8.self))
+    }
+}
+
+@Suite(.serialized, .timeLimit(.minutes(4))) struct RayPythonCLITests {
+    @Test func raysJobCLISubmitsFollowsStatusLogsListAndStops() async throws {
+        let cluster = try await DashboardCluster.start()
+        do {
+            let address = ["--address", cluster.url]
+            let submit = try await RayPython.run(["job", "submit"] + address + ["--submission-id", "py-hello", "--", "echo", "hello"])
+            #expect(submit.status == 0, "\(submit.output)")
+            #expect(submit.output.contains("hello"), "\(submit.output)")
+            #expect(submit.output.contains("Job 'py-hello' succeeded"), "\(submit.output)")
+
+            let status = try await RayPython.run(["job", "status"] + address + ["py-hello"])
+            #expect(status.status == 0 && status.output.contains("Job 'py-hello' succeeded"), "\(status.output)")
+            let logs = try await RayPython.run(["job", "logs"] + address + ["py-hello"])
+            #expect(logs.status == 0 && logs.output.contains("hello"), "\(logs.output)")
+            let list = try await RayPython.run(["job", "list"] + address)
+            #expect(list.status == 0 && list.output.contains("py-hello"), "\(list.output)")
+
+            let failing = try await RayPython.run(["job", "submit"] + address + ["--", "sh", "-c", "exit 4"])
+            #expect(failing.status != 0, "\(failing.output)")
+            #expect(failing.output.contains("failed"), "\(failing.output)")
+
+            let long = try await RayPython.run(["job", "submit"] + address + ["--no-wait", "--submission-id", "py-long", "--", "sleep", "300"])
+            #expect(long.status == 0, "\(long.output)")
+            _ = try await cluster.waitFor("py-long") { $0["status"] as? String == "RUNNING" }
+            let stop = try await RayPython.run(["job", "stop"] + address + ["py-long"])
+            #expect(stop.status == 0, "\(stop.output)")
+            let stopped = try await cluster.waitForEnd("py-long")
+            #expect(stopped["status"] as? String == "STOPPED")
+            let delete = try await RayPython.run(["job", "delete"] + address + ["py-long"])
+            #expect(delete.status == 0, "\(delete.output)")
+            #expect(try await cluster.http("GET", "/api/jobs/py-long").status == 404)
+        } catch { Issue.record(error) }
+        await cluster.cli.cleanUp()
+    }
+
+    @Test func aWorkingDirectoryUploadedByRaysCLIRunsFromTheJobsFolder() async throws {
+        let cluster = try await DashboardCluster.start()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("swift-ray-wd-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        do {
+            try FileManager.default.createDirectory(at: directory.appendingPathComponent("data"), withIntermediateDirectories: true)
+            let script = directory.appendingPathComponent("run.sh")
+            try Data("#!/bin/sh\necho \"from the package: $(cat data/words.txt)\"\n".utf8).write(to: script)
+            try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script.path)
+            try Data("shipped words".utf8).write(to: directory.appendingPathComponent("data/words.txt"))
+            let submit = try await RayPython.run(["job", "submit", "--address", cluster.url, "--submission-id", "py-wd",
+                                                  "--working-dir", directory.path, "--", "./run.sh"])
+            #expect(submit.status == 0, "\(submit.output)")
+            #expect(submit.output.contains("from the package: shipped words"), "\(submit.output)")
+            let details = try await cluster.http("GET", "/api/jobs/py-wd").object()
+            let uri = (details["runtime_env"] as? [String: Any])?["working_dir"] as? String ?? ""
+            #expect(uri.hasPrefix("gcs://_ray_pkg_") && uri.hasSuffix(".zip"), "\(details)")
+            let name = String(uri.dropFirst("gcs://".count))
+            #expect(try await cluster.http("GET", "/api/packages/gcs/\(name)").status == 200)
+        } catch { Issue.record(error) }
+        await cluster.cli.cleanUp()
+    }
+}
