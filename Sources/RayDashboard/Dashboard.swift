@@ -82,6 +82,7 @@ public struct Dashboard: Sendable {
         }
         router.get("/api/healthz") { _, _ in HTTP.text("success", contentType: "application/text") }
         jobs.addRoutes(to: router)
+        StateAPI(gcs: gcs, jobs: jobs).addRoutes(to: router)
     }
 
     /// True if nothing listens on `host:port` (a probe; the bind may still lose a race).

@@ -113,16 +113,17 @@ struct JobsAPI: Sendable {
     }
 
     /// Submitted jobs first, then drivers that connected by themselves (as Ray lists them).
-    func list() async throws -> Response {
+    func allDetails() async throws -> [JSON] {
         let drivers = try await store.drivers()
         var rows: [JSON] = []
         for info in try await store.all() {
             let info = try await current(info.submissionID) ?? info
             rows.append(JobDetails.json(info, driver: driver(for: info.submissionID, in: drivers), agentAddress: nil))
         }
-        rows += drivers.filter { $0.submissionID == nil }.map(JobDetails.json(driver:))
-        return HTTP.json(.array(rows))
+        return rows + drivers.filter { $0.submissionID == nil }.map(JobDetails.json(driver:))
     }
+
+    func list() async throws -> Response { HTTP.json(.array(try await allDetails())) }
 
     func isDriverOnly(_ id: String) async throws -> Bool {
         try await store.drivers().contains { $0.jobID == id && $0.submissionID == nil }

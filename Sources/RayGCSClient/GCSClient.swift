@@ -68,6 +68,11 @@ public final class GCSClient: Sendable {
         try await call(GCSMethods.getAllJobInfo, Ray_Rpc_GetAllJobInfoRequest()).jobInfoList
     }
 
+    /// The actor table (every job's, dead actors included).
+    public func actors() async throws(RPCError) -> [Ray_Rpc_ActorTableData] {
+        try await call(GCSMethods.getAllActorInfo, Ray_Rpc_GetAllActorInfoRequest()).actorTableData
+    }
+
     // MARK: workers and the resource view
 
     public func addWorker(_ worker: Ray_Rpc_WorkerTableData) async throws(RPCError) {

@@ -441,6 +441,15 @@ struct IntegrationApp: RayApplication {
             report("busy_tasks", busy.count)
             try await Task.sleep(for: .seconds(120))
 
+        case "state-hold":
+            // What the state API lists: a named actor, a placement group, tasks' workers; then stay.
+            let counter = try await ray.actor(Counter.self, args: 1, options: ActorOptions(name: "state-counter"))
+            report("counter", try await counter.add(1))
+            let group = try await ray.placementGroup([["CPU": 1]], strategy: .pack, name: "state-group")
+            try await group.ready().get(timeout: .seconds(30))
+            report("ready", 1)
+            try await Task.sleep(for: .seconds(120))
+
         default:
             var known = try await ActorScenarios.run(scenario, arguments, ray: ray)
             if !known { known = try await MultiNodeScenarios.run(scenario, arguments, ray: ray) }

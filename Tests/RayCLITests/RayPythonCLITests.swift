@@ -105,4 +105,55 @@ struct RayPython {
         } catch { Issue.record(error) }
         await cluster.cli.cleanUp()
     }
+
+    @Test func raysStateCLIListsOurNodesActorsJobsAndPlacementGroups() async throws {
+        let cluster = try await DashboardCluster.start()
+        do {
+            let app = RayCLI.executable.deletingLastPathComponent().appendingPathComponent("ray-integration-app").path
+            let id = try await cluster.submitted("\(app) state-hold")
+            let deadline = ContinuousClock.now + .seconds(60)
+            while ContinuousClock.now < deadline {
+                let logs = try await cluster.http("GET", "/api/jobs/\(id)/logs").object()["logs"] as? String ?? ""
+                if logs.contains("ready=1") { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            // The Swift driver in the entrypoint joined as this job: its job ID is shown.
+            let details = try await cluster.http("GET", "/api/jobs/\(id)").object()
+            let jobID = try #require(details["job_id"] as? String, "\(details)")
+            #expect((details["driver_info"] as? [String: Any])?["id"] as? String == jobID)
+
+            let address = ["--address", cluster.url]
+            let actors = try await RayPython.run(["list", "actors"] + address)
+            #expect(actors.status == 0, "\(actors.output)")
+            #expect(actors.output.contains("Counter") && actors.output.contains("state-counter") && actors.output.contains("ALIVE"),
+                    "\(actors.output)")
+            let nodes = try await RayPython.run(["list", "nodes"] + address)
+            #expect(nodes.output.contains("Total: 1") && nodes.output.contains("ALIVE"), "\(nodes.output)")
+            let groups = try await RayPython.run(["list", "placement-groups"] + address)
+            #expect(groups.output.contains("state-group") && groups.output.contains("CREATED"), "\(groups.output)")
+            let jobs = try await RayPython.run(["list", "jobs"] + address)
+            #expect(jobs.output.contains(id) && jobs.output.contains("RUNNING"), "\(jobs.output)")
+            let dead = try await RayPython.run(["list", "actors", "--filter", "state=DEAD"] + address)
+            #expect(dead.status == 0 && dead.output.contains("No resource in the cluster"), "\(dead.output)")
+
+            for (query, message) in [("limit=0", "limit must be a positive integer"),
+                                     ("limit=20000", "exceeds the supported limit 10000"),
+                                     ("filter_keys=bogus&filter_predicates=%3D&filter_values=1", "filter column bogus is not supported"),
+                                     ("filter_keys=state&filter_predicates=%3E&filter_values=1", "Unsupported filter predicate"),
+                                     ("filter_keys=state", "must come in threes")] {
+                let reply = try await cluster.http("GET", "/api/v0/actors?\(query)")
+                let object = try reply.object()
+                #expect(reply.status == 400 && object["result"] as? Bool == false, "\(query) → \(reply.status)")
+                #expect((object["msg"] as? String)?.contains(message) == true, "\(query) → \(reply.text)")
+            }
+            let one = try await cluster.http("GET", "/api/v0/actors?limit=1&detail=true").object()
+            let result = try #require((one["data"] as? [String: Any])?["result"] as? [String: Any])
+            #expect(result["total"] as? Int == 1 && (result["result"] as? [Any])?.count == 1, "\(result)")
+            let row = try #require((result["result"] as? [[String: Any]])?.first)
+            #expect(row["job_id"] as? String == jobID && row["is_detached"] as? Bool == false, "\(row)")
+            _ = try await cluster.http("POST", "/api/jobs/\(id)/stop")
+            #expect(try await cluster.waitForEnd(id)["status"] as? String == "STOPPED")
+        } catch { Issue.record(error) }
+        await cluster.cli.cleanUp()
+    }
 }

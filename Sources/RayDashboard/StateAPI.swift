@@ -1,0 +1,161 @@
+import Foundation
+import Hummingbird
+import HummingbirdWebSocket
+import RayCommon
+import RayGCSClient
+import RayJobs
+import RayProtos
+
+/// Ray's state API (`GET /api/v0/{nodes,actors,jobs,placement_groups,workers}`): the GCS's tables as
+/// Ray's rows (`ray/util/state/common.py`), in Ray's envelope, so `ray list …` prints them.
+struct StateAPI: Sendable {
+    let gcs: GCSClient
+    let jobs: JobsAPI
+
+    func addRoutes(to router: Router<BasicWebSocketRequestContext>) {
+        let sources: [(StateResource, @Sendable () async throws -> [[String: JSON]])] = [
+            (.nodes, nodeRows), (.actors, actorRows), (.placementGroups, placementGroupRows), (.workers, workerRows),
+            (.jobs, jobRows),
+        ]
+        for (resource, rows) in sources {
+            router.get("/api/v0/\(resource.name)") { request, _ in
+                let parameters = request.uri.queryParameters.map { (String($0.key), String($0.value)) }
+                let query: StateQuery
+                do { query = try StateQuery.parse(parameters, for: resource) } catch {
+                    return HTTP.json(StateQuery.failure("\(error)"), status: .badRequest)
+                }
+                do {
+                    return HTTP.json(StateQuery.envelope(query.reply(try await rows(), for: resource)))
+                } catch {
+                    return HTTP.json(StateQuery.failure("Failed to read the \(resource.name) from the GCS: \(error)"),
+                                     status: .internalServerError)
+                }
+            }
+        }
+        for name in ["tasks", "objects"] {
+            router.get("/api/v0/\(name)") { _, _ in
+                HTTP.json(StateQuery.failure("swift-ray does not record \(name) for the state API yet"), status: .notImplemented)
+            }
+        }
+    }
+
+    static func hex(_ data: Data) -> String { data.map { String(format: "%02x", $0) }.joined() }
+    static func hexOrNull(_ data: Data) -> JSON { data.isEmpty ? .null : .string(hex(data)) }
+    static func numbers(_ map: [String: Double]) -> JSON {
+        .object(map.sorted { $0.key < $1.key }.map { JSON.Member($0.key, .double($0.value)) })
+    }
+
+    @Sendable func nodeRows() async throws -> [[String: JSON]] {
+        try await gcs.nodes().map { node in
+            let alive = node.state == .alive
+            let message: JSON = alive ? .null
+                : .string(node.deathReason.isEmpty ? "Unexpected termination" : "Unexpected termination: \(node.deathReason)")
+            return [
+                "node_id": .string(Self.hex(node.nodeID)),
+                "node_ip": .string(node.nodeManagerAddress),
+                "is_head_node": .bool(node.isHeadNode),
+                "state": .string(alive ? "ALIVE" : "DEAD"),
+                "state_message": message,
+                "node_name": .string(node.nodeName.isEmpty ? node.nodeManagerAddress : node.nodeName),
+                "resources_total": Self.numbers(node.resourcesTotal),
+                // ray.io/object-store names our shared-memory file: an implementation detail.
+                "labels": .string(node.labels.filter { $0.key != "ray.io/object-store" }),
+                "start_time_ms": .int(Int64(node.startTimeMs)),
+                "end_time_ms": .int(Int64(node.endTimeMs)),
+            ]
+        }
+    }
+
+    static func actorState(_ state: Ray_Rpc_ActorTableData.ActorState) -> String {
+        switch state {
+        case .dependenciesUnready: "DEPENDENCIES_UNREADY"
+        case .pendingCreation: "PENDING_CREATION"
+        case .alive: "ALIVE"
+        case .restarting: "RESTARTING"
+        case .dead: "DEAD"
+        case .UNRECOGNIZED: "DEAD"
+        }
+    }
+
+    @Sendable func actorRows() async throws -> [[String: JSON]] {
+        try await gcs.actors().map { actor in
+            [
+                "actor_id": .string(Self.hex(actor.actorID)),
+                "class_name": .string(actor.className),
+                "state": .string(Self.actorState(actor.state)),
+                "job_id": .string(Self.hex(actor.jobID)),
+                "name": .string(actor.name),
+                "node_id": Self.hexOrNull(actor.address.nodeID),
+                "pid": actor.pid > 0 ? .int(Int64(actor.pid)) : .null,
+                "ray_namespace": .string(actor.rayNamespace),
+                "required_resources": Self.numbers(actor.requiredResources),
+                "death_cause": actor.deathCause.isEmpty ? .null : .string(actor.deathCause),
+                "is_detached": .bool(actor.isDetached),
+                "repr_name": .string(""),
+                "num_restarts": .int(0),
+                "num_restarts_due_to_lineage_reconstruction": .int(0),
+                "num_restarts_due_to_node_preemption": .int(0),
+            ]
+        }
+    }
+
+    static func groupState(_ state: Ray_Rpc_PlacementGroupTableData.PlacementGroupState) -> String {
+        switch state {
+        case .pending: "PENDING"
+        case .prepared: "PREPARED"
+        case .created: "CREATED"
+        case .removed: "REMOVED"
+        case .rescheduling: "RESCHEDULING"
+        case .UNRECOGNIZED: "PENDING"
+        }
+    }
+
+    @Sendable func placementGroupRows() async throws -> [[String: JSON]] {
+        try await gcs.placementGroups().map { group in
+            let bundles: [JSON] = group.bundles.map { bundle in
+                .object([
+                    "bundle_id": .string("\(Self.hex(group.placementGroupID))_\(bundle.bundleID.bundleIndex)"),
+                    "node_id": Self.hexOrNull(bundle.nodeID),
+                    "unit_resources": Self.numbers(bundle.unitResources),
+                    "label_selector": .object([]),
+                ])
+            }
+            return [
+                "placement_group_id": .string(Self.hex(group.placementGroupID)),
+                "name": .string(group.name),
+                "creator_job_id": .string(Self.hex(group.creatorJobID)),
+                "state": .string(Self.groupState(group.state)),
+                "bundles": .array(bundles),
+                "is_detached": .bool(group.isDetached),
+                "stats": .null,
+            ]
+        }
+    }
+
+    @Sendable func workerRows() async throws -> [[String: JSON]] {
+        try await gcs.workers().map { worker in
+            let detail = worker.exitDetail
+            let exitType: JSON = worker.isAlive ? .null
+                : .string(detail.contains("idle") || detail.contains("status 0") ? "INTENDED_SYSTEM_EXIT" : "SYSTEM_ERROR")
+            return [
+                "worker_id": .string(Self.hex(worker.workerAddress.workerID)),
+                "is_alive": .bool(worker.isAlive),
+                "worker_type": .string("WORKER"),
+                "exit_type": exitType,
+                "node_id": .string(Self.hex(worker.workerAddress.nodeID)),
+                "ip": .string(worker.workerAddress.ipAddress),
+                "pid": .int(Int64(worker.pid)),
+                "exit_detail": detail.isEmpty ? .null : .string(detail),
+                "start_time_ms": .int(Int64(worker.startTimeMs)),
+                "end_time_ms": .int(Int64(worker.endTimeMs)),
+            ]
+        }
+    }
+
+    @Sendable func jobRows() async throws -> [[String: JSON]] {
+        try await jobs.allDetails().map { details in
+            guard case .object(let members) = details else { return [:] }
+            return Dictionary(members.map { ($0.key, $0.value) }) { _, last in last }
+        }
+    }
+}
