@@ -46,6 +46,17 @@ struct RayCLI {
         return (process.terminationStatus, text)
     }
 
+    /// The pids the sessions recorded for `role` (gcs_server, raylet, dashboard, …).
+    func recordedPIDs(role: String) -> [pid_t] {
+        let sessions = (try? FileManager.default.contentsOfDirectory(atPath: tempDir.path)) ?? []
+        return sessions.filter { $0.hasPrefix("session_") && $0 != "session_latest" }.flatMap { name -> [pid_t] in
+            let file = tempDir.appendingPathComponent(name).appendingPathComponent("processes")
+            let text = (try? String(contentsOf: file, encoding: .utf8)) ?? ""
+            return text.split(separator: "\n").filter { $0.hasPrefix(role + " ") }
+                .compactMap { $0.split(separator: " ").last.flatMap { pid_t($0) } }
+        }
+    }
+
     /// The pids the sessions recorded.
     func recordedPIDs() -> [pid_t] {
         let sessions = (try? FileManager.default.contentsOfDirectory(atPath: tempDir.path)) ?? []
@@ -208,9 +219,9 @@ func processIsAlive(_ pid: pid_t) -> Bool {
             let second = try await cli.run(["start", "--head", "--port", port])
             #expect(second.status != 0)
             #expect(second.output.contains("cannot serve on 127.0.0.1:\(port)"), "\(second.output)")
-            // Only the first cluster's GCS and raylet are left, and stop ends them.
+            // Only the first cluster's GCS, raylet and dashboard are left, and stop ends them.
             let pids = cli.recordedPIDs()
-            #expect(pids.filter(processIsAlive).count == 2)
+            #expect(pids.filter(processIsAlive).count == 3)
             _ = try await cli.run(["stop"])
             for pid in pids { #expect(!processIsAlive(pid)) }
         } catch {
@@ -227,7 +238,7 @@ func processIsAlive(_ pid: pid_t) -> Bool {
                               "RAY_health_check_timeout_ms": "500"]
             let started = try await cli.run(["start", "--head", "--port", "0", "--num-cpus", "1"], environment: fastChecks)
             #expect(started.status == 0, "\(started.output)")
-            let raylet = try #require(cli.recordedPIDs().last)
+            let raylet = try #require(cli.recordedPIDs(role: "raylet").last)
             kill(raylet, SIGKILL)
             let deadline = ContinuousClock.now + .seconds(10)
             var status = ""
