@@ -27,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-websocket", from: "2.8.1"),
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
     ],
     targets: [
         // The thin C++ shim over Debian's grpc++ and yaml-cpp, behind a plain C header.
@@ -83,7 +84,7 @@ let package = Package(
         // The per-node daemon.
         .target(
             name: "RayRaylet",
-            dependencies: ["RayCommon", "RayConcurrency", "RayGCSClient", "RayObjectStore", "RayRPC", "RayProtos", "RayScheduling", "RayServices"]),
+            dependencies: ["RayCommon", "RayConcurrency", "RayGCSClient", "RayJobs", "RayObjectStore", "RayRPC", "RayProtos", "RayScheduling", "RayServices"]),
         // The library in every driver and worker: submits and executes tasks, owns objects.
         .target(
             name: "RayCoreWorker",
@@ -116,6 +117,7 @@ let package = Package(
             name: "RayDashboard",
             dependencies: ["RayCommon", "RayGCSClient", "RayJobs",
                            .product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "HTTPTypes", package: "swift-http-types"),
                            .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket")]),
         // The `ray` command: start, stop, status, and the daemons it runs.
         .executableTarget(

@@ -149,9 +149,10 @@ public final class Ray: Sendable {
             job.workerLaunch.arguments = configuration.arguments
             job.workerLaunch.workingDir = configuration.workingDirectory
             job.workerLaunch.environment = configuration.environment
-            // A driver run as a submitted job's entrypoint says so: the Jobs API shows its job ID.
-            if let submission = ProcessInfo.processInfo.environment["RAY_JOB_SUBMISSION_ID"], !submission.isEmpty {
-                job.workerLaunch.environment["RAY_JOB_SUBMISSION_ID"] = submission
+            // A driver run as a submitted job's entrypoint says so (the Jobs API shows its job ID) and
+            // names its working-directory package (other nodes' raylets unpack it for its workers).
+            for key in [RuntimeEnvironment.submissionID, RuntimeEnvironment.workingDirURI, RuntimeEnvironment.workingDirPath] {
+                if let value = ProcessInfo.processInfo.environment[key], !value.isEmpty { job.workerLaunch.environment[key] = value }
             }
             Self.setJobNamespace(namespace)
             try? await gcs.addJob(job)

@@ -24,6 +24,7 @@ struct DashboardCommand: AsyncParsableCommand {
             packagesDirectory: session.directory.appendingPathComponent("runtime_resources/working_dir_files").path,
             supervisorExecutable: Processes.selfPath)
         options.host = host
+        options.auth = try AuthConfig.fromEnvironment()
         options.sessionName = session.directory.lastPathComponent
         options.onSupervisorStarted = { pid in try? session.record(role: "job-supervisor", pid: pid) }
         let gcs = try GCSClient(address: gcsAddress, timeout: .seconds(5))

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RayDashboard
 import RayGCSClient
 import RayProtos
 import RayRaylet
@@ -172,6 +173,14 @@ struct Start: AsyncParsableCommand {
         } catch {
             session.stopAll()
             throw error
+        }
+        if dashboardURL != nil, !["127.0.0.1", "localhost", "::1"].contains(dashboardHost),
+           (try? AuthConfig.fromEnvironment())?.enabled != true {
+            FileHandle.standardError.write(Data("""
+                Warning: the dashboard listens on \(dashboardHost) without token authentication: anyone who reaches \
+                that address can submit jobs. Set RAY_AUTH_MODE=token (with RAY_AUTH_TOKEN or ~/.ray/auth_token).
+
+                """.utf8))
         }
         try Data(clusterAddress.utf8).write(to: Session.currentClusterFile(in: temp))
         print(head ? headMessage(clusterAddress, session, dashboard: dashboardURL) : workerMessage(clusterAddress, session))

@@ -26,6 +26,8 @@ public struct Dashboard: Sendable {
         /// Called with each supervisor's pid (the CLI records it in the session, for `ray stop`).
         public var onSupervisorStarted: @Sendable (Int32) -> Void = { _ in }
         public var sessionName = "session_swift_ray"
+        /// Ray's token authentication (off unless a token is configured).
+        public var auth = AuthConfig(token: nil)
 
         public init(gcsAddress: String, logDirectory: String, packagesDirectory: String, supervisorExecutable: String) {
             self.gcsAddress = gcsAddress
@@ -66,6 +68,10 @@ public struct Dashboard: Sendable {
     }
 
     func addRoutes(to router: Router<BasicWebSocketRequestContext>) {
+        // First: a router's middleware wraps only the routes added after it.
+        router.add(middleware: AuthMiddleware(config: options.auth))
+        let mode: JSON = .object(["authentication_mode": .string(options.auth.enabled ? "token" : "disabled")])
+        router.get("/api/authentication_mode") { _, _ in HTTP.json(mode) }
         let version: JSON = .object([
             "version": .string(Self.apiVersion), "ray_version": .string(Self.rayVersion),
             "ray_commit": .string("swift-ray"), "session_name": .string(options.sessionName),
@@ -83,6 +89,7 @@ public struct Dashboard: Sendable {
         router.get("/api/healthz") { _, _ in HTTP.text("success", contentType: "application/text") }
         jobs.addRoutes(to: router)
         StateAPI(gcs: gcs, jobs: jobs).addRoutes(to: router)
+        WebUI.addRoutes(to: router)
     }
 
     /// True if nothing listens on `host:port` (a probe; the bind may still lose a race).

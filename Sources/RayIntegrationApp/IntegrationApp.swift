@@ -446,7 +446,7 @@ struct IntegrationApp: RayApplication {
             let counter = try await ray.actor(Counter.self, args: 1, options: ActorOptions(name: "state-counter"))
             report("counter", try await counter.add(1))
             let group = try await ray.placementGroup([["CPU": 1]], strategy: .pack, name: "state-group")
-            try await group.ready().get(timeout: .seconds(30))
+            _ = try await group.ready().get(timeout: .seconds(30))
             report("ready", 1)
             try await Task.sleep(for: .seconds(120))
 

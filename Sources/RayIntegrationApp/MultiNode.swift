@@ -7,6 +7,10 @@ import Foundation
 
 /// The node the task ran on, in hex.
 let whereAmI = RemoteFunction("whereAmI") { () -> String in Ray.currentNodeID?.hex ?? "" }
+/// The executable the task's worker runs (the working-directory test: another node's copy).
+let whereFrom = RemoteFunction("whereFrom") { () -> [String] in
+    [Ray.currentNodeID?.hex ?? "", (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? ""]
+}
 /// Sleeps, then says where it ran (long enough that tasks submitted together overlap).
 let sleepThenWhere = RemoteFunction("sleepThenWhere") { (milliseconds: Int) -> String in
     try await Task.sleep(for: .milliseconds(milliseconds))
@@ -32,7 +36,7 @@ struct ChecksumAt: Codable, Sendable {
     var node: String
 }
 
-let multiNodeFunctions: [any AnyRemoteFunction] = [whereAmI, sleepThenWhere, addFromAnotherNode, checksumWhere]
+let multiNodeFunctions: [any AnyRemoteFunction] = [whereAmI, whereFrom, sleepThenWhere, addFromAnotherNode, checksumWhere]
 
 enum MultiNodeScenarios {
     static func report(_ key: String, _ value: some CustomStringConvertible) { IntegrationApp.report(key, value) }
@@ -49,6 +53,13 @@ enum MultiNodeScenarios {
 
     static func run(_ scenario: String, _ arguments: [String], ray: Ray) async throws -> Bool {
         switch scenario {
+        case "exe-paths":
+            // Tasks that need the `far` resource (only a second node has it): where their workers' binary is.
+            let rows = try await ray.get((0..<4).map { _ in whereFrom.options(numCPUs: 0, resources: ["far": 1]).remote() })
+            for row in Set(rows.map { $0.joined(separator: " ") }).sorted() { report("far_task", row) }
+            report("driver_exe", (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? "")
+            return true
+
         case "multinode":
             let nodes = try await ray.nodes()
             report("nodes_alive", nodes.filter(\.isAlive).count)

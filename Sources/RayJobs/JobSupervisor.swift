@@ -69,7 +69,11 @@ public final class JobSupervisor: @unchecked Sendable {
 
         var environment = ProcessInfo.processInfo.environment
         environment["RAY_ADDRESS"] = options.gcsAddress
-        environment["RAY_JOB_SUBMISSION_ID"] = options.submissionID
+        environment[RuntimeEnvironment.submissionID] = options.submissionID
+        if let directory, let uri = info.runtimeEnv["working_dir"]?.stringValue {
+            environment[RuntimeEnvironment.workingDirURI] = uri
+            environment[RuntimeEnvironment.workingDirPath] = directory
+        }
         if let vars = info.runtimeEnv["env_vars"], case .object(let members) = vars {
             for member in members { if let value = member.value.stringValue { environment[member.key] = value } }
         }

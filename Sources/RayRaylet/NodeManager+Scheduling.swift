@@ -112,6 +112,21 @@ extension NodeManager {
             workingDirectory: data.workerLaunch.workingDir.isEmpty ? nil : data.workerLaunch.workingDir,
             environment: data.workerLaunch.environment)
         job.remote = true
+        // A submitted job's program came in its working directory: unpack the same package here and
+        // start the workers from this node's copy.
+        let environment = data.workerLaunch.environment
+        if let uri = environment[RuntimeEnvironment.workingDirURI], let root = environment[RuntimeEnvironment.workingDirPath],
+           !uri.isEmpty, !root.isEmpty {
+            do {
+                let local = try await materializePackage(uri)
+                guard jobs[jobID] == nil else { return }  // adopted meanwhile
+                job.executable = RuntimeEnvironment.rebase(job.executable, from: root, to: local)
+                job.workingDirectory = job.workingDirectory.map { RuntimeEnvironment.rebase($0, from: root, to: local) }
+            } catch {
+                let message = "raylet: job \(jobID)'s working directory \(uri) could not be set up here: \(error)\n"
+                _ = message.withCString { write(STDERR_FILENO, $0, strlen($0)) }
+            }
+        }
         if data.driverAddress.port > 0 {
             job.driverChannel = try? RPCChannel(host: data.driverAddress.ipAddress, port: Int(data.driverAddress.port))
         }

@@ -145,6 +145,8 @@ actor NodeManager {
     let jobInfo: @Sendable (JobID) async -> Ray_Rpc_JobTableData?
     /// Looks a placement group up in the GCS (leases waiting for a group not placed here).
     let groupInfo: @Sendable (PlacementGroupID) async -> Ray_Rpc_PlacementGroupTableData?
+    /// Fetches a job's working-directory package from the GCS and unpacks it here; its local folder.
+    let materializePackage: @Sendable (String) async throws -> String
     var jobs: [JobID: Job] = [:]
     var workers: [WorkerID: Worker] = [:]
     var pending: [PendingLease] = []
@@ -157,11 +159,15 @@ actor NodeManager {
          storeUsed: @escaping @Sendable () -> Int64,
          jobInfo: @escaping @Sendable (JobID) async -> Ray_Rpc_JobTableData? = { _ in nil },
          groupInfo: @escaping @Sendable (PlacementGroupID) async -> Ray_Rpc_PlacementGroupTableData? = { _ in nil },
+         materializePackage: @escaping @Sendable (String) async throws -> String = { uri in
+             throw RPCError(code: .unavailable, message: "this raylet cannot fetch packages (\(uri))")
+         },
          clientGone: @escaping @Sendable (WorkerID) -> Void) {
         self.nodeID = nodeID
         self.labels = labels
         self.jobInfo = jobInfo
         self.groupInfo = groupInfo
+        self.materializePackage = materializePackage
         self.clientGone = clientGone
         self.storeUsed = storeUsed
         (gcsReports, gcsReportSink) = AsyncStream<GCSReport>.makeStream()

@@ -9,6 +9,7 @@ import Glibc
 import RayCommon
 import RayConcurrency
 import RayGCSClient
+import RayJobs
 import RayObjectStore
 import RayProtos
 import RayRPC
@@ -100,6 +101,12 @@ public final class Raylet: Sendable {
                 return try? await gcs.jobs().first { $0.jobID == raw }
             },
             groupInfo: { id in try? await gcs.placementGroup(id) },
+            materializePackage: { uri in
+                // Beside the node's logs, in its session: <session>/runtime_resources/working_dir_files.
+                let session = URL(fileURLWithPath: logDirectory).deletingLastPathComponent()
+                let root = session.appendingPathComponent("runtime_resources/working_dir_files").path
+                return try await RuntimeEnvPackage.materialize(uri, store: JobStore(gcs: gcs), under: root)
+            },
             clientGone: { client in
                 for id in owned.removeAll(of: client) { store.delete(id) }
             })

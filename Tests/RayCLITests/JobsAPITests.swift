@@ -12,9 +12,10 @@ struct DashboardCluster {
     let gcsAddress: String
     var sessionDirectory: String?
 
-    static func start(_ extra: [String] = []) async throws -> DashboardCluster {
+    static func start(_ extra: [String] = [], environment: [String: String] = [:]) async throws -> DashboardCluster {
         let cli = try RayCLI()
-        let started = try await cli.run(["start", "--head", "--port", "0", "--num-cpus", "2", "--dashboard-port", "0"] + extra)
+        let started = try await cli.run(["start", "--head", "--port", "0", "--num-cpus", "2", "--dashboard-port", "0"] + extra,
+                                        environment: environment)
         guard started.status == 0,
               let url = line(after: "Dashboard address: ", in: started.output),
               let gcs = line(after: "GCS address: ", in: started.output) else {
@@ -250,6 +251,14 @@ struct TestFailure: Error, CustomStringConvertible {
         return try #require(archive.data)
     }
 
+    static func zipBinary(_ name: String, _ bytes: Data) throws -> Data {
+        let archive = try Archive(data: Data(), accessMode: .create)
+        try archive.addEntry(with: name, type: .file, uncompressedSize: Int64(bytes.count), permissions: 0o755,
+                             compressionMethod: .deflate,
+                             provider: { position, size in bytes.subdata(in: Int(position)..<Int(position) + size) })
+        return try #require(archive.data)
+    }
+
     @Test func packagesAreCheckedBeforeTheyAreKeptAndAJobRunsFromOne() async throws {
         let cluster = try await DashboardCluster.start()
         do {
@@ -335,6 +344,42 @@ struct TestFailure: Error, CustomStringConvertible {
         } catch { Issue.record(error) }
         restarted?.terminate()
         restarted?.waitUntilExit()
+        await cluster.cli.cleanUp()
+    }
+}
+
+@Suite(.serialized, .timeLimit(.minutes(3))) struct WorkingDirectoryAcrossNodesTests {
+    /// How a user's program reaches a cluster: a Swift driver binary shipped in the working
+    /// directory runs as the job's entrypoint on the head, and its tasks on a second node run from
+    /// that node's own copy of the package, fetched from the GCS.
+    @Test func aDriverShippedInTheWorkingDirectoryRunsItsTasksOnAnotherNodeFromThatNodesCopy() async throws {
+        let cluster = try await DashboardCluster.start()
+        let second = try RayCLI()
+        do {
+            let joined = try await second.run(["start", "--address", cluster.gcsAddress, "--num-cpus", "2",
+                                               "--resources", #"{"far": 4}"#])
+            #expect(joined.status == 0, "\(joined.output)")
+            let app = RayCLI.executable.deletingLastPathComponent().appendingPathComponent("ray-integration-app")
+            let bytes = try Data(contentsOf: app)
+            let package = try JobPackagesTests.zipBinary("ray-integration-app", bytes)
+            let path = "/api/packages/gcs/_ray_pkg_driver1.zip"
+            let put = try await cluster.http("PUT", path, body: package, headers: ["Content-Type": "application/octet-stream"])
+            #expect(put.status == 200, "\(put.text)")
+            let id = try await cluster.submitted("./ray-integration-app exe-paths",
+                                                 extra: #", "runtime_env": {"working_dir": "gcs://_ray_pkg_driver1.zip"}"#)
+            let details = try await cluster.waitForEnd(id)
+            let logs = try await cluster.http("GET", "/api/jobs/\(id)/logs").object()["logs"] as? String ?? ""
+            #expect(details["status"] as? String == "SUCCEEDED", "\(details)\n\(logs)")
+            let headSession = try #require(cluster.sessionDirectory)
+            let driver = try #require(logs.split(separator: "\n").first { $0.hasPrefix("driver_exe=") })
+            #expect(driver == "driver_exe=\(headSession)/runtime_resources/working_dir_files/_ray_pkg_driver1/ray-integration-app", "\(logs)")
+            let far = logs.split(separator: "\n").filter { $0.hasPrefix("far_task=") }
+            #expect(far.count == 1, "\(logs)")  // every far task on the one node that has `far`
+            let exe = String(far.first?.split(separator: " ").last ?? "")
+            #expect(exe.hasPrefix(second.tempDir.path) && exe.hasSuffix("/runtime_resources/working_dir_files/_ray_pkg_driver1/ray-integration-app"),
+                    "the second node's workers ran \(exe), not its own copy of the package")
+        } catch { Issue.record(error) }
+        await second.cleanUp()
         await cluster.cli.cleanUp()
     }
 }

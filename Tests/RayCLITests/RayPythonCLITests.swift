@@ -12,7 +12,8 @@ struct RayPython {
 
     static var ray: String { "\(venv)/bin/ray" }
 
-    static func run(_ arguments: [String], directory: String? = nil, timeout: Duration = .seconds(60))
+    static func run(_ arguments: [String], directory: String? = nil, timeout: Duration = .seconds(60),
+                    environment extra: [String: String] = [:])
         async throws -> (status: Int32, output: String)
     {
         guard FileManager.default.isExecutableFile(atPath: ray) else {
@@ -26,6 +27,7 @@ struct RayPython {
         environment["RAY_USAGE_STATS_ENABLED"] = "0"
         environment["RAY_ADDRESS"] = nil  // it would override --address
         environment["RAY_API_SERVER_ADDRESS"] = nil
+        environment.merge(extra) { _, new in new }
         process.environment = environment
         if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
         let output = Pipe()
@@ -153,6 +155,36 @@ struct RayPython {
             #expect(row["job_id"] as? String == jobID && row["is_detached"] as? Bool == false, "\(row)")
             _ = try await cluster.http("POST", "/api/jobs/\(id)/stop")
             #expect(try await cluster.waitForEnd(id)["status"] as? String == "STOPPED")
+        } catch { Issue.record(error) }
+        await cluster.cli.cleanUp()
+    }
+
+    @Test func tokenAuthAsRay260HasItWithRaysCLI() async throws {
+        let token = "tok-\(UUID().uuidString)"
+        let cluster = try await DashboardCluster.start(environment: ["RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token])
+        do {
+            let missing = try await cluster.http("GET", "/api/version")
+            #expect(missing.status == 401 && missing.text == "Unauthorized: Missing authentication token")
+            let wrong = try await cluster.http("GET", "/api/jobs/", headers: ["Authorization": "Bearer nope"])
+            #expect(wrong.status == 403 && wrong.text == "Forbidden: Invalid authentication token")
+            for headers in [["Authorization": "Bearer \(token)"], ["X-Ray-Authorization": "Bearer \(token)"],
+                            ["Cookie": "theme=dark; ray-authentication-token=\(token)"]] {
+                #expect(try await cluster.http("GET", "/api/version", headers: headers).status == 200, "\(headers)")
+            }
+            #expect(try await cluster.http("GET", "/api/gcs_healthz").status == 200)  // public, as in Ray
+            let mode = try await cluster.http("GET", "/api/authentication_mode").object()
+            #expect(mode["authentication_mode"] as? String == "token")
+            let browser = try await cluster.http("POST", "/api/jobs/", body: Data(#"{"entrypoint": "true"}"#.utf8),
+                                                 headers: ["Authorization": "Bearer \(token)", "User-Agent": "Mozilla/5.0"])
+            #expect(browser.status == 405 && browser.text.contains("method not allowed for browser traffic"))
+
+            let address = ["--address", cluster.url]
+            let refused = try await RayPython.run(["job", "submit"] + address + ["--", "echo", "nope"])
+            #expect(refused.status != 0, "\(refused.output)")
+            let submit = try await RayPython.run(["job", "submit"] + address + ["--", "echo", "authorized"],
+                                                 environment: ["RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token])
+            #expect(submit.status == 0 && submit.output.contains("authorized"), "\(submit.output)")
+            #expect(try await cluster.http("GET", "/api/jobs/", headers: ["Authorization": "Bearer \(token)"]).json() as? [Any] != nil)
         } catch { Issue.record(error) }
         await cluster.cli.cleanUp()
     }
