@@ -5,8 +5,8 @@
 
 SWIFT ?= swift
 # Debian packages the build needs: grpc++ and yaml-cpp for the shim (CInterop), protoc to regenerate
-# the .pb.swift files, openssl for the TLS tests' certificates.
-APT_PACKAGES := libgrpc++-dev libgrpc-dev libyaml-cpp-dev protobuf-compiler pkg-config openssl
+# the .pb.swift files, openssl for the TLS tests' certificates, chromium to render the dashboard's page.
+APT_PACKAGES := libgrpc++-dev libgrpc-dev libyaml-cpp-dev protobuf-compiler pkg-config openssl chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ASAN_SCRATCH := .build-asan
 # Ray 2.60's own Python CLI, which the suite runs against our head: a venv outside the checkout,

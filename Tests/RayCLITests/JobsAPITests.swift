@@ -383,3 +383,36 @@ struct TestFailure: Error, CustomStringConvertible {
         await cluster.cli.cleanUp()
     }
 }
+
+@Suite(.serialized, .timeLimit(.minutes(2))) struct WebUITests {
+    /// Debian's chromium, headless, renders the page and runs its scripts; the DOM it dumps must
+    /// show the node and a job submitted in the test with its status.
+    @Test func thePageRenderedInChromiumShowsTheClusterAndAJobWithItsStatus() async throws {
+        let cluster = try await DashboardCluster.start()
+        do {
+            let id = try await cluster.submitted("echo from-the-ui-test")
+            _ = try await cluster.waitForEnd(id)
+            let chromium = "/usr/bin/chromium"
+            #expect(FileManager.default.isExecutableFile(atPath: chromium), "make deps installs Debian's chromium")
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: chromium)
+            let profile = cluster.cli.tempDir.appendingPathComponent("chromium-profile").path
+            process.arguments = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--user-data-dir=\(profile)",
+                                 "--virtual-time-budget=5000", "--dump-dom", cluster.url + "/"]
+            let output = Pipe()
+            process.standardOutput = output
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            let reader = Task.detached { output.fileHandleForReading.readDataToEndOfFile() }
+            let deadline = ContinuousClock.now + .seconds(60)
+            while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+            if process.isRunning { process.terminate() }
+            let dom = String(decoding: await reader.value, as: UTF8.self)
+            #expect(dom.contains("<td>\(id)</td><td><span class=\"SUCCEEDED\">SUCCEEDED</span></td><td>echo from-the-ui-test</td>"),
+                    "the rendered page lacks the job row: \(dom.prefix(4000))")
+            #expect(dom.contains("1 alive node(s) of 1, 2 CPUs"), "\(dom.prefix(4000))")
+            #expect(dom.contains("<span class=\"ALIVE\">ALIVE</span>"))
+        } catch { Issue.record(error) }
+        await cluster.cli.cleanUp()
+    }
+}
