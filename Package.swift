@@ -28,6 +28,8 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird-websocket", from: "2.8.1"),
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.20"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
     ],
     targets: [
         // The thin C++ shim over Debian's grpc++ and yaml-cpp, behind a plain C header.
@@ -119,11 +121,19 @@ let package = Package(
                            .product(name: "Hummingbird", package: "hummingbird"),
                            .product(name: "HTTPTypes", package: "swift-http-types"),
                            .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket")]),
+        // Each node's metrics agent: /metrics in Prometheus's text format with Ray's names, through
+        // swift-metrics and swift-prometheus.
+        .target(
+            name: "RayMetrics",
+            dependencies: ["RayCommon", "RayGCSClient", "RayProtos", "RayRPC", "RayServices",
+                           .product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "CoreMetrics", package: "swift-metrics"),
+                           .product(name: "Prometheus", package: "swift-prometheus")]),
         // The `ray` command: start, stop, status, and the daemons it runs.
         .executableTarget(
             name: "RayCLI",
             dependencies: [
-                "RayAutoscaler", "RayAutoscaling", "RayDashboard", "RayGCS", "RayGCSClient", "RayJobs", "RayRaylet", "RayProtos",
+                "RayAutoscaler", "RayAutoscaling", "RayDashboard", "RayGCS", "RayGCSClient", "RayJobs", "RayMetrics", "RayRaylet", "RayProtos",
                 "RayScheduling", "RayYAML",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),

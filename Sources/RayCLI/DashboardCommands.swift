@@ -3,6 +3,7 @@ import Foundation
 import RayDashboard
 import RayGCSClient
 import RayJobs
+import RayMetrics
 
 /// `ray dashboard`: the head's HTTP server (started by `ray start --head`).
 struct DashboardCommand: AsyncParsableCommand {
@@ -75,5 +76,38 @@ struct JobSupervisorCommand: AsyncParsableCommand {
             submissionID: submissionID, gcsAddress: gcsAddress, logFile: logFile, packagesDirectory: packagesDirectory)
         let code = try await JobSupervisor(options: options).run()
         if code != 0 { throw ExitCode(code) }
+    }
+}
+
+/// `ray metrics-agent`: a node's /metrics (started by `ray start` on every node).
+struct MetricsAgentCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "metrics-agent", abstract: "Serve a node's Prometheus metrics (started by `ray start`).", shouldDisplay: false)
+
+    @Option(name: .customLong("gcs-address")) var gcsAddress: String
+    @Option(name: .customLong("raylet-address")) var rayletAddress: String
+    @Option var host = "127.0.0.1"
+    @Option var port: Int = 0
+    @Option(name: .customLong("session-name")) var sessionName: String
+    @Flag var head = false
+    @Option(name: .customLong("port-file")) var portFile: String?
+    @Flag var detach = false
+
+    func run() async throws {
+        if detach { setsid() }
+        // The node is the one whose raylet is at --raylet-address.
+        let gcs = try GCSClient(address: gcsAddress, timeout: .seconds(5))
+        let node = try await gcs.nodes().first { "\($0.nodeManagerAddress):\($0.nodeManagerPort)" == rayletAddress }
+        guard let node else { throw CLIError("no node of the cluster at \(gcsAddress) has its raylet at \(rayletAddress)") }
+        var options = MetricsAgent.Options(
+            gcsAddress: gcsAddress, rayletAddress: rayletAddress,
+            nodeID: node.nodeID.map { String(format: "%02x", $0) }.joined(),
+            identity: .init(ip: host, sessionName: sessionName, isHead: head))
+        options.host = host
+        options.port = port
+        try await MetricsAgent(options: options).run { port in
+            try? writePortFile(portFile, port)
+            FileHandle.standardError.write(Data("metrics agent serving http://\(host):\(port)/metrics\n".utf8))
+        }
     }
 }

@@ -65,6 +65,9 @@ struct Start: AsyncParsableCommand {
     @Option(name: .customLong("dashboard-port"), help: "The dashboard's port (default 8265, or the next free one; 0 picks any).")
     var dashboardPort = 8265
 
+    @Option(name: .customLong("metrics-export-port"), help: "The port of this node's /metrics (default 0: a free one).")
+    var metricsExportPort = 0
+
     @Flag(help: "Stay in the foreground; stop everything on Ctrl-C or SIGTERM.")
     var block = false
 
@@ -83,7 +86,7 @@ struct Start: AsyncParsableCommand {
         }
         for (name, value) in [("--node-manager-port", nodeManagerPort), ("--object-manager-port", objectManagerPort),
                               ("--min-worker-port", minWorkerPort), ("--max-worker-port", maxWorkerPort), ("--port", port ?? 6379),
-                              ("--dashboard-port", dashboardPort)]
+                              ("--dashboard-port", dashboardPort), ("--metrics-export-port", metricsExportPort)]
         where !(0...65535).contains(value) {
             throw ValidationError("\(name) must be a port (0–65535), got \(value)")
         }
@@ -156,7 +159,12 @@ struct Start: AsyncParsableCommand {
             } else {
                 clusterAddress = gcsAddress
             }
-            _ = try await startDaemon(session: session, role: "raylet", arguments: try rayletArguments(session, gcs: clusterAddress))
+            let rayletPort = try await startDaemon(session: session, role: "raylet", arguments: try rayletArguments(session, gcs: clusterAddress))
+            var agent = ["metrics-agent", "--gcs-address", clusterAddress, "--raylet-address", "\(nodeIPAddress):\(rayletPort)",
+                         "--host", nodeIPAddress, "--port", String(metricsExportPort),
+                         "--session-name", session.directory.lastPathComponent]
+            if head { agent.append("--head") }
+            _ = try await startDaemon(session: session, role: "metrics-agent", arguments: agent)
             if head, includeDashboard {
                 let port = try await startDaemon(
                     session: session, role: "dashboard",

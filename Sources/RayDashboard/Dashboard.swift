@@ -64,6 +64,11 @@ public struct Dashboard: Sendable {
             configuration: .init(address: .hostname(options.host, port: options.port), serverName: nil),
             onServerRunning: { channel in await onBound(channel.localAddress?.port ?? 0) },
             logger: logger)
+        let discovery = Task { [self] in
+            await writeServiceDiscovery(to: URL(fileURLWithPath: options.logDirectory).deletingLastPathComponent()
+                .appendingPathComponent("prom_metrics_service_discovery.json").path)
+        }
+        defer { discovery.cancel() }
         try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])
     }
 
@@ -87,9 +92,43 @@ public struct Dashboard: Sendable {
             }
         }
         router.get("/api/healthz") { _, _ in HTTP.text("success", contentType: "application/text") }
+        router.get("/api/prometheus/sd") { _, _ in
+            do {
+                var response = HTTP.json(try await serviceDiscovery())
+                response.headers[.cacheControl] = "no-store"
+                return response
+            } catch {
+                return HTTP.json(.object(["error": .string("service discovery error: \(error)")]), status: .internalServerError)
+            }
+        }
         jobs.addRoutes(to: router)
         StateAPI(gcs: gcs, jobs: jobs).addRoutes(to: router)
         WebUI.addRoutes(to: router)
+    }
+
+    /// Prometheus's file-based service discovery, as Ray's: every alive node's metrics agent.
+    func serviceDiscovery() async throws -> JSON {
+        let alive = Set(try await gcs.nodes().filter { $0.state == .alive }.map { $0.nodeID.map { String(format: "%02x", $0) }.joined() })
+        let kv = gcs.kv(namespace: "metrics_agents")
+        var targets: [String] = []
+        for node in try await kv.keys().sorted() where alive.contains(node) {
+            if let address = try await kv.get(node) { targets.append(String(decoding: address, as: UTF8.self)) }
+        }
+        return .array([.object(["labels": .object(["job": .string("ray")]), "targets": .array(targets.map(JSON.string))])])
+    }
+
+    /// Keeps `<session>/prom_metrics_service_discovery.json` current (every 5 s, written atomically),
+    /// the file Ray's generated Prometheus config reads.
+    func writeServiceDiscovery(to path: String) async {
+        while !Task.isCancelled {
+            if let json = try? await serviceDiscovery() {
+                let temporary = path + ".tmp"
+                if (try? Data(json.text.utf8).write(to: URL(fileURLWithPath: temporary))) != nil {
+                    _ = rename(temporary, path)
+                }
+            }
+            try? await Task.sleep(for: .seconds(5))
+        }
     }
 
     /// True if nothing listens on `host:port` (a probe; the bind may still lose a race).

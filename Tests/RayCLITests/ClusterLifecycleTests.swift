@@ -126,12 +126,12 @@ func processIsAlive(_ pid: pid_t) -> Bool {
             #expect(dashboard.hasPrefix("http://127.0.0.1:82"), "\(dashboard)")
 
             let pids = cli.recordedPIDs()
-            #expect(pids.count == 3)
+            #expect(pids.count == 4)  // GCS, raylet, metrics agent, dashboard
             #expect(pids.allSatisfy(processIsAlive))
 
             let stopped = try await cli.run(["stop"])
             #expect(stopped.status == 0, "ray stop failed: \(stopped.output)")
-            #expect(stopped.output.contains("Stopped 3 swift-ray processes."), "\(stopped.output)")
+            #expect(stopped.output.contains("Stopped 4 swift-ray processes."), "\(stopped.output)")
             for pid in pids { #expect(!processIsAlive(pid), "process \(pid) survived ray stop") }
 
             let after = try await cli.run(["status"])
@@ -219,9 +219,9 @@ func processIsAlive(_ pid: pid_t) -> Bool {
             let second = try await cli.run(["start", "--head", "--port", port])
             #expect(second.status != 0)
             #expect(second.output.contains("cannot serve on 127.0.0.1:\(port)"), "\(second.output)")
-            // Only the first cluster's GCS, raylet and dashboard are left, and stop ends them.
+            // Only the first cluster's GCS, raylet, metrics agent and dashboard are left, and stop ends them.
             let pids = cli.recordedPIDs()
-            #expect(pids.filter(processIsAlive).count == 3)
+            #expect(pids.filter(processIsAlive).count == 4)
             _ = try await cli.run(["stop"])
             for pid in pids { #expect(!processIsAlive(pid)) }
         } catch {

@@ -12,15 +12,32 @@ struct RayPython {
 
     static var ray: String { "\(venv)/bin/ray" }
 
+    /// A node's /metrics, fetched and parsed by Prometheus's own Python client (prometheus_client,
+    /// which ray[default] installs): [(sample name, labels, value)].
+    static func scrape(_ target: String) async throws -> [(name: String, labels: [String: String], value: Double)] {
+        let script = """
+        import json, sys, urllib.request
+        from prometheus_client.parser import text_string_to_metric_families
+        text = urllib.request.urlopen("http://" + sys.argv[1] + "/metrics", timeout=20).read().decode()
+        print(json.dumps([[s.name, s.labels, s.value] for f in text_string_to_metric_families(text) for s in f.samples]))
+        """
+        let result = try await run(["-c", script, target], executable: "\(venv)/bin/python")
+        guard result.status == 0, let rows = try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [[Any]] else {
+            throw TestFailure("scraping \(target) failed: \(result.output)")
+        }
+        return rows.map { ($0[0] as? String ?? "", $0[1] as? [String: String] ?? [:], ($0[2] as? NSNumber)?.doubleValue ?? .nan) }
+    }
+
     static func run(_ arguments: [String], directory: String? = nil, timeout: Duration = .seconds(60),
-                    environment extra: [String: String] = [:])
+                    environment extra: [String: String] = [:], executable: String? = nil)
         async throws -> (status: Int32, output: String)
     {
-        guard FileManager.default.isExecutableFile(atPath: ray) else {
-            throw TestFailure("Ray's CLI is not at \(ray): run `make ray-venv` (make test does)")
+        let program = executable ?? ray
+        guard FileManager.default.isExecutableFile(atPath: program) else {
+            throw TestFailure("\(program) is not there: run `make ray-venv` (make test does)")
         }
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: ray)
+        process.executableURL = URL(fileURLWithPath: program)
         process.arguments = arguments
         var environment = ProcessInfo.processInfo.environment
         environment["RAY_AUTH_MODE"] = "disabled"
@@ -50,142 +67,216 @@ struct RayPython {
     }
 }
 
-@Suite(.serialized, .timeLimit(.minutes(4))) struct RayPythonCLITests {
-    @Test func raysJobCLISubmitsFollowsStatusLogsListAndStops() async throws {
-        let cluster = try await DashboardCluster.start()
-        do {
-            let address = ["--address", cluster.url]
-            let submit = try await RayPython.run(["job", "submit"] + address + ["--submission-id", "py-hello", "--", "echo", "hello"])
-            #expect(submit.status == 0, "\(submit.output)")
-            #expect(submit.output.contains("hello"), "\(submit.output)")
-            #expect(submit.output.contains("Job 'py-hello' succeeded"), "\(submit.output)")
+extension HeadServices {
+    @Suite(.serialized, .timeLimit(.minutes(4))) struct RayPythonCLITests {
+        @Test func raysJobCLISubmitsFollowsStatusLogsListAndStops() async throws {
+            let cluster = try await DashboardCluster.start()
+            do {
+                let address = ["--address", cluster.url]
+                let submit = try await RayPython.run(["job", "submit"] + address + ["--submission-id", "py-hello", "--", "echo", "hello"])
+                #expect(submit.status == 0, "\(submit.output)")
+                #expect(submit.output.contains("hello"), "\(submit.output)")
+                #expect(submit.output.contains("Job 'py-hello' succeeded"), "\(submit.output)")
 
-            let status = try await RayPython.run(["job", "status"] + address + ["py-hello"])
-            #expect(status.status == 0 && status.output.contains("Job 'py-hello' succeeded"), "\(status.output)")
-            let logs = try await RayPython.run(["job", "logs"] + address + ["py-hello"])
-            #expect(logs.status == 0 && logs.output.contains("hello"), "\(logs.output)")
-            let list = try await RayPython.run(["job", "list"] + address)
-            #expect(list.status == 0 && list.output.contains("py-hello"), "\(list.output)")
+                let status = try await RayPython.run(["job", "status"] + address + ["py-hello"])
+                #expect(status.status == 0 && status.output.contains("Job 'py-hello' succeeded"), "\(status.output)")
+                let logs = try await RayPython.run(["job", "logs"] + address + ["py-hello"])
+                #expect(logs.status == 0 && logs.output.contains("hello"), "\(logs.output)")
+                let list = try await RayPython.run(["job", "list"] + address)
+                #expect(list.status == 0 && list.output.contains("py-hello"), "\(list.output)")
 
-            let failing = try await RayPython.run(["job", "submit"] + address + ["--", "sh", "-c", "exit 4"])
-            #expect(failing.status != 0, "\(failing.output)")
-            #expect(failing.output.contains("failed"), "\(failing.output)")
+                let failing = try await RayPython.run(["job", "submit"] + address + ["--", "sh", "-c", "exit 4"])
+                #expect(failing.status != 0, "\(failing.output)")
+                #expect(failing.output.contains("failed"), "\(failing.output)")
 
-            let long = try await RayPython.run(["job", "submit"] + address + ["--no-wait", "--submission-id", "py-long", "--", "sleep", "300"])
-            #expect(long.status == 0, "\(long.output)")
-            _ = try await cluster.waitFor("py-long") { $0["status"] as? String == "RUNNING" }
-            let stop = try await RayPython.run(["job", "stop"] + address + ["py-long"])
-            #expect(stop.status == 0, "\(stop.output)")
-            let stopped = try await cluster.waitForEnd("py-long")
-            #expect(stopped["status"] as? String == "STOPPED")
-            let delete = try await RayPython.run(["job", "delete"] + address + ["py-long"])
-            #expect(delete.status == 0, "\(delete.output)")
-            #expect(try await cluster.http("GET", "/api/jobs/py-long").status == 404)
-        } catch { Issue.record(error) }
-        await cluster.cli.cleanUp()
-    }
+                let long = try await RayPython.run(["job", "submit"] + address + ["--no-wait", "--submission-id", "py-long", "--", "sleep", "300"])
+                #expect(long.status == 0, "\(long.output)")
+                _ = try await cluster.waitFor("py-long") { $0["status"] as? String == "RUNNING" }
+                let stop = try await RayPython.run(["job", "stop"] + address + ["py-long"])
+                #expect(stop.status == 0, "\(stop.output)")
+                let stopped = try await cluster.waitForEnd("py-long")
+                #expect(stopped["status"] as? String == "STOPPED")
+                let delete = try await RayPython.run(["job", "delete"] + address + ["py-long"])
+                #expect(delete.status == 0, "\(delete.output)")
+                #expect(try await cluster.http("GET", "/api/jobs/py-long").status == 404)
+            } catch { Issue.record(error) }
+            await cluster.cli.cleanUp()
+        }
 
-    @Test func aWorkingDirectoryUploadedByRaysCLIRunsFromTheJobsFolder() async throws {
-        let cluster = try await DashboardCluster.start()
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("swift-ray-wd-\(UUID().uuidString)")
-        defer { try? FileManager.default.removeItem(at: directory) }
-        do {
-            try FileManager.default.createDirectory(at: directory.appendingPathComponent("data"), withIntermediateDirectories: true)
-            let script = directory.appendingPathComponent("run.sh")
-            try Data("#!/bin/sh\necho \"from the package: $(cat data/words.txt)\"\n".utf8).write(to: script)
-            try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script.path)
-            try Data("shipped words".utf8).write(to: directory.appendingPathComponent("data/words.txt"))
-            let submit = try await RayPython.run(["job", "submit", "--address", cluster.url, "--submission-id", "py-wd",
-                                                  "--working-dir", directory.path, "--", "./run.sh"])
-            #expect(submit.status == 0, "\(submit.output)")
-            #expect(submit.output.contains("from the package: shipped words"), "\(submit.output)")
-            let details = try await cluster.http("GET", "/api/jobs/py-wd").object()
-            let uri = (details["runtime_env"] as? [String: Any])?["working_dir"] as? String ?? ""
-            #expect(uri.hasPrefix("gcs://_ray_pkg_") && uri.hasSuffix(".zip"), "\(details)")
-            let name = String(uri.dropFirst("gcs://".count))
-            #expect(try await cluster.http("GET", "/api/packages/gcs/\(name)").status == 200)
-        } catch { Issue.record(error) }
-        await cluster.cli.cleanUp()
-    }
+        @Test func aWorkingDirectoryUploadedByRaysCLIRunsFromTheJobsFolder() async throws {
+            let cluster = try await DashboardCluster.start()
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("swift-ray-wd-\(UUID().uuidString)")
+            defer { try? FileManager.default.removeItem(at: directory) }
+            do {
+                try FileManager.default.createDirectory(at: directory.appendingPathComponent("data"), withIntermediateDirectories: true)
+                let script = directory.appendingPathComponent("run.sh")
+                try Data("#!/bin/sh\necho \"from the package: $(cat data/words.txt)\"\n".utf8).write(to: script)
+                try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script.path)
+                try Data("shipped words".utf8).write(to: directory.appendingPathComponent("data/words.txt"))
+                let submit = try await RayPython.run(["job", "submit", "--address", cluster.url, "--submission-id", "py-wd",
+                                                      "--working-dir", directory.path, "--", "./run.sh"])
+                #expect(submit.status == 0, "\(submit.output)")
+                #expect(submit.output.contains("from the package: shipped words"), "\(submit.output)")
+                let details = try await cluster.http("GET", "/api/jobs/py-wd").object()
+                let uri = (details["runtime_env"] as? [String: Any])?["working_dir"] as? String ?? ""
+                #expect(uri.hasPrefix("gcs://_ray_pkg_") && uri.hasSuffix(".zip"), "\(details)")
+                let name = String(uri.dropFirst("gcs://".count))
+                #expect(try await cluster.http("GET", "/api/packages/gcs/\(name)").status == 200)
+            } catch { Issue.record(error) }
+            await cluster.cli.cleanUp()
+        }
 
-    @Test func raysStateCLIListsOurNodesActorsJobsAndPlacementGroups() async throws {
-        let cluster = try await DashboardCluster.start()
-        do {
-            let app = RayCLI.executable.deletingLastPathComponent().appendingPathComponent("ray-integration-app").path
-            let id = try await cluster.submitted("\(app) state-hold")
-            let deadline = ContinuousClock.now + .seconds(60)
-            while ContinuousClock.now < deadline {
-                let logs = try await cluster.http("GET", "/api/jobs/\(id)/logs").object()["logs"] as? String ?? ""
-                if logs.contains("ready=1") { break }
-                try await Task.sleep(for: .milliseconds(100))
-            }
-            // The Swift driver in the entrypoint joined as this job: its job ID is shown.
-            let details = try await cluster.http("GET", "/api/jobs/\(id)").object()
-            let jobID = try #require(details["job_id"] as? String, "\(details)")
-            #expect((details["driver_info"] as? [String: Any])?["id"] as? String == jobID)
+        @Test func raysStateCLIListsOurNodesActorsJobsAndPlacementGroups() async throws {
+            let cluster = try await DashboardCluster.start()
+            do {
+                let app = RayCLI.executable.deletingLastPathComponent().appendingPathComponent("ray-integration-app").path
+                let id = try await cluster.submitted("\(app) state-hold")
+                let deadline = ContinuousClock.now + .seconds(60)
+                while ContinuousClock.now < deadline {
+                    let logs = try await cluster.http("GET", "/api/jobs/\(id)/logs").object()["logs"] as? String ?? ""
+                    if logs.contains("ready=1") { break }
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                // The Swift driver in the entrypoint joined as this job: its job ID is shown.
+                let details = try await cluster.http("GET", "/api/jobs/\(id)").object()
+                let jobID = try #require(details["job_id"] as? String, "\(details)")
+                #expect((details["driver_info"] as? [String: Any])?["id"] as? String == jobID)
 
-            let address = ["--address", cluster.url]
-            let actors = try await RayPython.run(["list", "actors"] + address)
-            #expect(actors.status == 0, "\(actors.output)")
-            #expect(actors.output.contains("Counter") && actors.output.contains("state-counter") && actors.output.contains("ALIVE"),
-                    "\(actors.output)")
-            let nodes = try await RayPython.run(["list", "nodes"] + address)
-            #expect(nodes.output.contains("Total: 1") && nodes.output.contains("ALIVE"), "\(nodes.output)")
-            let groups = try await RayPython.run(["list", "placement-groups"] + address)
-            #expect(groups.output.contains("state-group") && groups.output.contains("CREATED"), "\(groups.output)")
-            let jobs = try await RayPython.run(["list", "jobs"] + address)
-            #expect(jobs.output.contains(id) && jobs.output.contains("RUNNING"), "\(jobs.output)")
-            let dead = try await RayPython.run(["list", "actors", "--filter", "state=DEAD"] + address)
-            #expect(dead.status == 0 && dead.output.contains("No resource in the cluster"), "\(dead.output)")
+                let address = ["--address", cluster.url]
+                let actors = try await RayPython.run(["list", "actors"] + address)
+                #expect(actors.status == 0, "\(actors.output)")
+                #expect(actors.output.contains("Counter") && actors.output.contains("state-counter") && actors.output.contains("ALIVE"),
+                        "\(actors.output)")
+                let nodes = try await RayPython.run(["list", "nodes"] + address)
+                #expect(nodes.output.contains("Total: 1") && nodes.output.contains("ALIVE"), "\(nodes.output)")
+                let groups = try await RayPython.run(["list", "placement-groups"] + address)
+                #expect(groups.output.contains("state-group") && groups.output.contains("CREATED"), "\(groups.output)")
+                let jobs = try await RayPython.run(["list", "jobs"] + address)
+                #expect(jobs.output.contains(id) && jobs.output.contains("RUNNING"), "\(jobs.output)")
+                let dead = try await RayPython.run(["list", "actors", "--filter", "state=DEAD"] + address)
+                #expect(dead.status == 0 && dead.output.contains("No resource in the cluster"), "\(dead.output)")
 
-            for (query, message) in [("limit=0", "limit must be a positive integer"),
-                                     ("limit=20000", "exceeds the supported limit 10000"),
-                                     ("filter_keys=bogus&filter_predicates=%3D&filter_values=1", "filter column bogus is not supported"),
-                                     ("filter_keys=state&filter_predicates=%3E&filter_values=1", "Unsupported filter predicate"),
-                                     ("filter_keys=state", "must come in threes")] {
-                let reply = try await cluster.http("GET", "/api/v0/actors?\(query)")
-                let object = try reply.object()
-                #expect(reply.status == 400 && object["result"] as? Bool == false, "\(query) → \(reply.status)")
-                #expect((object["msg"] as? String)?.contains(message) == true, "\(query) → \(reply.text)")
-            }
-            let one = try await cluster.http("GET", "/api/v0/actors?limit=1&detail=true").object()
-            let result = try #require((one["data"] as? [String: Any])?["result"] as? [String: Any])
-            #expect(result["total"] as? Int == 1 && (result["result"] as? [Any])?.count == 1, "\(result)")
-            let row = try #require((result["result"] as? [[String: Any]])?.first)
-            #expect(row["job_id"] as? String == jobID && row["is_detached"] as? Bool == false, "\(row)")
-            _ = try await cluster.http("POST", "/api/jobs/\(id)/stop")
-            #expect(try await cluster.waitForEnd(id)["status"] as? String == "STOPPED")
-        } catch { Issue.record(error) }
-        await cluster.cli.cleanUp()
-    }
+                for (query, message) in [("limit=0", "limit must be a positive integer"),
+                                         ("limit=20000", "exceeds the supported limit 10000"),
+                                         ("filter_keys=bogus&filter_predicates=%3D&filter_values=1", "filter column bogus is not supported"),
+                                         ("filter_keys=state&filter_predicates=%3E&filter_values=1", "Unsupported filter predicate"),
+                                         ("filter_keys=state", "must come in threes")] {
+                    let reply = try await cluster.http("GET", "/api/v0/actors?\(query)")
+                    let object = try reply.object()
+                    #expect(reply.status == 400 && object["result"] as? Bool == false, "\(query) → \(reply.status)")
+                    #expect((object["msg"] as? String)?.contains(message) == true, "\(query) → \(reply.text)")
+                }
+                let one = try await cluster.http("GET", "/api/v0/actors?limit=1&detail=true").object()
+                let result = try #require((one["data"] as? [String: Any])?["result"] as? [String: Any])
+                #expect(result["total"] as? Int == 1 && (result["result"] as? [Any])?.count == 1, "\(result)")
+                let row = try #require((result["result"] as? [[String: Any]])?.first)
+                #expect(row["job_id"] as? String == jobID && row["is_detached"] as? Bool == false, "\(row)")
+                _ = try await cluster.http("POST", "/api/jobs/\(id)/stop")
+                #expect(try await cluster.waitForEnd(id)["status"] as? String == "STOPPED")
+            } catch { Issue.record(error) }
+            await cluster.cli.cleanUp()
+        }
 
-    @Test func tokenAuthAsRay260HasItWithRaysCLI() async throws {
-        let token = "tok-\(UUID().uuidString)"
-        let cluster = try await DashboardCluster.start(environment: ["RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token])
-        do {
-            let missing = try await cluster.http("GET", "/api/version")
-            #expect(missing.status == 401 && missing.text == "Unauthorized: Missing authentication token")
-            let wrong = try await cluster.http("GET", "/api/jobs/", headers: ["Authorization": "Bearer nope"])
-            #expect(wrong.status == 403 && wrong.text == "Forbidden: Invalid authentication token")
-            for headers in [["Authorization": "Bearer \(token)"], ["X-Ray-Authorization": "Bearer \(token)"],
-                            ["Cookie": "theme=dark; ray-authentication-token=\(token)"]] {
-                #expect(try await cluster.http("GET", "/api/version", headers: headers).status == 200, "\(headers)")
-            }
-            #expect(try await cluster.http("GET", "/api/gcs_healthz").status == 200)  // public, as in Ray
-            let mode = try await cluster.http("GET", "/api/authentication_mode").object()
-            #expect(mode["authentication_mode"] as? String == "token")
-            let browser = try await cluster.http("POST", "/api/jobs/", body: Data(#"{"entrypoint": "true"}"#.utf8),
-                                                 headers: ["Authorization": "Bearer \(token)", "User-Agent": "Mozilla/5.0"])
-            #expect(browser.status == 405 && browser.text.contains("method not allowed for browser traffic"))
+        @Test func tokenAuthAsRay260HasItWithRaysCLI() async throws {
+            let token = "tok-\(UUID().uuidString)"
+            let cluster = try await DashboardCluster.start(environment: ["RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token])
+            do {
+                let missing = try await cluster.http("GET", "/api/version")
+                #expect(missing.status == 401 && missing.text == "Unauthorized: Missing authentication token")
+                let wrong = try await cluster.http("GET", "/api/jobs/", headers: ["Authorization": "Bearer nope"])
+                #expect(wrong.status == 403 && wrong.text == "Forbidden: Invalid authentication token")
+                for headers in [["Authorization": "Bearer \(token)"], ["X-Ray-Authorization": "Bearer \(token)"],
+                                ["Cookie": "theme=dark; ray-authentication-token=\(token)"]] {
+                    #expect(try await cluster.http("GET", "/api/version", headers: headers).status == 200, "\(headers)")
+                }
+                #expect(try await cluster.http("GET", "/api/gcs_healthz").status == 200)  // public, as in Ray
+                let mode = try await cluster.http("GET", "/api/authentication_mode").object()
+                #expect(mode["authentication_mode"] as? String == "token")
+                let browser = try await cluster.http("POST", "/api/jobs/", body: Data(#"{"entrypoint": "true"}"#.utf8),
+                                                     headers: ["Authorization": "Bearer \(token)", "User-Agent": "Mozilla/5.0"])
+                #expect(browser.status == 405 && browser.text.contains("method not allowed for browser traffic"))
 
-            let address = ["--address", cluster.url]
-            let refused = try await RayPython.run(["job", "submit"] + address + ["--", "echo", "nope"])
-            #expect(refused.status != 0, "\(refused.output)")
-            let submit = try await RayPython.run(["job", "submit"] + address + ["--", "echo", "authorized"],
-                                                 environment: ["RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token])
-            #expect(submit.status == 0 && submit.output.contains("authorized"), "\(submit.output)")
-            #expect(try await cluster.http("GET", "/api/jobs/", headers: ["Authorization": "Bearer \(token)"]).json() as? [Any] != nil)
-        } catch { Issue.record(error) }
-        await cluster.cli.cleanUp()
+                let address = ["--address", cluster.url]
+                let refused = try await RayPython.run(["job", "submit"] + address + ["--", "echo", "nope"])
+                #expect(refused.status != 0, "\(refused.output)")
+                let submit = try await RayPython.run(["job", "submit"] + address + ["--", "echo", "authorized"],
+                                                     environment: ["RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token])
+                #expect(submit.status == 0 && submit.output.contains("authorized"), "\(submit.output)")
+                #expect(try await cluster.http("GET", "/api/jobs/", headers: ["Authorization": "Bearer \(token)"]).json() as? [Any] != nil)
+            } catch { Issue.record(error) }
+            await cluster.cli.cleanUp()
+        }
+
+        @Test func everyNodeServesRaysMetricsThatPrometheusParsesAndTheHeadListsThemForDiscovery() async throws {
+            let cluster = try await DashboardCluster.start()
+            let second = try RayCLI()
+            do {
+                let joined = try await second.run(["start", "--address", cluster.gcsAddress, "--num-cpus", "1"])
+                #expect(joined.status == 0, "\(joined.output)")
+                let sd = try await cluster.http("GET", "/api/prometheus/sd")
+                #expect(sd.status == 200)
+                let groups = try #require(sd.json() as? [[String: Any]])
+                #expect((groups.first?["labels"] as? [String: String]) == ["job": "ray"])
+                let targets = try #require(groups.first?["targets"] as? [String])
+                #expect(targets.count == 2, "\(targets)")
+
+                let app = RayCLI.executable.deletingLastPathComponent().appendingPathComponent("ray-integration-app").path
+                let id = try await cluster.submitted("\(app) state-hold")
+                for _ in 0..<600 {
+                    let logs = try await cluster.http("GET", "/api/jobs/\(id)/logs").object()["logs"] as? String ?? ""
+                    if logs.contains("ready=1") { break }
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                var head: [(name: String, labels: [String: String], value: Double)] = []
+                var worker: [(name: String, labels: [String: String], value: Double)] = []
+                var headTarget = ""
+                for target in targets {
+                    let samples = try await RayPython.scrape(target)
+                    if samples.contains(where: { $0.name == "ray_node_cpu_count" && $0.labels["IsHeadNode"] == "true" }) {
+                        head = samples
+                        headTarget = target
+                    } else {
+                        worker = samples
+                    }
+                }
+                func value(_ samples: [(name: String, labels: [String: String], value: Double)], _ name: String,
+                           _ labels: [String: String]) -> Double? {
+                    samples.first { sample in sample.name == name && labels.allSatisfy { key, value in sample.labels[key] == value } }?.value
+                }
+                #expect(value(head, "ray_actors", ["State": "ALIVE", "Name": "Counter", "Source": "gcs"]) == 1, "\(head)")
+                #expect(value(head, "ray_placement_groups", ["State": "CREATED"]) == 1)
+                // The group's one-CPU bundle is reserved on one of the nodes (3 CPUs in all).
+                let used = ["Name": "CPU", "State": "USED"], available = ["Name": "CPU", "State": "AVAILABLE"]
+                #expect((value(head, "ray_resources", used) ?? 9) + (value(worker, "ray_resources", used) ?? 9) == 1)
+                #expect((value(head, "ray_resources", available) ?? 9) + (value(worker, "ray_resources", available) ?? 9) == 2)
+                #expect(value(head, "ray_cluster_active_nodes", [:]) == 2)
+                #expect(value(worker, "ray_node_cpu_count", ["RayNodeType": "worker"]) == Double(ProcessInfo.processInfo.activeProcessorCount))
+                #expect((value(worker, "ray_node_mem_total", [:]) ?? 0) > 0)
+                #expect(!worker.contains { $0.name == "ray_actors" })  // the GCS's figures come from the head only
+
+                // A state the actor left reads 0, not its last value.
+                _ = try await cluster.http("POST", "/api/jobs/\(id)/stop")
+                _ = try await cluster.waitForEnd(id)
+                var alive: Double?
+                for _ in 0..<100 {
+                    alive = value(try await RayPython.scrape(headTarget), "ray_actors", ["State": "ALIVE", "Name": "Counter"])
+                    if alive == 0 { break }
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                #expect(alive == 0)
+                #expect(value(try await RayPython.scrape(headTarget), "ray_actors", ["State": "DEAD", "Name": "Counter"]) == 1)
+
+                // The file Ray's generated Prometheus config reads lists the same targets.
+                let file = try #require(cluster.sessionDirectory) + "/prom_metrics_service_discovery.json"
+                var listed = ""
+                for _ in 0..<120 where !targets.allSatisfy(listed.contains) {
+                    listed = (try? String(contentsOfFile: file, encoding: .utf8)) ?? ""
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                #expect(targets.allSatisfy(listed.contains), "\(file): \(listed)")
+            } catch { Issue.record(error) }
+            await second.cleanUp()
+            await cluster.cli.cleanUp()
+        }
     }
 }
