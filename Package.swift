@@ -136,6 +136,7 @@ let package = Package(
                 "RayAutoscaler", "RayAutoscaling", "RayDashboard", "RayGCS", "RayGCSClient", "RayJobs", "RayMetrics", "RayRaylet", "RayProtos",
                 "RayScheduling", "RayYAML",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ZIPFoundation", package: "ZIPFoundation"),
             ]),
         // YAML to JSON over the shim's yaml-cpp part.
         .target(name: "RayYAML", dependencies: ["CInterop"]),

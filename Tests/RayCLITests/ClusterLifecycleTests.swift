@@ -23,7 +23,9 @@ struct RayCLI {
         #expect(FileManager.default.fileExists(atPath: Self.executable.path), "ray must be built next to the tests")
         let process = Process()
         process.executableURL = Self.executable
-        process.arguments = arguments + ["--temp-dir", tempDir.path]
+        // Before a `--`: what follows it is a job's entrypoint.
+        let split = arguments.firstIndex(of: "--") ?? arguments.endIndex
+        process.arguments = arguments[..<split] + ["--temp-dir", tempDir.path] + arguments[split...]
         var environment = ProcessInfo.processInfo.environment
         environment["GRPC_VERBOSITY"] = "NONE"
         environment.merge(extra) { _, new in new }

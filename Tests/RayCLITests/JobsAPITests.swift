@@ -427,3 +427,53 @@ extension HeadServices {
         }
     }
 }
+
+extension HeadServices {
+    /// Our own `ray job …`, as Ray's CLI is used.
+    @Suite(.serialized, .timeLimit(.minutes(2))) struct OurJobCLITests {
+        @Test func submitFollowsLogsShipsAWorkingDirectoryAndReportsFailureByExitCode() async throws {
+            let cluster = try await DashboardCluster.start()
+            let directory = cluster.cli.tempDir.appendingPathComponent("wd")
+            do {
+                try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+                let script = directory.appendingPathComponent("run.sh")
+                try Data("#!/bin/sh\necho \"shipped: $(cat note.txt) $GREETING\"\n".utf8).write(to: script)
+                try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script.path)
+                try Data("a note".utf8).write(to: directory.appendingPathComponent("note.txt"))
+                // No --address: the cluster `ray start` started, its dashboard found through the GCS.
+                let submit = try await cluster.cli.run(["job", "submit", "--working-dir", directory.path, "--submission-id", "ours-1",
+                                                        "--runtime-env-json", #"{"env_vars": {"GREETING": "hi"}}"#, "--", "./run.sh"])
+                #expect(submit.status == 0, "\(submit.output)")
+                #expect(submit.output.contains("Uploading package gcs://_ray_pkg_"), "\(submit.output)")
+                #expect(submit.output.contains("shipped: a note hi\n"), "\(submit.output)")
+                #expect(submit.output.contains("Job 'ours-1' succeeded"), "\(submit.output)")
+                let again = try await cluster.cli.run(["job", "submit", "--working-dir", directory.path, "--no-wait", "--", "true"])
+                #expect(again.output.contains("already exists, skipping upload"), "\(again.output)")  // same contents, same package
+
+                let address = ["--address", cluster.url]
+                let failing = try await cluster.cli.run(["job", "submit"] + address + ["--", "sh", "-c", "echo bad; exit 3"])
+                #expect(failing.status == 1, "\(failing.output)")
+                #expect(failing.output.contains("failed with exit code 3"), "\(failing.output)")
+
+                let status = try await cluster.cli.run(["job", "status"] + address + ["ours-1"])
+                #expect(status.status == 0 && status.output.contains("Job 'ours-1' succeeded"), "\(status.output)")
+                let logs = try await cluster.cli.run(["job", "logs"] + address + ["ours-1"])
+                #expect(logs.output.hasSuffix("shipped: a note hi\n"), "\(logs.output)")
+                let list = try await cluster.cli.run(["job", "list"] + address)
+                #expect(list.output.contains("ours-1") && list.output.contains("SUCCEEDED"), "\(list.output)")
+
+                _ = try await cluster.cli.run(["job", "submit"] + address + ["--no-wait", "--submission-id", "ours-long", "--", "sleep", "300"])
+                _ = try await cluster.waitFor("ours-long") { $0["status"] as? String == "RUNNING" }
+                let stop = try await cluster.cli.run(["job", "stop"] + address + ["ours-long"])
+                #expect(stop.status == 0 && stop.output.contains("Job 'ours-long' was stopped"), "\(stop.output)")
+                let delete = try await cluster.cli.run(["job", "delete"] + address + ["ours-long"])
+                #expect(delete.status == 0, "\(delete.output)")
+                let unknown = try await cluster.cli.run(["job", "status"] + address + ["no-such-job"])
+                #expect(unknown.status != 0 && unknown.output.contains("Job no-such-job does not exist"), "\(unknown.output)")
+                let nowhere = try await cluster.cli.run(["job", "list", "--address", "http://127.0.0.1:1"])
+                #expect(nowhere.status != 0 && nowhere.output.contains("no Jobs API answers at http://127.0.0.1:1"), "\(nowhere.output)")
+            } catch { Issue.record(error) }
+            await cluster.cli.cleanUp()
+        }
+    }
+}
