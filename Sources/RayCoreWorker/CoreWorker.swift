@@ -94,6 +94,8 @@ public final class CoreWorker: Sendable {
     /// Follows node deaths the GCS publishes (``followNodeDeaths(gcsAddress:)``), until shutdown.
     private let nodeWatch = Mutex<Task<Void, Never>?>(nil)
     let gcsAddress: String
+    /// Task state transitions for the state API, batched to the GCS.
+    let taskEvents: TaskEvents
     let channels: ChannelCache
     /// Objects up to this many bytes travel inline (`RAY_max_direct_call_object_size`, 100 KiB).
     let inlineThreshold = RayConfig()[RayConfig.maxDirectCallObjectSize]
@@ -113,6 +115,7 @@ public final class CoreWorker: Sendable {
         workerID = configuration.workerID
         functions = configuration.functions
         gcsAddress = configuration.gcsAddress
+        taskEvents = TaskEvents(jobID: configuration.jobID, gcsAddress: configuration.gcsAddress)
         let raylet: RPCChannel
         do {
             raylet = try RPCChannel(target: configuration.rayletAddress)
@@ -249,6 +252,7 @@ public final class CoreWorker: Sendable {
         placementGroups.stop()
         submitter.shutdown()
         await pendingDeletes.flush()
+        await taskEvents.flush()
         var request = Ray_Rpc_DisconnectClientRequest()
         request.workerID = Data(workerID.bytes)
         request.reason = "the \(mode == .driver ? "driver" : "worker") shut down"

@@ -119,6 +119,10 @@ final class TaskExecutor: Sendable {
 
     /// Runs a task; its result carries the references it received and still holds (borrowed).
     func run(_ spec: Ray_Rpc_TaskSpec, on worker: CoreWorker) async -> Ray_Rpc_TaskResult {
+        if worker.taskEvents.enabled, let id = try? TaskID(bytes: spec.taskID) {
+            worker.taskEvents.record(TaskEvents.Event(taskID: id, state: .running, timeNs: TaskEvents.now(),
+                                                      worker: worker.address, pid: getpid()))
+        }
         var result = Ray_Rpc_TaskResult()
         result.taskID = spec.taskID
         let references = ReferenceCollector()

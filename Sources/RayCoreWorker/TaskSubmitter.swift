@@ -153,12 +153,23 @@ extension CoreWorker {
         spec.labelSelector = options.labelSelector
         let (task, returns) = prepareTask(spec, taskID: taskID, arguments: arguments, numReturns: options.numReturns)
         guard let task else { return returns }
+        recordSubmitted(task)
         if task.argumentRefs.isEmpty {
             enqueue(task)
         } else {
             resolveThenEnqueue(task)
         }
         return returns
+    }
+
+    /// The task's first event: what it is, and that it waits for its arguments or a node.
+    func recordSubmitted(_ task: TaskSubmitter.PendingTask) {
+        guard taskEvents.enabled else { return }
+        let spec = task.spec
+        let info = TaskEvents.Info(name: spec.functionName, type: spec.type, actorID: spec.actorTaskSpec.actorID,
+                                   resources: spec.requiredResources)
+        let state: TaskEvents.State = !task.argumentRefs.isEmpty || spec.type == .actorTask ? .pendingArgs : .pendingNode
+        taskEvents.record(TaskEvents.Event(taskID: task.taskID, state: state, timeNs: TaskEvents.now(), info: info))
     }
 
     /// Fills in a task's spec (IDs, caller, arguments: large values promoted to the store) and takes
@@ -428,7 +439,7 @@ extension CoreWorker {
             if startSweep { sweepIdleLeases() }
             return
         }
-        push(batch, over: lease.channel, to: lease.worker.workerID, on: lease.worker.nodeID) { error in
+        push(batch, over: lease.channel, to: lease.worker.workerID, on: lease.worker.nodeID, pid: lease.pid) { error in
             if let error {
                 self.pushFailed(key: key, lease: lease, batch: batch, error: error)
             } else {
@@ -443,8 +454,15 @@ extension CoreWorker {
     /// A push to another node is cancelled if the GCS says that node died (so it fails now, not at its
     /// deadline a day later when the node vanished without closing its connections). Pushes on this
     /// node are not tracked: if it dies, so does this process.
-    func push(_ batch: [TaskSubmitter.PendingTask], over channel: RPCChannel, to worker: Data, on node: Data,
+    func push(_ batch: [TaskSubmitter.PendingTask], over channel: RPCChannel, to worker: Data, on node: Data, pid: Int32 = 0,
               after: @escaping @Sendable (RPCError?) -> Void) {
+        if taskEvents.enabled {
+            var where_ = Ray_Rpc_Address()
+            where_.workerID = worker
+            where_.nodeID = node
+            let now = TaskEvents.now()
+            taskEvents.record(batch.lazy.map { TaskEvents.Event(taskID: $0.taskID, state: .submitted, timeNs: now, worker: where_, pid: pid) })
+        }
         var request = Ray_Rpc_PushTasksRequest()
         request.tasks = batch.map(\.spec)
         let pushID = node == address.nodeID ? nil : pushesInFlight.start(on: node)
@@ -542,6 +560,17 @@ extension CoreWorker {
             s.inFlight[task.taskID] = nil
             s.cancelled.remove(task.taskID)
         }
+        if taskEvents.enabled {
+            var event = TaskEvents.Event(taskID: task.taskID, state: .finished, timeNs: TaskEvents.now())
+            if let failure = result.returnObjects.lazy.compactMap({ object -> Ray_Rpc_TaskError? in
+                if case .error(let error) = object.value { return error }
+                return nil
+            }).first {
+                event.state = .failed
+                event.error = (TaskEvents.errorType(failure.kind), failure.message)
+            }
+            taskEvents.record(event)
+        }
         for (index, id) in task.returns.enumerated() {
             if index < result.returnObjects.count {
                 store.set(id, ObjectValue(result.returnObjects[index], localNode: Data(nodeID.bytes)))
@@ -582,6 +611,10 @@ extension CoreWorker {
     func finish(_ task: TaskSubmitter.PendingTask, with failure: TaskFailure) {
         submitter.state.withLock { s in
             s.inFlight[task.taskID] = nil
+        }
+        if taskEvents.enabled {
+            taskEvents.record(TaskEvents.Event(taskID: task.taskID, state: .failed, timeNs: TaskEvents.now(),
+                                               error: (TaskEvents.errorType(failure.kind.rawValue), failure.message)))
         }
         for id in task.returns { store.set(id, .error(failure)) }
         store.removeSubmittedReferences(task.argumentRefs + task.containedRefs)

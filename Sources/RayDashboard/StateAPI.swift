@@ -15,7 +15,7 @@ struct StateAPI: Sendable {
     func addRoutes(to router: Router<BasicWebSocketRequestContext>) {
         let sources: [(StateResource, @Sendable () async throws -> [[String: JSON]])] = [
             (.nodes, nodeRows), (.actors, actorRows), (.placementGroups, placementGroupRows), (.workers, workerRows),
-            (.jobs, jobRows),
+            (.jobs, jobRows), (.tasks, taskRows),
         ]
         for (resource, rows) in sources {
             router.get("/api/v0/\(resource.name)") { request, _ in
@@ -32,7 +32,17 @@ struct StateAPI: Sendable {
                 }
             }
         }
-        for name in ["tasks", "objects"] {
+        router.get("/api/v0/tasks/summarize") { _, _ in
+            do { return HTTP.json(StateQuery.envelope(Self.summaryEnvelope(Self.taskSummary(try await taskRows())))) } catch {
+                return HTTP.json(StateQuery.failure("Failed to read the tasks from the GCS: \(error)"), status: .internalServerError)
+            }
+        }
+        router.get("/api/v0/actors/summarize") { _, _ in
+            do { return HTTP.json(StateQuery.envelope(Self.summaryEnvelope(Self.actorSummary(try await actorRows())))) } catch {
+                return HTTP.json(StateQuery.failure("Failed to read the actors from the GCS: \(error)"), status: .internalServerError)
+            }
+        }
+        for name in ["objects"] {
             router.get("/api/v0/\(name)") { _, _ in
                 HTTP.json(StateQuery.failure("swift-ray does not record \(name) for the state API yet"), status: .notImplemented)
             }
@@ -150,6 +160,83 @@ struct StateAPI: Sendable {
                 "end_time_ms": .int(Int64(worker.endTimeMs)),
             ]
         }
+    }
+
+    @Sendable func taskRows() async throws -> [[String: JSON]] {
+        try await gcs.taskEvents().tasks.map { record in
+            let task = record.task
+            func ms(_ ns: Int64) -> JSON { ns > 0 ? .int(ns / 1_000_000) : .null }
+            return [
+                "task_id": .string(Self.hex(task.taskID)),
+                "attempt_number": .int(Int64(task.attemptNumber)),
+                "name": .string(task.name),
+                "state": .string(task.state),
+                "job_id": .string(Self.hex(task.jobID)),
+                "actor_id": Self.hexOrNull(task.actorID),
+                "type": .string(task.type.isEmpty ? "NORMAL_TASK" : task.type),
+                "func_or_class_name": .string(task.funcOrClassName),
+                // A task the driver submitted has the driver's task as its parent, as in Ray.
+                "parent_task_id": .string(task.parentTaskID.isEmpty ? Self.driverTaskID(task.jobID) : Self.hex(task.parentTaskID)),
+                "node_id": Self.hexOrNull(task.nodeID),
+                "worker_id": Self.hexOrNull(task.workerID),
+                "worker_pid": task.workerPid > 0 ? .int(Int64(task.workerPid)) : .null,
+                "error_type": task.errorType.isEmpty ? .null : .string(task.errorType),
+                "language": .string("SWIFT"),
+                "required_resources": Self.numbers(task.requiredResources),
+                "creation_time_ms": ms(record.creationTimeNs),
+                "start_time_ms": ms(record.startTimeNs),
+                "end_time_ms": ms(record.endTimeNs),
+                "error_message": task.errorMessage.isEmpty ? .null : .string(task.errorMessage),
+                "is_debugger_paused": .bool(false),
+            ]
+        }
+    }
+
+    /// Ray's ID of a job's driver task: all ones but the job ID at the end.
+    static func driverTaskID(_ job: Data) -> String {
+        let hex = Self.hex(job)
+        return String(repeating: "f", count: max(0, 48 - hex.count)) + hex
+    }
+
+    /// Ray's summary rows: `data.result.result.node_id_to_summary.cluster`.
+    static func summaryEnvelope(_ cluster: JSON) -> JSON {
+        .object([
+            "total": .int(1), "num_after_truncation": .int(1), "num_filtered": .int(1),
+            "result": .object(["node_id_to_summary": .object(["cluster": cluster])]),
+            "partial_failure_warning": .string(""), "warnings": .null,
+        ])
+    }
+
+    static func counts(_ states: [String]) -> JSON {
+        var counts: [String: Int64] = [:]
+        for state in states { counts[state, default: 0] += 1 }
+        return .object(counts.sorted { $0.key < $1.key }.map { JSON.Member($0.key, .int($0.value)) })
+    }
+
+    /// Ray's TaskSummaries, by function name.
+    static func taskSummary(_ rows: [[String: JSON]]) -> JSON {
+        let groups = Dictionary(grouping: rows) { $0["func_or_class_name"]?.stringValue ?? "" }
+        let summary = groups.sorted { $0.key < $1.key }.map { name, rows in
+            JSON.Member(name, .object([
+                "func_or_class_name": .string(name),
+                "type": rows.first?["type"] ?? .string("NORMAL_TASK"),
+                "state_counts": counts(rows.map { $0["state"]?.stringValue ?? "" }),
+            ]))
+        }
+        func total(_ type: String) -> JSON { .int(Int64(rows.filter { $0["type"]?.stringValue == type }.count)) }
+        return .object([
+            "summary": .object(summary), "total_tasks": total("NORMAL_TASK"), "total_actor_tasks": total("ACTOR_TASK"),
+            "total_actor_scheduled": total("ACTOR_CREATION_TASK"), "summary_by": .string("func_name"),
+        ])
+    }
+
+    /// Ray's ActorSummaries, by class.
+    static func actorSummary(_ rows: [[String: JSON]]) -> JSON {
+        let groups = Dictionary(grouping: rows) { $0["class_name"]?.stringValue ?? "" }
+        let summary = groups.sorted { $0.key < $1.key }.map { name, rows in
+            JSON.Member(name, .object(["class_name": .string(name), "state_counts": counts(rows.map { $0["state"]?.stringValue ?? "" })]))
+        }
+        return .object(["summary": .object(summary), "total_actors": .int(Int64(rows.count)), "summary_by": .string("class")])
     }
 
     @Sendable func jobRows() async throws -> [[String: JSON]] {

@@ -34,6 +34,16 @@ public struct StateResource: Sendable {
         detailColumns: ["exit_detail", "worker_launch_time_ms", "worker_launched_time_ms", "start_time_ms", "end_time_ms",
                         "debugger_port", "num_paused_threads"],
         idColumn: "worker_id", filterable: ["worker_id", "is_alive", "worker_type", "exit_type", "node_id", "ip", "pid"])
+    public static let tasks = StateResource(
+        name: "tasks",
+        columns: ["task_id", "attempt_number", "name", "state", "job_id", "actor_id", "type", "func_or_class_name",
+                  "parent_task_id", "node_id", "worker_id", "worker_pid", "error_type"],
+        detailColumns: ["language", "required_resources", "runtime_env_info", "placement_group_id", "events", "profiling_data",
+                        "creation_time_ms", "start_time_ms", "end_time_ms", "task_log_info", "error_message",
+                        "is_debugger_paused", "call_site", "label_selector", "fallback_strategy"],
+        idColumn: "task_id",
+        filterable: ["task_id", "attempt_number", "name", "state", "job_id", "actor_id", "type", "func_or_class_name",
+                     "parent_task_id", "node_id", "worker_id", "worker_pid", "error_type"])
     public static let jobs = StateResource(
         name: "jobs",
         columns: ["job_id", "submission_id", "entrypoint", "type", "status", "message", "error_type", "driver_info"],

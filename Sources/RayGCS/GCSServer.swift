@@ -41,6 +41,15 @@ public final class GCSServer: Sendable {
         configuration.executor = .gcs
         var router = Self.router(state, actors, placementGroups)
         Self.registerPlacementGroups(on: &router, placementGroups)
+        let tasks = TaskEventStore(maxTasks: Int(RayConfig()[RayConfig.taskEventsMaxTasksInGCS]))
+        router.register(GCSMethods.addTaskEventData) { request, _ in
+            tasks.add(request.events, dropped: request.dropped)
+            return Ray_Rpc_AddTaskEventDataReply()
+        }
+        router.register(GCSMethods.getTaskEvents) { request, _ in
+            guard request.limit >= 0 else { throw RPCError(code: .invalidArgument, message: "limit cannot be negative, got \(request.limit)") }
+            return tasks.list(limit: Int(request.limit), job: request.jobID)
+        }
         self.server = try RPCServer(host: host, port: port, router: router, configuration: configuration)
         var settings = HealthChecker.Settings.fromConfig()
         if let healthCheckPeriod {

@@ -73,6 +73,22 @@ public final class GCSClient: Sendable {
         try await call(GCSMethods.getAllActorInfo, Ray_Rpc_GetAllActorInfoRequest()).actorTableData
     }
 
+    /// Reports task events (owners and executors do, in batches).
+    public func addTaskEvents(_ events: [Ray_Rpc_TaskEvent], dropped: Int64) async throws(RPCError) {
+        var request = Ray_Rpc_AddTaskEventDataRequest()
+        request.events = events
+        request.dropped = dropped
+        _ = try await call(GCSMethods.addTaskEventData, request)
+    }
+
+    /// The task attempts the GCS knows of, merged from their events (the newest `limit`; 0: all).
+    public func taskEvents(limit: Int = 0, job: Data = Data()) async throws(RPCError) -> Ray_Rpc_GetTaskEventsReply {
+        var request = Ray_Rpc_GetTaskEventsRequest()
+        request.limit = Int64(limit)
+        request.jobID = job
+        return try await call(GCSMethods.getTaskEvents, request)
+    }
+
     // MARK: workers and the resource view
 
     public func addWorker(_ worker: Ray_Rpc_WorkerTableData) async throws(RPCError) {

@@ -61,6 +61,11 @@ public enum GCSMethods {
     public static let killActorViaGcs: RPCMethod<Ray_Rpc_KillActorViaGcsRequest, Ray_Rpc_KillActorViaGcsReply> =
         method("ActorInfoGcsService", "KillActorViaGcs")
 
+    public static let addTaskEventData: RPCMethod<Ray_Rpc_AddTaskEventDataRequest, Ray_Rpc_AddTaskEventDataReply> =
+        method("TaskInfoGcsService", "AddTaskEventData")
+    public static let getTaskEvents: RPCMethod<Ray_Rpc_GetTaskEventsRequest, Ray_Rpc_GetTaskEventsReply> =
+        method("TaskInfoGcsService", "GetTaskEvents")
+
     public static let createPlacementGroup: RPCMethod<Ray_Rpc_CreatePlacementGroupRequest, Ray_Rpc_CreatePlacementGroupReply> =
         method("PlacementGroupInfoGcsService", "CreatePlacementGroup")
     public static let removePlacementGroup: RPCMethod<Ray_Rpc_RemovePlacementGroupRequest, Ray_Rpc_RemovePlacementGroupReply> =

@@ -278,5 +278,45 @@ extension HeadServices {
             await second.cleanUp()
             await cluster.cli.cleanUp()
         }
+
+        @Test func raysStateCLIListsAndSummarizesOurTasksFromTheirEvents() async throws {
+            let cluster = try await DashboardCluster.start()
+            do {
+                let app = RayCLI.executable.deletingLastPathComponent().appendingPathComponent("ray-integration-app").path
+                let id = try await cluster.submitted("\(app) tasks 30 && \(app) errors && \(app) actors")
+                let job = try await cluster.waitForEnd(id)
+                #expect(job["status"] as? String == "SUCCEEDED", "\(job)")
+                // Events reach the GCS within a report interval (1 s) of each step.
+                var rows: [[String: Any]] = []
+                for _ in 0..<100 {
+                    let reply = try await cluster.http("GET", "/api/v0/tasks?limit=10000&detail=true&filter_keys=func_or_class_name&filter_predicates=%3D&filter_values=square").object()
+                    rows = ((reply["data"] as? [String: Any])?["result"] as? [String: Any])?["result"] as? [[String: Any]] ?? []
+                    if rows.filter({ $0["state"] as? String == "FINISHED" }).count >= 31 { break }
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                // 30 squares from the first driver, and those the errors scenario runs.
+                #expect(rows.filter { $0["state"] as? String == "FINISHED" }.count >= 31, "\(rows.count) rows")
+                let row = try #require(rows.first)
+                #expect(row["type"] as? String == "NORMAL_TASK" && row["language"] as? String == "SWIFT")
+                #expect((row["required_resources"] as? [String: Double])?["CPU"] == 1, "\(row)")
+                #expect((row["node_id"] as? String)?.count == 56 && row["worker_pid"] as? Int != nil, "\(row)")
+                let created = row["creation_time_ms"] as? Int ?? 0, ended = row["end_time_ms"] as? Int ?? 0
+                #expect(created > 1_600_000_000_000 && ended >= created, "\(row)")
+
+                let failed = try await cluster.http("GET", "/api/v0/tasks?detail=true&filter_keys=func_or_class_name&filter_predicates=%3D&filter_values=fail").object()
+                let failure = try #require((((failed["data"] as? [String: Any])?["result"] as? [String: Any])?["result"] as? [[String: Any]])?.first)
+                #expect(failure["state"] as? String == "FAILED" && failure["error_type"] as? String == "TASK_EXECUTION_EXCEPTION", "\(failure)")
+                #expect((failure["error_message"] as? String)?.isEmpty == false)
+
+                let address = ["--address", cluster.url]
+                let list = try await RayPython.run(["list", "tasks", "--filter", "func_or_class_name=fail"] + address)
+                #expect(list.status == 0 && list.output.contains("FAILED") && list.output.contains("TASK_EXECUTION_EXCEPTION"), "\(list.output)")
+                let summary = try await RayPython.run(["summary", "tasks"] + address)
+                #expect(summary.status == 0 && summary.output.contains("square") && summary.output.contains("NORMAL_TASK"), "\(summary.output)")
+                let actors = try await RayPython.run(["summary", "actors"] + address)
+                #expect(actors.status == 0 && actors.output.contains("Counter"), "\(actors.output)")
+            } catch { Issue.record(error) }
+            await cluster.cli.cleanUp()
+        }
     }
 }

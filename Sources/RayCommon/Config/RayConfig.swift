@@ -74,6 +74,12 @@ public struct RayConfig: Sendable {
     public static let objectManagerMaxBytesInFlight = Setting("object_manager_max_bytes_in_flight", 2 * 1024 * 1024 * 1024)
     /// The GCS's default port.
     public static let gcsServerPort = Setting("gcs_server_port", 6379)
+    /// Task attempts the GCS keeps for the state API (the oldest go first), as Ray's.
+    public static let taskEventsMaxTasksInGCS = Setting("task_events_max_num_task_in_gcs", 100_000)
+    /// How often each worker and driver sends its task events to the GCS, and how many it holds
+    /// between sends (more are dropped and counted, never waited for). Ray's names and defaults.
+    public static let taskEventsReportIntervalMilliseconds = Setting("task_events_report_interval_ms", 1000)
+    public static let taskEventsMaxBufferSize = Setting("task_events_max_buffer_size", 100_000)
 
     /// Values set in code win over the environment, which wins over defaults.
     private let overrides: [String: String]

@@ -1545,6 +1545,152 @@ public nonisolated struct Ray_Rpc_GcsSubscriberPollReply: Sendable {
   public init() {}
 }
 
+/// One step of a task attempt, as its owner or its executor saw it. Fields other than the IDs, the
+/// state and the time are set on the first event of an attempt (and where they change).
+public nonisolated struct Ray_Rpc_TaskEvent: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var taskID: Data = Data()
+
+  public var attemptNumber: Int32 = 0
+
+  public var jobID: Data = Data()
+
+  /// Ray's TaskStatus name: PENDING_ARGS_AVAIL, PENDING_NODE_ASSIGNMENT, SUBMITTED_TO_WORKER, RUNNING,
+  /// FINISHED, FAILED.
+  public var state: String = String()
+
+  /// Nanoseconds since the Unix epoch.
+  public var timeNs: Int64 = 0
+
+  public var name: String = String()
+
+  public var funcOrClassName: String = String()
+
+  /// NORMAL_TASK, ACTOR_CREATION_TASK, ACTOR_TASK.
+  public var type: String = String()
+
+  public var actorID: Data = Data()
+
+  public var parentTaskID: Data = Data()
+
+  public var nodeID: Data = Data()
+
+  public var workerID: Data = Data()
+
+  public var workerPid: Int32 = 0
+
+  public var requiredResources: Dictionary<String,Double> = [:]
+
+  public var errorType: String = String()
+
+  public var errorMessage: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Ray_Rpc_AddTaskEventDataRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var events: [Ray_Rpc_TaskEvent] = []
+
+  /// Events the reporter dropped since its last report (its buffer was full).
+  public var dropped: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Ray_Rpc_AddTaskEventDataReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A task attempt as the GCS keeps it: its events merged.
+public nonisolated struct Ray_Rpc_TaskRecord: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var task: Ray_Rpc_TaskEvent {
+    get {_storage._task ?? Ray_Rpc_TaskEvent()}
+    set {_uniqueStorage()._task = newValue}
+  }
+  /// Returns true if `task` has been explicitly set.
+  public var hasTask: Bool {_storage._task != nil}
+  /// Clears the value of `task`. Subsequent reads from it will return its default value.
+  public mutating func clearTask() {_uniqueStorage()._task = nil}
+
+  public var creationTimeNs: Int64 {
+    get {_storage._creationTimeNs}
+    set {_uniqueStorage()._creationTimeNs = newValue}
+  }
+
+  public var startTimeNs: Int64 {
+    get {_storage._startTimeNs}
+    set {_uniqueStorage()._startTimeNs = newValue}
+  }
+
+  public var endTimeNs: Int64 {
+    get {_storage._endTimeNs}
+    set {_uniqueStorage()._endTimeNs = newValue}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Ray_Rpc_GetTaskEventsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// At most this many (newest kept; 0: all).
+  public var limit: Int64 = 0
+
+  /// Only this job's (empty: all).
+  public var jobID: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Ray_Rpc_GetTaskEventsReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var tasks: [Ray_Rpc_TaskRecord] = []
+
+  /// Task attempts the GCS knows of, before the limit.
+  public var total: Int64 = 0
+
+  /// Events dropped by reporters, and attempts the GCS evicted to stay within its bound.
+  public var droppedEvents: Int64 = 0
+
+  public var evictedTasks: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "ray.rpc"
@@ -4196,6 +4342,336 @@ nonisolated extension Ray_Rpc_GcsSubscriberPollReply: SwiftProtobuf.Message, Swi
   public static func ==(lhs: Ray_Rpc_GcsSubscriberPollReply, rhs: Ray_Rpc_GcsSubscriberPollReply) -> Bool {
     if lhs.pubMessages != rhs.pubMessages {return false}
     if lhs.latestSequenceID != rhs.latestSequenceID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_TaskEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TaskEvent"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{3}attempt_number\0\u{3}job_id\0\u{1}state\0\u{3}time_ns\0\u{1}name\0\u{3}func_or_class_name\0\u{1}type\0\u{3}actor_id\0\u{3}parent_task_id\0\u{3}node_id\0\u{3}worker_id\0\u{3}worker_pid\0\u{3}required_resources\0\u{3}error_type\0\u{3}error_message\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.taskID) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.attemptNumber) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.jobID) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.state) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.timeNs) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.funcOrClassName) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.type) }()
+      case 9: try { try decoder.decodeSingularBytesField(value: &self.actorID) }()
+      case 10: try { try decoder.decodeSingularBytesField(value: &self.parentTaskID) }()
+      case 11: try { try decoder.decodeSingularBytesField(value: &self.nodeID) }()
+      case 12: try { try decoder.decodeSingularBytesField(value: &self.workerID) }()
+      case 13: try { try decoder.decodeSingularInt32Field(value: &self.workerPid) }()
+      case 14: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufDouble>.self, value: &self.requiredResources) }()
+      case 15: try { try decoder.decodeSingularStringField(value: &self.errorType) }()
+      case 16: try { try decoder.decodeSingularStringField(value: &self.errorMessage) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.taskID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.taskID, fieldNumber: 1)
+    }
+    if self.attemptNumber != 0 {
+      try visitor.visitSingularInt32Field(value: self.attemptNumber, fieldNumber: 2)
+    }
+    if !self.jobID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.jobID, fieldNumber: 3)
+    }
+    if !self.state.isEmpty {
+      try visitor.visitSingularStringField(value: self.state, fieldNumber: 4)
+    }
+    if self.timeNs != 0 {
+      try visitor.visitSingularInt64Field(value: self.timeNs, fieldNumber: 5)
+    }
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 6)
+    }
+    if !self.funcOrClassName.isEmpty {
+      try visitor.visitSingularStringField(value: self.funcOrClassName, fieldNumber: 7)
+    }
+    if !self.type.isEmpty {
+      try visitor.visitSingularStringField(value: self.type, fieldNumber: 8)
+    }
+    if !self.actorID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.actorID, fieldNumber: 9)
+    }
+    if !self.parentTaskID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.parentTaskID, fieldNumber: 10)
+    }
+    if !self.nodeID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.nodeID, fieldNumber: 11)
+    }
+    if !self.workerID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.workerID, fieldNumber: 12)
+    }
+    if self.workerPid != 0 {
+      try visitor.visitSingularInt32Field(value: self.workerPid, fieldNumber: 13)
+    }
+    if !self.requiredResources.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufDouble>.self, value: self.requiredResources, fieldNumber: 14)
+    }
+    if !self.errorType.isEmpty {
+      try visitor.visitSingularStringField(value: self.errorType, fieldNumber: 15)
+    }
+    if !self.errorMessage.isEmpty {
+      try visitor.visitSingularStringField(value: self.errorMessage, fieldNumber: 16)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_TaskEvent, rhs: Ray_Rpc_TaskEvent) -> Bool {
+    if lhs.taskID != rhs.taskID {return false}
+    if lhs.attemptNumber != rhs.attemptNumber {return false}
+    if lhs.jobID != rhs.jobID {return false}
+    if lhs.state != rhs.state {return false}
+    if lhs.timeNs != rhs.timeNs {return false}
+    if lhs.name != rhs.name {return false}
+    if lhs.funcOrClassName != rhs.funcOrClassName {return false}
+    if lhs.type != rhs.type {return false}
+    if lhs.actorID != rhs.actorID {return false}
+    if lhs.parentTaskID != rhs.parentTaskID {return false}
+    if lhs.nodeID != rhs.nodeID {return false}
+    if lhs.workerID != rhs.workerID {return false}
+    if lhs.workerPid != rhs.workerPid {return false}
+    if lhs.requiredResources != rhs.requiredResources {return false}
+    if lhs.errorType != rhs.errorType {return false}
+    if lhs.errorMessage != rhs.errorMessage {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_AddTaskEventDataRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AddTaskEventDataRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}events\0\u{1}dropped\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.events) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.dropped) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.events.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.events, fieldNumber: 1)
+    }
+    if self.dropped != 0 {
+      try visitor.visitSingularInt64Field(value: self.dropped, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_AddTaskEventDataRequest, rhs: Ray_Rpc_AddTaskEventDataRequest) -> Bool {
+    if lhs.events != rhs.events {return false}
+    if lhs.dropped != rhs.dropped {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_AddTaskEventDataReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AddTaskEventDataReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_AddTaskEventDataReply, rhs: Ray_Rpc_AddTaskEventDataReply) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_TaskRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TaskRecord"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}task\0\u{3}creation_time_ns\0\u{3}start_time_ns\0\u{3}end_time_ns\0")
+
+  fileprivate class _StorageClass {
+    var _task: Ray_Rpc_TaskEvent? = nil
+    var _creationTimeNs: Int64 = 0
+    var _startTimeNs: Int64 = 0
+    var _endTimeNs: Int64 = 0
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _task = source._task
+      _creationTimeNs = source._creationTimeNs
+      _startTimeNs = source._startTimeNs
+      _endTimeNs = source._endTimeNs
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._task) }()
+        case 2: try { try decoder.decodeSingularInt64Field(value: &_storage._creationTimeNs) }()
+        case 3: try { try decoder.decodeSingularInt64Field(value: &_storage._startTimeNs) }()
+        case 4: try { try decoder.decodeSingularInt64Field(value: &_storage._endTimeNs) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      try { if let v = _storage._task {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+      } }()
+      if _storage._creationTimeNs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._creationTimeNs, fieldNumber: 2)
+      }
+      if _storage._startTimeNs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._startTimeNs, fieldNumber: 3)
+      }
+      if _storage._endTimeNs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._endTimeNs, fieldNumber: 4)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_TaskRecord, rhs: Ray_Rpc_TaskRecord) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._task != rhs_storage._task {return false}
+        if _storage._creationTimeNs != rhs_storage._creationTimeNs {return false}
+        if _storage._startTimeNs != rhs_storage._startTimeNs {return false}
+        if _storage._endTimeNs != rhs_storage._endTimeNs {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_GetTaskEventsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetTaskEventsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}limit\0\u{3}job_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.limit) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.jobID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.limit != 0 {
+      try visitor.visitSingularInt64Field(value: self.limit, fieldNumber: 1)
+    }
+    if !self.jobID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.jobID, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_GetTaskEventsRequest, rhs: Ray_Rpc_GetTaskEventsRequest) -> Bool {
+    if lhs.limit != rhs.limit {return false}
+    if lhs.jobID != rhs.jobID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_GetTaskEventsReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetTaskEventsReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tasks\0\u{1}total\0\u{3}dropped_events\0\u{3}evicted_tasks\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.tasks) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.total) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.droppedEvents) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.evictedTasks) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.tasks.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.tasks, fieldNumber: 1)
+    }
+    if self.total != 0 {
+      try visitor.visitSingularInt64Field(value: self.total, fieldNumber: 2)
+    }
+    if self.droppedEvents != 0 {
+      try visitor.visitSingularInt64Field(value: self.droppedEvents, fieldNumber: 3)
+    }
+    if self.evictedTasks != 0 {
+      try visitor.visitSingularInt64Field(value: self.evictedTasks, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_GetTaskEventsReply, rhs: Ray_Rpc_GetTaskEventsReply) -> Bool {
+    if lhs.tasks != rhs.tasks {return false}
+    if lhs.total != rhs.total {return false}
+    if lhs.droppedEvents != rhs.droppedEvents {return false}
+    if lhs.evictedTasks != rhs.evictedTasks {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
