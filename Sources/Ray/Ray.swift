@@ -23,8 +23,19 @@ public final class Ray: Sendable {
         public var objectStoreMemory: Int?
         /// Idle workers above one per CPU stop after this long.
         public var idleWorkerTimeout: Duration = .seconds(1)
+        /// Also start the dashboard (Jobs REST API, state API, web page) for the embedded cluster, as
+        /// `ray start --head` does: the `ray` command (`rayExecutable`, else `$RAY_EXECUTABLE`, else
+        /// `ray` on the PATH) runs it as a process of its own, so this program links no HTTP server.
+        public var includeDashboard = false
+        /// Its port (0: a free one); ``Ray/dashboardURL`` says where it is.
+        public var dashboardPort = 0
+        public var rayExecutable: String?
         public init() {}
     }
+
+    /// The embedded cluster's dashboard (`LocalClusterOptions.includeDashboard`), e.g. `http://127.0.0.1:8265`.
+    public var dashboardURL: String? { dashboard?.url }
+    private let dashboard: EmbeddedDashboard?
 
     public let jobID: JobID
     /// Where an embedded cluster's worker logs go (`worker-<id>-<pid>.out` and `.err`); nil when
@@ -57,8 +68,9 @@ public final class Ray: Sendable {
     }
 
     private init(jobID: JobID, gcsAddress: String, namespace: String, worker: CoreWorker, gcs: GCSClient,
-                 embedded: (GCSServer, Raylet)?, logDirectory: String?) {
+                 embedded: (GCSServer, Raylet)?, logDirectory: String?, dashboard: EmbeddedDashboard? = nil) {
         self.logDirectory = logDirectory
+        self.dashboard = dashboard
         self.namespace = namespace
         self.actorSystem = worker.actorHost as! RayActorSystem  // start() configured it with makeActorSystem
         self.jobID = jobID
@@ -156,8 +168,19 @@ public final class Ray: Sendable {
             }
             Self.setJobNamespace(namespace)
             try? await gcs.addJob(job)
+            var dashboard: EmbeddedDashboard?
+            if embedded != nil, options.includeDashboard, let logDirectory {
+                do {
+                    dashboard = try await EmbeddedDashboard.start(
+                        gcsAddress: gcsAddress, sessionDirectory: URL(fileURLWithPath: logDirectory).deletingLastPathComponent().path,
+                        port: options.dashboardPort, executable: options.rayExecutable)
+                } catch {
+                    await worker.shutdown()
+                    throw error
+                }
+            }
             return Ray(jobID: jobID, gcsAddress: gcsAddress, namespace: namespace, worker: worker, gcs: gcs,
-                       embedded: embedded, logDirectory: logDirectory)
+                       embedded: embedded, logDirectory: logDirectory, dashboard: dashboard)
         } catch {
             if let (gcsServer, raylet) = embedded {
                 await raylet.shutdown()
@@ -176,6 +199,7 @@ public final class Ray: Sendable {
         if (BinaryDecoder.userInfo[.actorSystemKey] as? RayActorSystem) === actorSystem {
             BinaryDecoder.userInfo[.actorSystemKey] = nil
         }
+        dashboard?.stop()
         if let (gcsServer, raylet) = embedded {
             await raylet.shutdown()
             await gcsServer.shutdown(grace: .zero)

@@ -132,6 +132,7 @@ struct IntegrationApp: RayApplication {
         if let cpus = environment["APP_NUM_CPUS"].flatMap(Int.init) { options.numCPUs = cpus }
         if let store = environment["APP_STORE_BYTES"].flatMap(Int.init) { options.objectStoreMemory = store }
         if environment["APP_SPECIAL"] != nil { options.resources = ["special": 1] }
+        if environment["APP_DASHBOARD"] != nil { options.includeDashboard = true }
         return options
     }
 
@@ -440,6 +441,15 @@ struct IntegrationApp: RayApplication {
             let busy = (0..<3).map { _ in sleepMs.options(numCPUs: 2).remote(120_000) }
             report("busy_tasks", busy.count)
             try await Task.sleep(for: .seconds(120))
+
+        case "embedded-dashboard":
+            // An embedded cluster with its dashboard: say where it is, run tasks, stay until told.
+            report("dashboard", ray.dashboardURL ?? "none")
+            report("sum", try await ray.get((0..<5).map { square.remote($0) }).reduce(0, +))
+            let deadline = ContinuousClock.now + .seconds(60)
+            while !FileManager.default.fileExists(atPath: arguments[1]) && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(50))
+            }
 
         case "state-hold":
             // What the state API lists: a named actor, a placement group, tasks' workers; then stay.

@@ -477,3 +477,50 @@ extension HeadServices {
         }
     }
 }
+
+extension HeadServices {
+    @Suite(.serialized, .timeLimit(.minutes(2))) struct EmbeddedDashboardTests {
+        /// `Ray.start()` with `includeDashboard`: the embedded cluster gets the same HTTP server, run
+        /// by the `ray` command, and loses it when the program ends.
+        @Test func anEmbeddedClusterServesTheDashboardUntilTheProgramEnds() async throws {
+            let temp = FileManager.default.temporaryDirectory.appendingPathComponent("swift-ray-embedded-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: temp, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: temp) }
+            let done = temp.appendingPathComponent("done").path
+            let app = Process()
+            app.executableURL = RayCLI.executable.deletingLastPathComponent().appendingPathComponent("ray-integration-app")
+            app.arguments = ["embedded-dashboard", done]
+            var environment = ProcessInfo.processInfo.environment
+            environment["RAY_ADDRESS"] = nil
+            environment["APP_DASHBOARD"] = "1"
+            environment["APP_NUM_CPUS"] = "2"
+            environment["RAY_EXECUTABLE"] = RayCLI.executable.path
+            environment["RAY_TMPDIR"] = temp.path
+            app.environment = environment
+            let output = Pipe()
+            app.standardOutput = output
+            try app.run()
+            defer { if app.isRunning { kill(app.processIdentifier, SIGKILL) } }
+            var text = ""
+            let reader = output.fileHandleForReading
+            while !text.contains("sum=30\n") {
+                let chunk = reader.availableData
+                if chunk.isEmpty { break }
+                text += String(decoding: chunk, as: UTF8.self)
+            }
+            let url = try #require(DashboardCluster.line(after: "dashboard=", in: text), "\(text)")
+            #expect(url.hasPrefix("http://127.0.0.1:"), "\(text)")
+            let dashboard = DashboardCluster(cli: try RayCLI(), url: url, gcsAddress: "")
+            defer { try? FileManager.default.removeItem(at: dashboard.cli.tempDir) }
+            #expect(try await dashboard.http("GET", "/api/version").object()["ray_version"] as? String == "2.60.0")
+            let nodes = try await dashboard.http("GET", "/api/v0/nodes").object()
+            #expect(((nodes["data"] as? [String: Any])?["result"] as? [String: Any])?["total"] as? Int == 1, "\(nodes)")
+            FileManager.default.createFile(atPath: done, contents: nil)
+            let deadline = ContinuousClock.now + .seconds(30)
+            while app.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+            #expect(!app.isRunning && app.terminationStatus == 0)
+            // Gone with the program.
+            await #expect(throws: (any Error).self) { _ = try await dashboard.http("GET", "/api/version") }
+        }
+    }
+}
