@@ -12,7 +12,8 @@ struct RayCommand: AsyncParsableCommand {
         commandName: "ray",
         abstract: "Start, inspect and stop swift-ray clusters.",
         subcommands: [Start.self, Stop.self, Status.self, GCSServerCommand.self, RayletCommand.self, MonitorCommand.self,
-                      DashboardCommand.self, JobSupervisorCommand.self, MetricsAgentCommand.self, JobCommand.self])
+                      DashboardCommand.self, JobSupervisorCommand.self, MetricsAgentCommand.self, JobCommand.self,
+                      ListCommand.self, SummaryCommand.self])
 }
 
 struct CLIError: Error, CustomStringConvertible {

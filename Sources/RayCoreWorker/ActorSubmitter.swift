@@ -57,8 +57,8 @@ extension CoreWorker {
         spec.actorTaskSpec.method = method
         spec.actorTaskSpec.genericSubstitutions = genericSubstitutions
         let (task, returns) = prepareTask(spec, taskID: taskID, arguments: arguments, numReturns: 1)
-        guard let task else { return returns[0] }
-        recordSubmitted(task)
+        guard var task else { return returns[0] }
+        recordSubmitted(&task)
         var entry = ActorSubmitter.Entry(task: task, ready: task.argumentRefs.isEmpty)
         if !entry.ready, let resolved = try? resolveArguments(task, waiting: false) {
             entry.task = resolved

@@ -197,6 +197,7 @@ public final class CoreWorker: Sendable {
         address.nodeID = reply.nodeID
         channels.localNode = reply.nodeID
         self.address = address
+        taskEvents.setIdentity(worker: address.workerID, node: address.nodeID)
         nodeResources = reply.resourcesTotal
         do {
             region = try SharedMemoryRegion(opening: reply.objectStoreName)

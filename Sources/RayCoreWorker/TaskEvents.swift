@@ -13,11 +13,14 @@ import RayRPC
 import RayServices
 import Synchronization
 
-/// Task state transitions this process saw (as owner: submitted, pushed, done; as executor:
-/// running), kept in a bounded buffer and sent to the GCS in batches every
-/// `task_events_report_interval_ms` on the core worker's thread. Recording is an append under a
-/// lock: nothing on the task path waits for the GCS, and a full buffer drops (and counts) rather
-/// than blocks, as Ray's TaskEventBuffer does.
+/// The state API's view of this process's tasks, sent to the GCS every
+/// `task_events_report_interval_ms` on the core worker's thread, at most
+/// `task_events_send_batch_size` at a time. As an owner it reports each task once, when it ends
+/// (submitted, started, ended, where, how: the start travels back in the task's result); as an
+/// executor it reports tasks that have been running for a report interval. So the submit path only
+/// reads the clock, the end appends to a buffer under a lock, the GCS merges about one event per
+/// task, and a full buffer drops (and counts) rather than blocks, as Ray's TaskEventBuffer does.
+/// (A task still queued is not listed until it runs for a while or ends.)
 final class TaskEvents: Sendable {
     enum State: UInt8 {
         case pendingArgs, pendingNode, submitted, running, finished, failed
@@ -34,53 +37,54 @@ final class TaskEvents: Sendable {
         }
     }
 
-    /// What a task's first event says about it (shared by reference, so recording copies no strings).
-    final class Info: Sendable {
-        let name: String
-        let type: Ray_Rpc_TaskType
-        let actorID: Data
-        let resources: [String: Double]
-        init(name: String, type: Ray_Rpc_TaskType, actorID: Data, resources: [String: Double]) {
-            self.name = name
-            self.type = type
-            self.actorID = actorID
-            self.resources = resources
-        }
-    }
-
     struct Event: Sendable {
         var taskID: TaskID
         var state: State
-        var timeNs: Int64
-        var info: Info?
-        /// The worker (and its node) for SUBMITTED_TO_WORKER and RUNNING.
-        var worker: Ray_Rpc_Address?
+        /// The task's spec (its name, type, actor and resources), shared, not copied.
+        var spec: Ray_Rpc_TaskSpec?
+        var created: Int64 = 0
+        var started: Int64 = 0
+        var ended: Int64 = 0
+        var workerID = Data()
+        var nodeID = Data()
         var pid: Int32 = 0
         var error: (type: String, message: String)?
     }
 
+    private struct Running {
+        var started: Int64
+        var reported = false
+    }
+
     private struct Buffer {
-        var events: [Event] = []
+        var ended: [Event] = []
         var dropped: Int64 = 0
-        var flushing = false
+        var running: [TaskID: Running] = [:]
+        var ticking = false
     }
 
     let jobID: JobID
     let capacity: Int
+    let sendBatch: Int
     let interval: Duration
     /// Off without a GCS to send to, or with a buffer of 0 (`RAY_task_events_max_buffer_size=0`).
     let enabled: Bool
     private let buffer = Mutex(Buffer())
     private let gcsAddress: String
     private let gcs = Mutex<RPCChannel?>(nil)
+    /// This process's worker and node, for the RUNNING reports it makes as an executor.
+    private let me: Mutex<(worker: Data, node: Data)> = Mutex((Data(), Data()))
 
     init(jobID: JobID, gcsAddress: String, configuration: RayConfig = RayConfig()) {
         self.jobID = jobID
         self.gcsAddress = gcsAddress
         self.capacity = max(0, configuration[RayConfig.taskEventsMaxBufferSize])
+        self.sendBatch = max(1, configuration[RayConfig.taskEventsSendBatchSize])
         self.interval = .milliseconds(max(1, configuration[RayConfig.taskEventsReportIntervalMilliseconds]))
         self.enabled = !gcsAddress.isEmpty && capacity > 0
     }
+
+    func setIdentity(worker: Data, node: Data) { me.withLock { $0 = (worker, node) } }
 
     private func channel() throws -> RPCChannel {
         if let channel = gcs.withLock({ $0 }) { return channel }
@@ -98,76 +102,94 @@ final class TaskEvents: Sendable {
         return Int64(time.tv_sec) * 1_000_000_000 + Int64(time.tv_nsec)
     }
 
-    func record(_ event: Event) {
-        guard enabled else { return }
-        let startFlusher = buffer.withLock { b -> Bool in
-            if b.events.count >= capacity {
-                b.dropped += 1
-            } else {
-                b.events.append(event)
-            }
-            defer { b.flushing = true }
-            return !b.flushing
+    // MARK: the task path
+
+    /// The owner has the task's end: reported once, dated from its submission.
+    func ended(_ task: TaskSubmitter.PendingTask, state: State, result: Ray_Rpc_TaskResult?, worker: Data, error: (String, String)?) {
+        var event = Event(taskID: task.taskID, state: state, spec: task.spec, created: task.created, ended: Self.now())
+        event.workerID = worker
+        if let result {
+            event.started = result.startTimeNs
+            event.pid = result.workerPid
+            event.nodeID = result.nodeID
         }
-        if startFlusher { flushSoon() }
+        event.error = error
+        let tick = buffer.withLock { b -> Bool in
+            if b.ended.count < capacity { b.ended.append(event) } else { b.dropped += 1 }
+            defer { b.ticking = true }
+            return !b.ticking
+        }
+        if tick { startTicking() }
     }
 
-    func record(_ events: some Sequence<Event>) {
-        guard enabled else { return }
-        let startFlusher = buffer.withLock { b -> Bool in
-            for event in events {
-                if b.events.count >= capacity { b.dropped += 1 } else { b.events.append(event) }
-            }
-            defer { b.flushing = true }
-            return !b.flushing
+    /// The executor starts a task; `finishedRunning` when it returns.
+    func startedRunning(_ id: TaskID, at time: Int64) {
+        let tick = buffer.withLock { b -> Bool in
+            if b.running.count < capacity { b.running[id] = Running(started: time) }
+            defer { b.ticking = true }
+            return !b.ticking
         }
-        if startFlusher { flushSoon() }
+        if tick { startTicking() }
     }
 
-    /// One send after `interval`; it re-arms itself while events keep coming.
-    private func flushSoon() {
+    func finishedRunning(_ id: TaskID) {
+        buffer.withLock { _ = $0.running.removeValue(forKey: id) }
+    }
+
+    // MARK: reports
+
+    private func startTicking() {
         let interval = self.interval
-        Task(executorPreference: ThreadExecutor.coreWorker) { [self] in
-            try? await ThreadExecutor.coreWorker.sleep(for: interval)
-            await flush()
-            let more = buffer.withLock { b -> Bool in
-                b.flushing = !b.events.isEmpty || b.dropped > 0
-                return b.flushing
+        Task(executorPreference: ThreadExecutor.coreWorker) { [weak self] in
+            while true {
+                try? await ThreadExecutor.coreWorker.sleep(for: interval)
+                guard let self else { return }
+                await self.flush()
             }
-            if more { flushSoon() }
         }
     }
 
-    /// Sends what is buffered now (also at shutdown).
+    /// Sends what ended, and what has waited or run for a report interval unreported (also at shutdown).
     func flush() async {
+        let now = Self.now()
+        let old = now - Int64(interval / .nanoseconds(1))
+        let (me, job) = (self.me.withLock { $0 }, Data(jobID.bytes))
         let (events, dropped) = buffer.withLock { b -> ([Event], Int64) in
-            defer {
-                b.events.removeAll(keepingCapacity: true)
-                b.dropped = 0
+            // At most a batch per report (Ray's task_events_send_batch_size); the rest waits for the next.
+            var events = Array(b.ended.prefix(sendBatch))
+            b.ended.removeFirst(events.count)
+            for (id, entry) in b.running where !entry.reported && entry.started < old {
+                var event = Event(taskID: id, state: .running, started: entry.started)
+                event.workerID = me.worker
+                event.nodeID = me.node
+                event.pid = getpid()
+                events.append(event)
+                b.running[id]!.reported = true
             }
-            return (b.events, b.dropped)
+            defer { b.dropped = 0 }
+            return (events, b.dropped)
         }
         guard !events.isEmpty || dropped > 0 else { return }
         var request = Ray_Rpc_AddTaskEventDataRequest()
         request.dropped = dropped
-        let job = Data(jobID.bytes)
         request.events = events.map { event in
             var message = Ray_Rpc_TaskEvent()
             message.taskID = Data(event.taskID.bytes)
             message.jobID = job
             message.state = event.state.name
-            message.timeNs = event.timeNs
-            if let info = event.info {
-                message.name = info.name
-                message.funcOrClassName = info.name
-                message.type = Self.typeName(info.type)
-                message.actorID = info.actorID
-                message.requiredResources = info.resources
+            message.timeNs = max(event.ended, event.started, event.created)
+            message.creationTimeNs = event.created
+            message.startTimeNs = event.started
+            message.endTimeNs = event.ended
+            if let spec = event.spec {
+                message.name = spec.functionName
+                message.funcOrClassName = spec.functionName
+                message.type = Self.typeName(spec.type)
+                message.actorID = spec.actorTaskSpec.actorID
+                message.requiredResources = spec.requiredResources
             }
-            if let worker = event.worker {
-                message.nodeID = worker.nodeID
-                message.workerID = worker.workerID
-            }
+            message.nodeID = event.nodeID
+            message.workerID = event.workerID
             message.workerPid = event.pid
             if let error = event.error {
                 message.errorType = error.type

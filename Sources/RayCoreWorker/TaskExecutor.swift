@@ -119,11 +119,17 @@ final class TaskExecutor: Sendable {
 
     /// Runs a task; its result carries the references it received and still holds (borrowed).
     func run(_ spec: Ray_Rpc_TaskSpec, on worker: CoreWorker) async -> Ray_Rpc_TaskResult {
-        if worker.taskEvents.enabled, let id = try? TaskID(bytes: spec.taskID) {
-            worker.taskEvents.record(TaskEvents.Event(taskID: id, state: .running, timeNs: TaskEvents.now(),
-                                                      worker: worker.address, pid: getpid()))
-        }
         var result = Ray_Rpc_TaskResult()
+        // When and where it ran travels back to the owner in the result; only a task still running
+        // at a report is reported from here.
+        let eventID = worker.taskEvents.enabled ? try? TaskID(bytes: spec.taskID) : nil
+        if let eventID {
+            result.startTimeNs = TaskEvents.now()
+            result.workerPid = getpid()
+            result.nodeID = worker.address.nodeID
+            worker.taskEvents.startedRunning(eventID, at: result.startTimeNs)
+        }
+        defer { if let eventID { worker.taskEvents.finishedRunning(eventID) } }
         result.taskID = spec.taskID
         let references = ReferenceCollector()
         result.returnObjects = await runReturningObjects(spec, on: worker, references: references)

@@ -64,6 +64,8 @@ final class TaskSubmitter: Sendable {
         /// Objects referenced inside argument values: alive while the task is in flight.
         var containedRefs: [ObjectID] = []
         var taskID: TaskID
+        /// When it was submitted (ns since the epoch; 0 without task events), for its task event.
+        var created: Int64 = 0
     }
 
     /// A worker leased from the raylet for one scheduling class.
@@ -152,8 +154,8 @@ extension CoreWorker {
         (spec.requiredResources, spec.schedulingStrategy) = placement(options.resources, options.schedulingStrategy)
         spec.labelSelector = options.labelSelector
         let (task, returns) = prepareTask(spec, taskID: taskID, arguments: arguments, numReturns: options.numReturns)
-        guard let task else { return returns }
-        recordSubmitted(task)
+        guard var task else { return returns }
+        recordSubmitted(&task)
         if task.argumentRefs.isEmpty {
             enqueue(task)
         } else {
@@ -162,14 +164,9 @@ extension CoreWorker {
         return returns
     }
 
-    /// The task's first event: what it is, and that it waits for its arguments or a node.
-    func recordSubmitted(_ task: TaskSubmitter.PendingTask) {
-        guard taskEvents.enabled else { return }
-        let spec = task.spec
-        let info = TaskEvents.Info(name: spec.functionName, type: spec.type, actorID: spec.actorTaskSpec.actorID,
-                                   resources: spec.requiredResources)
-        let state: TaskEvents.State = !task.argumentRefs.isEmpty || spec.type == .actorTask ? .pendingArgs : .pendingNode
-        taskEvents.record(TaskEvents.Event(taskID: task.taskID, state: state, timeNs: TaskEvents.now(), info: info))
+    /// Dates the task for its event (reported once it ends: nothing else on the submit path).
+    func recordSubmitted(_ task: inout TaskSubmitter.PendingTask) {
+        if taskEvents.enabled { task.created = TaskEvents.now() }
     }
 
     /// Fills in a task's spec (IDs, caller, arguments: large values promoted to the store) and takes
@@ -456,13 +453,6 @@ extension CoreWorker {
     /// node are not tracked: if it dies, so does this process.
     func push(_ batch: [TaskSubmitter.PendingTask], over channel: RPCChannel, to worker: Data, on node: Data, pid: Int32 = 0,
               after: @escaping @Sendable (RPCError?) -> Void) {
-        if taskEvents.enabled {
-            var where_ = Ray_Rpc_Address()
-            where_.workerID = worker
-            where_.nodeID = node
-            let now = TaskEvents.now()
-            taskEvents.record(batch.lazy.map { TaskEvents.Event(taskID: $0.taskID, state: .submitted, timeNs: now, worker: where_, pid: pid) })
-        }
         var request = Ray_Rpc_PushTasksRequest()
         request.tasks = batch.map(\.spec)
         let pushID = node == address.nodeID ? nil : pushesInFlight.start(on: node)
@@ -561,15 +551,12 @@ extension CoreWorker {
             s.cancelled.remove(task.taskID)
         }
         if taskEvents.enabled {
-            var event = TaskEvents.Event(taskID: task.taskID, state: .finished, timeNs: TaskEvents.now())
-            if let failure = result.returnObjects.lazy.compactMap({ object -> Ray_Rpc_TaskError? in
+            let failure = result.returnObjects.lazy.compactMap { object -> Ray_Rpc_TaskError? in
                 if case .error(let error) = object.value { return error }
                 return nil
-            }).first {
-                event.state = .failed
-                event.error = (TaskEvents.errorType(failure.kind), failure.message)
-            }
-            taskEvents.record(event)
+            }.first
+            taskEvents.ended(task, state: failure == nil ? .finished : .failed, result: result, worker: worker,
+                             error: failure.map { (TaskEvents.errorType($0.kind), $0.message) })
         }
         for (index, id) in task.returns.enumerated() {
             if index < result.returnObjects.count {
@@ -613,8 +600,8 @@ extension CoreWorker {
             s.inFlight[task.taskID] = nil
         }
         if taskEvents.enabled {
-            taskEvents.record(TaskEvents.Event(taskID: task.taskID, state: .failed, timeNs: TaskEvents.now(),
-                                               error: (TaskEvents.errorType(failure.kind.rawValue), failure.message)))
+            taskEvents.ended(task, state: .failed, result: nil, worker: Data(),
+                             error: (TaskEvents.errorType(failure.kind.rawValue), failure.message))
         }
         for id in task.returns { store.set(id, .error(failure)) }
         store.removeSubmittedReferences(task.argumentRefs + task.containedRefs)

@@ -13,13 +13,99 @@ import Synchronization
 final class TaskEventStore: Sendable {
     static let defaultMaxTasks = 100_000
 
+    /// A task attempt's key: the ID's 24 bytes as three words (hashing them is cheap, unlike `Data`).
     struct Key: Hashable {
-        let taskID: Data
+        let a: UInt64, b: UInt64, c: UInt64
         let attempt: Int32
+
+        init(_ id: Data, attempt: Int32) {
+            var words: (UInt64, UInt64, UInt64) = (0, 0, 0)
+            withUnsafeMutableBytes(of: &words) { raw in
+                _ = id.withUnsafeBytes { raw.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0.prefix(24))) }
+            }
+            (a, b, c) = words
+            self.attempt = attempt
+        }
+    }
+
+    /// What the store keeps of an attempt (plain values; a TaskRecord message is made only to list it).
+    struct Record {
+        var taskID = Data()
+        var attempt: Int32 = 0
+        var jobID = Data()
+        var name = ""
+        var funcOrClassName = ""
+        var type = ""
+        var actorID = Data()
+        var parentTaskID = Data()
+        var nodeID = Data()
+        var workerID = Data()
+        var workerPid: Int32 = 0
+        var requiredResources: [String: Double] = [:]
+        var errorType = ""
+        var errorMessage = ""
+        var state = ""
+        var created: Int64 = 0
+        var started: Int64 = 0
+        var ended: Int64 = 0
+
+        mutating func merge(_ event: Ray_Rpc_TaskEvent) {
+            if taskID.isEmpty {
+                taskID = event.taskID
+                attempt = event.attemptNumber
+            }
+            if !event.jobID.isEmpty { jobID = event.jobID }
+            if !event.name.isEmpty { name = event.name }
+            if !event.funcOrClassName.isEmpty { funcOrClassName = event.funcOrClassName }
+            if !event.type.isEmpty { type = event.type }
+            if !event.actorID.isEmpty { actorID = event.actorID }
+            if !event.parentTaskID.isEmpty { parentTaskID = event.parentTaskID }
+            if !event.nodeID.isEmpty { nodeID = event.nodeID }
+            if !event.workerID.isEmpty { workerID = event.workerID }
+            if event.workerPid != 0 { workerPid = event.workerPid }
+            if !event.requiredResources.isEmpty { requiredResources = event.requiredResources }
+            if !event.errorType.isEmpty { errorType = event.errorType }
+            if !event.errorMessage.isEmpty { errorMessage = event.errorMessage }
+            let rank = TaskEventStore.rank(event.state), current = TaskEventStore.rank(state)
+            // Forward only; of two ends, FAILED stands.
+            if rank > current || (rank == current && state != "FAILED") { state = event.state }
+            // Explicit times win; an event without them dates the step it reports.
+            let created = event.creationTimeNs > 0 ? event.creationTimeNs : (rank >= 0 && rank <= 2 ? event.timeNs : 0)
+            let started = event.startTimeNs > 0 ? event.startTimeNs : (rank == 3 ? event.timeNs : 0)
+            let ended = event.endTimeNs > 0 ? event.endTimeNs : (rank == 4 ? event.timeNs : 0)
+            if created > 0, self.created == 0 || created < self.created { self.created = created }
+            if started > 0 { self.started = started }
+            if ended > 0 { self.ended = max(self.ended, ended) }
+        }
+
+        var message: Ray_Rpc_TaskRecord {
+            var task = Ray_Rpc_TaskEvent()
+            task.taskID = taskID
+            task.attemptNumber = attempt
+            task.jobID = jobID
+            task.name = name
+            task.funcOrClassName = funcOrClassName
+            task.type = type
+            task.actorID = actorID
+            task.parentTaskID = parentTaskID
+            task.nodeID = nodeID
+            task.workerID = workerID
+            task.workerPid = workerPid
+            task.requiredResources = requiredResources
+            task.errorType = errorType
+            task.errorMessage = errorMessage
+            task.state = state
+            var record = Ray_Rpc_TaskRecord()
+            record.task = task
+            record.creationTimeNs = created
+            record.startTimeNs = started
+            record.endTimeNs = ended
+            return record
+        }
     }
 
     private struct State {
-        var records: [Key: Ray_Rpc_TaskRecord] = [:]
+        var records: [Key: Record] = [:]
         /// Keys in the order they were first seen (FIFO eviction); `head` is the oldest still counted.
         var order: [Key] = []
         var head = 0
@@ -48,13 +134,9 @@ final class TaskEventStore: Sendable {
         state.withLock { s in
             s.droppedEvents += max(0, dropped)
             for event in events {
-                let key = Key(taskID: event.taskID, attempt: event.attemptNumber)
-                var record = s.records[key] ?? {
-                    s.order.append(key)
-                    return Ray_Rpc_TaskRecord()
-                }()
-                Self.merge(event, into: &record)
-                s.records[key] = record
+                let key = Key(event.taskID, attempt: event.attemptNumber)
+                if s.records[key] == nil { s.order.append(key) }
+                s.records[key, default: Record()].merge(event)  // in place
             }
             while s.records.count > maxTasks, s.head < s.order.count {
                 if s.records.removeValue(forKey: s.order[s.head]) != nil { s.evicted += 1 }
@@ -68,52 +150,23 @@ final class TaskEventStore: Sendable {
         }
     }
 
-    static func merge(_ event: Ray_Rpc_TaskEvent, into record: inout Ray_Rpc_TaskRecord) {
-        var task = record.task
-        if task.taskID.isEmpty {
-            task.taskID = event.taskID
-            task.attemptNumber = event.attemptNumber
-        }
-        if !event.jobID.isEmpty { task.jobID = event.jobID }
-        if !event.name.isEmpty { task.name = event.name }
-        if !event.funcOrClassName.isEmpty { task.funcOrClassName = event.funcOrClassName }
-        if !event.type.isEmpty { task.type = event.type }
-        if !event.actorID.isEmpty { task.actorID = event.actorID }
-        if !event.parentTaskID.isEmpty { task.parentTaskID = event.parentTaskID }
-        if !event.nodeID.isEmpty { task.nodeID = event.nodeID }
-        if !event.workerID.isEmpty { task.workerID = event.workerID }
-        if event.workerPid != 0 { task.workerPid = event.workerPid }
-        if !event.requiredResources.isEmpty { task.requiredResources = event.requiredResources }
-        if !event.errorType.isEmpty { task.errorType = event.errorType }
-        if !event.errorMessage.isEmpty { task.errorMessage = event.errorMessage }
-        let rank = rank(event.state), current = Self.rank(task.state)
-        // Forward only; of two ends, FAILED stands.
-        if rank > current || (rank == current && task.state != "FAILED") { task.state = event.state }
-        switch rank {
-        case 0, 1, 2:
-            if record.creationTimeNs == 0 || event.timeNs < record.creationTimeNs { record.creationTimeNs = event.timeNs }
-        case 3: record.startTimeNs = event.timeNs
-        case 4: record.endTimeNs = max(record.endTimeNs, event.timeNs)
-        default: break
-        }
-        record.task = task
-    }
-
     /// The newest `limit` attempts (0: all), of `job` if given, oldest first.
     func list(limit: Int, job: Data) -> Ray_Rpc_GetTaskEventsReply {
-        state.withLock { s in
-            var reply = Ray_Rpc_GetTaskEventsReply()
-            var rows: [Ray_Rpc_TaskRecord] = []
+        let (records, dropped, evicted) = state.withLock { s -> ([Record], Int64, Int64) in
+            var rows: [Record] = []
+            rows.reserveCapacity(s.records.count)
             for key in s.order[s.head...] {
-                guard let record = s.records[key], job.isEmpty || record.task.jobID == job else { continue }
+                guard let record = s.records[key], job.isEmpty || record.jobID == job else { continue }
                 rows.append(record)
             }
-            reply.total = Int64(rows.count)
-            if limit > 0, rows.count > limit { rows.removeFirst(rows.count - limit) }
-            reply.tasks = rows
-            reply.droppedEvents = s.droppedEvents
-            reply.evictedTasks = s.evicted
-            return reply
+            return (rows, s.droppedEvents, s.evicted)
         }
+        var reply = Ray_Rpc_GetTaskEventsReply()
+        reply.total = Int64(records.count)
+        let kept = limit > 0 && records.count > limit ? records.suffix(limit) : records[...]
+        reply.tasks = kept.map(\.message)
+        reply.droppedEvents = dropped
+        reply.evictedTasks = evicted
+        return reply
     }
 }

@@ -385,6 +385,13 @@ public nonisolated struct Ray_Rpc_TaskResult: Sendable {
   /// ends: the worker borrows them, and their owners must keep them until it says it is done.
   public var borrowedRefs: [Ray_Rpc_ObjectReference] = []
 
+  /// When it started running, and where (for the owner's task event: nanoseconds since the epoch).
+  public var startTimeNs: Int64 = 0
+
+  public var workerPid: Int32 = 0
+
+  public var nodeID: Data = Data()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1182,7 +1189,7 @@ nonisolated extension Ray_Rpc_ObjectReference: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Ray_Rpc_TaskResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TaskResult"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{3}return_objects\0\u{3}borrowed_refs\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{3}return_objects\0\u{3}borrowed_refs\0\u{3}start_time_ns\0\u{3}worker_pid\0\u{3}node_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1193,6 +1200,9 @@ nonisolated extension Ray_Rpc_TaskResult: SwiftProtobuf.Message, SwiftProtobuf._
       case 1: try { try decoder.decodeSingularBytesField(value: &self.taskID) }()
       case 2: try { try decoder.decodeRepeatedMessageField(value: &self.returnObjects) }()
       case 3: try { try decoder.decodeRepeatedMessageField(value: &self.borrowedRefs) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.startTimeNs) }()
+      case 5: try { try decoder.decodeSingularInt32Field(value: &self.workerPid) }()
+      case 6: try { try decoder.decodeSingularBytesField(value: &self.nodeID) }()
       default: break
       }
     }
@@ -1208,6 +1218,15 @@ nonisolated extension Ray_Rpc_TaskResult: SwiftProtobuf.Message, SwiftProtobuf._
     if !self.borrowedRefs.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.borrowedRefs, fieldNumber: 3)
     }
+    if self.startTimeNs != 0 {
+      try visitor.visitSingularInt64Field(value: self.startTimeNs, fieldNumber: 4)
+    }
+    if self.workerPid != 0 {
+      try visitor.visitSingularInt32Field(value: self.workerPid, fieldNumber: 5)
+    }
+    if !self.nodeID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.nodeID, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1215,6 +1234,9 @@ nonisolated extension Ray_Rpc_TaskResult: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.taskID != rhs.taskID {return false}
     if lhs.returnObjects != rhs.returnObjects {return false}
     if lhs.borrowedRefs != rhs.borrowedRefs {return false}
+    if lhs.startTimeNs != rhs.startTimeNs {return false}
+    if lhs.workerPid != rhs.workerPid {return false}
+    if lhs.nodeID != rhs.nodeID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1547,50 +1547,117 @@ public nonisolated struct Ray_Rpc_GcsSubscriberPollReply: Sendable {
 
 /// One step of a task attempt, as its owner or its executor saw it. Fields other than the IDs, the
 /// state and the time are set on the first event of an attempt (and where they change).
-public nonisolated struct Ray_Rpc_TaskEvent: Sendable {
+public nonisolated struct Ray_Rpc_TaskEvent: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var taskID: Data = Data()
+  public var taskID: Data {
+    get {_storage._taskID}
+    set {_uniqueStorage()._taskID = newValue}
+  }
 
-  public var attemptNumber: Int32 = 0
+  public var attemptNumber: Int32 {
+    get {_storage._attemptNumber}
+    set {_uniqueStorage()._attemptNumber = newValue}
+  }
 
-  public var jobID: Data = Data()
+  public var jobID: Data {
+    get {_storage._jobID}
+    set {_uniqueStorage()._jobID = newValue}
+  }
 
   /// Ray's TaskStatus name: PENDING_ARGS_AVAIL, PENDING_NODE_ASSIGNMENT, SUBMITTED_TO_WORKER, RUNNING,
   /// FINISHED, FAILED.
-  public var state: String = String()
+  public var state: String {
+    get {_storage._state}
+    set {_uniqueStorage()._state = newValue}
+  }
 
   /// Nanoseconds since the Unix epoch.
-  public var timeNs: Int64 = 0
+  public var timeNs: Int64 {
+    get {_storage._timeNs}
+    set {_uniqueStorage()._timeNs = newValue}
+  }
 
-  public var name: String = String()
+  public var name: String {
+    get {_storage._name}
+    set {_uniqueStorage()._name = newValue}
+  }
 
-  public var funcOrClassName: String = String()
+  public var funcOrClassName: String {
+    get {_storage._funcOrClassName}
+    set {_uniqueStorage()._funcOrClassName = newValue}
+  }
 
   /// NORMAL_TASK, ACTOR_CREATION_TASK, ACTOR_TASK.
-  public var type: String = String()
+  public var type: String {
+    get {_storage._type}
+    set {_uniqueStorage()._type = newValue}
+  }
 
-  public var actorID: Data = Data()
+  public var actorID: Data {
+    get {_storage._actorID}
+    set {_uniqueStorage()._actorID = newValue}
+  }
 
-  public var parentTaskID: Data = Data()
+  public var parentTaskID: Data {
+    get {_storage._parentTaskID}
+    set {_uniqueStorage()._parentTaskID = newValue}
+  }
 
-  public var nodeID: Data = Data()
+  public var nodeID: Data {
+    get {_storage._nodeID}
+    set {_uniqueStorage()._nodeID = newValue}
+  }
 
-  public var workerID: Data = Data()
+  public var workerID: Data {
+    get {_storage._workerID}
+    set {_uniqueStorage()._workerID = newValue}
+  }
 
-  public var workerPid: Int32 = 0
+  public var workerPid: Int32 {
+    get {_storage._workerPid}
+    set {_uniqueStorage()._workerPid = newValue}
+  }
 
-  public var requiredResources: Dictionary<String,Double> = [:]
+  public var requiredResources: Dictionary<String,Double> {
+    get {_storage._requiredResources}
+    set {_uniqueStorage()._requiredResources = newValue}
+  }
 
-  public var errorType: String = String()
+  public var errorType: String {
+    get {_storage._errorType}
+    set {_uniqueStorage()._errorType = newValue}
+  }
 
-  public var errorMessage: String = String()
+  public var errorMessage: String {
+    get {_storage._errorMessage}
+    set {_uniqueStorage()._errorMessage = newValue}
+  }
+
+  /// When the attempt was created, started running and ended, if known (nanoseconds since the
+  /// epoch): an owner reports a finished task once, with all of them.
+  public var creationTimeNs: Int64 {
+    get {_storage._creationTimeNs}
+    set {_uniqueStorage()._creationTimeNs = newValue}
+  }
+
+  public var startTimeNs: Int64 {
+    get {_storage._startTimeNs}
+    set {_uniqueStorage()._startTimeNs = newValue}
+  }
+
+  public var endTimeNs: Int64 {
+    get {_storage._endTimeNs}
+    set {_uniqueStorage()._endTimeNs = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct Ray_Rpc_AddTaskEventDataRequest: Sendable {
@@ -1619,40 +1686,31 @@ public nonisolated struct Ray_Rpc_AddTaskEventDataReply: Sendable {
 }
 
 /// A task attempt as the GCS keeps it: its events merged.
-public nonisolated struct Ray_Rpc_TaskRecord: @unchecked Sendable {
+public nonisolated struct Ray_Rpc_TaskRecord: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var task: Ray_Rpc_TaskEvent {
-    get {_storage._task ?? Ray_Rpc_TaskEvent()}
-    set {_uniqueStorage()._task = newValue}
+    get {_task ?? Ray_Rpc_TaskEvent()}
+    set {_task = newValue}
   }
   /// Returns true if `task` has been explicitly set.
-  public var hasTask: Bool {_storage._task != nil}
+  public var hasTask: Bool {self._task != nil}
   /// Clears the value of `task`. Subsequent reads from it will return its default value.
-  public mutating func clearTask() {_uniqueStorage()._task = nil}
+  public mutating func clearTask() {self._task = nil}
 
-  public var creationTimeNs: Int64 {
-    get {_storage._creationTimeNs}
-    set {_uniqueStorage()._creationTimeNs = newValue}
-  }
+  public var creationTimeNs: Int64 = 0
 
-  public var startTimeNs: Int64 {
-    get {_storage._startTimeNs}
-    set {_uniqueStorage()._startTimeNs = newValue}
-  }
+  public var startTimeNs: Int64 = 0
 
-  public var endTimeNs: Int64 {
-    get {_storage._endTimeNs}
-    set {_uniqueStorage()._endTimeNs = newValue}
-  }
+  public var endTimeNs: Int64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _storage = _StorageClass.defaultInstance
+  fileprivate var _task: Ray_Rpc_TaskEvent? = nil
 }
 
 public nonisolated struct Ray_Rpc_GetTaskEventsRequest: Sendable {
@@ -4349,104 +4407,191 @@ nonisolated extension Ray_Rpc_GcsSubscriberPollReply: SwiftProtobuf.Message, Swi
 
 nonisolated extension Ray_Rpc_TaskEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TaskEvent"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{3}attempt_number\0\u{3}job_id\0\u{1}state\0\u{3}time_ns\0\u{1}name\0\u{3}func_or_class_name\0\u{1}type\0\u{3}actor_id\0\u{3}parent_task_id\0\u{3}node_id\0\u{3}worker_id\0\u{3}worker_pid\0\u{3}required_resources\0\u{3}error_type\0\u{3}error_message\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{3}attempt_number\0\u{3}job_id\0\u{1}state\0\u{3}time_ns\0\u{1}name\0\u{3}func_or_class_name\0\u{1}type\0\u{3}actor_id\0\u{3}parent_task_id\0\u{3}node_id\0\u{3}worker_id\0\u{3}worker_pid\0\u{3}required_resources\0\u{3}error_type\0\u{3}error_message\0\u{3}creation_time_ns\0\u{3}start_time_ns\0\u{3}end_time_ns\0")
+
+  fileprivate class _StorageClass {
+    var _taskID: Data = Data()
+    var _attemptNumber: Int32 = 0
+    var _jobID: Data = Data()
+    var _state: String = String()
+    var _timeNs: Int64 = 0
+    var _name: String = String()
+    var _funcOrClassName: String = String()
+    var _type: String = String()
+    var _actorID: Data = Data()
+    var _parentTaskID: Data = Data()
+    var _nodeID: Data = Data()
+    var _workerID: Data = Data()
+    var _workerPid: Int32 = 0
+    var _requiredResources: Dictionary<String,Double> = [:]
+    var _errorType: String = String()
+    var _errorMessage: String = String()
+    var _creationTimeNs: Int64 = 0
+    var _startTimeNs: Int64 = 0
+    var _endTimeNs: Int64 = 0
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _taskID = source._taskID
+      _attemptNumber = source._attemptNumber
+      _jobID = source._jobID
+      _state = source._state
+      _timeNs = source._timeNs
+      _name = source._name
+      _funcOrClassName = source._funcOrClassName
+      _type = source._type
+      _actorID = source._actorID
+      _parentTaskID = source._parentTaskID
+      _nodeID = source._nodeID
+      _workerID = source._workerID
+      _workerPid = source._workerPid
+      _requiredResources = source._requiredResources
+      _errorType = source._errorType
+      _errorMessage = source._errorMessage
+      _creationTimeNs = source._creationTimeNs
+      _startTimeNs = source._startTimeNs
+      _endTimeNs = source._endTimeNs
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularBytesField(value: &self.taskID) }()
-      case 2: try { try decoder.decodeSingularInt32Field(value: &self.attemptNumber) }()
-      case 3: try { try decoder.decodeSingularBytesField(value: &self.jobID) }()
-      case 4: try { try decoder.decodeSingularStringField(value: &self.state) }()
-      case 5: try { try decoder.decodeSingularInt64Field(value: &self.timeNs) }()
-      case 6: try { try decoder.decodeSingularStringField(value: &self.name) }()
-      case 7: try { try decoder.decodeSingularStringField(value: &self.funcOrClassName) }()
-      case 8: try { try decoder.decodeSingularStringField(value: &self.type) }()
-      case 9: try { try decoder.decodeSingularBytesField(value: &self.actorID) }()
-      case 10: try { try decoder.decodeSingularBytesField(value: &self.parentTaskID) }()
-      case 11: try { try decoder.decodeSingularBytesField(value: &self.nodeID) }()
-      case 12: try { try decoder.decodeSingularBytesField(value: &self.workerID) }()
-      case 13: try { try decoder.decodeSingularInt32Field(value: &self.workerPid) }()
-      case 14: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufDouble>.self, value: &self.requiredResources) }()
-      case 15: try { try decoder.decodeSingularStringField(value: &self.errorType) }()
-      case 16: try { try decoder.decodeSingularStringField(value: &self.errorMessage) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularBytesField(value: &_storage._taskID) }()
+        case 2: try { try decoder.decodeSingularInt32Field(value: &_storage._attemptNumber) }()
+        case 3: try { try decoder.decodeSingularBytesField(value: &_storage._jobID) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._state) }()
+        case 5: try { try decoder.decodeSingularInt64Field(value: &_storage._timeNs) }()
+        case 6: try { try decoder.decodeSingularStringField(value: &_storage._name) }()
+        case 7: try { try decoder.decodeSingularStringField(value: &_storage._funcOrClassName) }()
+        case 8: try { try decoder.decodeSingularStringField(value: &_storage._type) }()
+        case 9: try { try decoder.decodeSingularBytesField(value: &_storage._actorID) }()
+        case 10: try { try decoder.decodeSingularBytesField(value: &_storage._parentTaskID) }()
+        case 11: try { try decoder.decodeSingularBytesField(value: &_storage._nodeID) }()
+        case 12: try { try decoder.decodeSingularBytesField(value: &_storage._workerID) }()
+        case 13: try { try decoder.decodeSingularInt32Field(value: &_storage._workerPid) }()
+        case 14: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufDouble>.self, value: &_storage._requiredResources) }()
+        case 15: try { try decoder.decodeSingularStringField(value: &_storage._errorType) }()
+        case 16: try { try decoder.decodeSingularStringField(value: &_storage._errorMessage) }()
+        case 17: try { try decoder.decodeSingularInt64Field(value: &_storage._creationTimeNs) }()
+        case 18: try { try decoder.decodeSingularInt64Field(value: &_storage._startTimeNs) }()
+        case 19: try { try decoder.decodeSingularInt64Field(value: &_storage._endTimeNs) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if !self.taskID.isEmpty {
-      try visitor.visitSingularBytesField(value: self.taskID, fieldNumber: 1)
-    }
-    if self.attemptNumber != 0 {
-      try visitor.visitSingularInt32Field(value: self.attemptNumber, fieldNumber: 2)
-    }
-    if !self.jobID.isEmpty {
-      try visitor.visitSingularBytesField(value: self.jobID, fieldNumber: 3)
-    }
-    if !self.state.isEmpty {
-      try visitor.visitSingularStringField(value: self.state, fieldNumber: 4)
-    }
-    if self.timeNs != 0 {
-      try visitor.visitSingularInt64Field(value: self.timeNs, fieldNumber: 5)
-    }
-    if !self.name.isEmpty {
-      try visitor.visitSingularStringField(value: self.name, fieldNumber: 6)
-    }
-    if !self.funcOrClassName.isEmpty {
-      try visitor.visitSingularStringField(value: self.funcOrClassName, fieldNumber: 7)
-    }
-    if !self.type.isEmpty {
-      try visitor.visitSingularStringField(value: self.type, fieldNumber: 8)
-    }
-    if !self.actorID.isEmpty {
-      try visitor.visitSingularBytesField(value: self.actorID, fieldNumber: 9)
-    }
-    if !self.parentTaskID.isEmpty {
-      try visitor.visitSingularBytesField(value: self.parentTaskID, fieldNumber: 10)
-    }
-    if !self.nodeID.isEmpty {
-      try visitor.visitSingularBytesField(value: self.nodeID, fieldNumber: 11)
-    }
-    if !self.workerID.isEmpty {
-      try visitor.visitSingularBytesField(value: self.workerID, fieldNumber: 12)
-    }
-    if self.workerPid != 0 {
-      try visitor.visitSingularInt32Field(value: self.workerPid, fieldNumber: 13)
-    }
-    if !self.requiredResources.isEmpty {
-      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufDouble>.self, value: self.requiredResources, fieldNumber: 14)
-    }
-    if !self.errorType.isEmpty {
-      try visitor.visitSingularStringField(value: self.errorType, fieldNumber: 15)
-    }
-    if !self.errorMessage.isEmpty {
-      try visitor.visitSingularStringField(value: self.errorMessage, fieldNumber: 16)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      if !_storage._taskID.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._taskID, fieldNumber: 1)
+      }
+      if _storage._attemptNumber != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._attemptNumber, fieldNumber: 2)
+      }
+      if !_storage._jobID.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._jobID, fieldNumber: 3)
+      }
+      if !_storage._state.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._state, fieldNumber: 4)
+      }
+      if _storage._timeNs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._timeNs, fieldNumber: 5)
+      }
+      if !_storage._name.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._name, fieldNumber: 6)
+      }
+      if !_storage._funcOrClassName.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._funcOrClassName, fieldNumber: 7)
+      }
+      if !_storage._type.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._type, fieldNumber: 8)
+      }
+      if !_storage._actorID.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._actorID, fieldNumber: 9)
+      }
+      if !_storage._parentTaskID.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._parentTaskID, fieldNumber: 10)
+      }
+      if !_storage._nodeID.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._nodeID, fieldNumber: 11)
+      }
+      if !_storage._workerID.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._workerID, fieldNumber: 12)
+      }
+      if _storage._workerPid != 0 {
+        try visitor.visitSingularInt32Field(value: _storage._workerPid, fieldNumber: 13)
+      }
+      if !_storage._requiredResources.isEmpty {
+        try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufDouble>.self, value: _storage._requiredResources, fieldNumber: 14)
+      }
+      if !_storage._errorType.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._errorType, fieldNumber: 15)
+      }
+      if !_storage._errorMessage.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._errorMessage, fieldNumber: 16)
+      }
+      if _storage._creationTimeNs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._creationTimeNs, fieldNumber: 17)
+      }
+      if _storage._startTimeNs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._startTimeNs, fieldNumber: 18)
+      }
+      if _storage._endTimeNs != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._endTimeNs, fieldNumber: 19)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Ray_Rpc_TaskEvent, rhs: Ray_Rpc_TaskEvent) -> Bool {
-    if lhs.taskID != rhs.taskID {return false}
-    if lhs.attemptNumber != rhs.attemptNumber {return false}
-    if lhs.jobID != rhs.jobID {return false}
-    if lhs.state != rhs.state {return false}
-    if lhs.timeNs != rhs.timeNs {return false}
-    if lhs.name != rhs.name {return false}
-    if lhs.funcOrClassName != rhs.funcOrClassName {return false}
-    if lhs.type != rhs.type {return false}
-    if lhs.actorID != rhs.actorID {return false}
-    if lhs.parentTaskID != rhs.parentTaskID {return false}
-    if lhs.nodeID != rhs.nodeID {return false}
-    if lhs.workerID != rhs.workerID {return false}
-    if lhs.workerPid != rhs.workerPid {return false}
-    if lhs.requiredResources != rhs.requiredResources {return false}
-    if lhs.errorType != rhs.errorType {return false}
-    if lhs.errorMessage != rhs.errorMessage {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._taskID != rhs_storage._taskID {return false}
+        if _storage._attemptNumber != rhs_storage._attemptNumber {return false}
+        if _storage._jobID != rhs_storage._jobID {return false}
+        if _storage._state != rhs_storage._state {return false}
+        if _storage._timeNs != rhs_storage._timeNs {return false}
+        if _storage._name != rhs_storage._name {return false}
+        if _storage._funcOrClassName != rhs_storage._funcOrClassName {return false}
+        if _storage._type != rhs_storage._type {return false}
+        if _storage._actorID != rhs_storage._actorID {return false}
+        if _storage._parentTaskID != rhs_storage._parentTaskID {return false}
+        if _storage._nodeID != rhs_storage._nodeID {return false}
+        if _storage._workerID != rhs_storage._workerID {return false}
+        if _storage._workerPid != rhs_storage._workerPid {return false}
+        if _storage._requiredResources != rhs_storage._requiredResources {return false}
+        if _storage._errorType != rhs_storage._errorType {return false}
+        if _storage._errorMessage != rhs_storage._errorMessage {return false}
+        if _storage._creationTimeNs != rhs_storage._creationTimeNs {return false}
+        if _storage._startTimeNs != rhs_storage._startTimeNs {return false}
+        if _storage._endTimeNs != rhs_storage._endTimeNs {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -4510,88 +4655,46 @@ nonisolated extension Ray_Rpc_TaskRecord: SwiftProtobuf.Message, SwiftProtobuf._
   public static let protoMessageName: String = _protobuf_package + ".TaskRecord"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}task\0\u{3}creation_time_ns\0\u{3}start_time_ns\0\u{3}end_time_ns\0")
 
-  fileprivate class _StorageClass {
-    var _task: Ray_Rpc_TaskEvent? = nil
-    var _creationTimeNs: Int64 = 0
-    var _startTimeNs: Int64 = 0
-    var _endTimeNs: Int64 = 0
-
-      // This property is used as the initial default value for new instances of the type.
-      // The type itself is protecting the reference to its storage via CoW semantics.
-      // This will force a copy to be made of this reference when the first mutation occurs;
-      // hence, it is safe to mark this as `nonisolated(unsafe)`.
-      static nonisolated(unsafe) let defaultInstance = _StorageClass()
-
-    private init() {}
-
-    init(copying source: _StorageClass) {
-      _task = source._task
-      _creationTimeNs = source._creationTimeNs
-      _startTimeNs = source._startTimeNs
-      _endTimeNs = source._endTimeNs
-    }
-  }
-
-  fileprivate mutating func _uniqueStorage() -> _StorageClass {
-    if !isKnownUniquelyReferenced(&_storage) {
-      _storage = _StorageClass(copying: _storage)
-    }
-    return _storage
-  }
-
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    _ = _uniqueStorage()
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      while let fieldNumber = try decoder.nextFieldNumber() {
-        // The use of inline closures is to circumvent an issue where the compiler
-        // allocates stack space for every case branch when no optimizations are
-        // enabled. https://github.com/apple/swift-protobuf/issues/1034
-        switch fieldNumber {
-        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._task) }()
-        case 2: try { try decoder.decodeSingularInt64Field(value: &_storage._creationTimeNs) }()
-        case 3: try { try decoder.decodeSingularInt64Field(value: &_storage._startTimeNs) }()
-        case 4: try { try decoder.decodeSingularInt64Field(value: &_storage._endTimeNs) }()
-        default: break
-        }
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._task) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.creationTimeNs) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.startTimeNs) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.endTimeNs) }()
+      default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every if/case branch local when no optimizations
-      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-      // https://github.com/apple/swift-protobuf/issues/1182
-      try { if let v = _storage._task {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
-      } }()
-      if _storage._creationTimeNs != 0 {
-        try visitor.visitSingularInt64Field(value: _storage._creationTimeNs, fieldNumber: 2)
-      }
-      if _storage._startTimeNs != 0 {
-        try visitor.visitSingularInt64Field(value: _storage._startTimeNs, fieldNumber: 3)
-      }
-      if _storage._endTimeNs != 0 {
-        try visitor.visitSingularInt64Field(value: _storage._endTimeNs, fieldNumber: 4)
-      }
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._task {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if self.creationTimeNs != 0 {
+      try visitor.visitSingularInt64Field(value: self.creationTimeNs, fieldNumber: 2)
+    }
+    if self.startTimeNs != 0 {
+      try visitor.visitSingularInt64Field(value: self.startTimeNs, fieldNumber: 3)
+    }
+    if self.endTimeNs != 0 {
+      try visitor.visitSingularInt64Field(value: self.endTimeNs, fieldNumber: 4)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Ray_Rpc_TaskRecord, rhs: Ray_Rpc_TaskRecord) -> Bool {
-    if lhs._storage !== rhs._storage {
-      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
-        let _storage = _args.0
-        let rhs_storage = _args.1
-        if _storage._task != rhs_storage._task {return false}
-        if _storage._creationTimeNs != rhs_storage._creationTimeNs {return false}
-        if _storage._startTimeNs != rhs_storage._startTimeNs {return false}
-        if _storage._endTimeNs != rhs_storage._endTimeNs {return false}
-        return true
-      }
-      if !storagesAreEqual {return false}
-    }
+    if lhs._task != rhs._task {return false}
+    if lhs.creationTimeNs != rhs.creationTimeNs {return false}
+    if lhs.startTimeNs != rhs.startTimeNs {return false}
+    if lhs.endTimeNs != rhs.endTimeNs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
