@@ -253,7 +253,7 @@ public final class CoreWorker: Sendable {
         placementGroups.stop()
         submitter.shutdown()
         await pendingDeletes.flush()
-        await taskEvents.flush()
+        await taskEvents.drain()
         var request = Ray_Rpc_DisconnectClientRequest()
         request.workerID = Data(workerID.bytes)
         request.reason = "the \(mode == .driver ? "driver" : "worker") shut down"

@@ -149,7 +149,15 @@ final class TaskEvents: Sendable {
         }
     }
 
-    /// Sends what ended, and what has waited or run for a report interval unreported (also at shutdown).
+    /// At shutdown: everything still buffered, batch after batch, for at most `limit`.
+    func drain(limit: Duration = .seconds(5)) async {
+        let deadline = ContinuousClock.now + limit
+        repeat {
+            await flush()
+        } while buffer.withLock({ !$0.ended.isEmpty }) && ContinuousClock.now < deadline
+    }
+
+    /// Sends a batch of what ended, and what has run for a report interval unreported.
     func flush() async {
         let now = Self.now()
         let old = now - Int64(interval / .nanoseconds(1))

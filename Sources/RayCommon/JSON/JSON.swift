@@ -63,6 +63,7 @@ public enum JSON: Sendable, Equatable {
     /// Compact text, as Python's `json.dumps(..., separators=(",", ":"))` writes it.
     public var text: String {
         var out = ""
+        out.reserveCapacity(256)
         write(to: &out)
         return out
     }
@@ -101,6 +102,12 @@ public enum JSON: Sendable, Equatable {
 
     static func writeString(_ s: String, to out: inout String) {
         out += "\""
+        // Most strings (IDs, names) need no escape: append them whole.
+        if !s.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) {
+            out += s
+            out += "\""
+            return
+        }
         for scalar in s.unicodeScalars {
             switch scalar {
             case "\"": out += "\\\""
