@@ -81,8 +81,8 @@ public struct RayConfig: Sendable {
     public static let taskEventsReportIntervalMilliseconds = Setting("task_events_report_interval_ms", 1000)
     public static let taskEventsMaxBufferSize = Setting("task_events_max_buffer_size", 100_000)
     /// Ray's default is 10,000 per report; ours is 1,000: at 10,000 the GCS's merging cost the
-    /// multi-client task rate ~25% on this project's 2-core machine (docs/benchmarks.md), at 1,000
-    /// it is within noise. A process making tasks faster reports them over the following seconds
+    /// multi-client task rate ~25% on this project's 2-core machine, at 1,000 ~10%
+    /// (docs/benchmarks.md). A process making tasks faster reports them over the following seconds
     /// (its buffer holds 100,000), dropping and counting what does not fit.
     public static let taskEventsSendBatchSize = Setting("task_events_send_batch_size", 1_000)
 
