@@ -75,7 +75,7 @@ bench: deps
 # scripts/lsan.supp), in its own build folder.
 # Swift's crash backtracer is off under ASan: seen hanging on an instrumented crashed process (its
 # memory server itself faults), which left a test waiting for minutes; ASan prints the crash instead.
-ASAN_ENV := ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/lsan.supp GRPC_VERBOSITY=NONE SWIFT_BACKTRACE=enable=no
+ASAN_ENV := ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/lsan.supp:print_suppressions=0 GRPC_VERBOSITY=NONE SWIFT_BACKTRACE=enable=no
 check-memory: deps ray-venv
 	$(ASAN_ENV) $(SWIFT) test --sanitize=address --scratch-path $(ASAN_SCRATCH) --disable-xctest --skip $(SOLO)
 	$(ASAN_ENV) $(SWIFT) test --sanitize=address --scratch-path $(ASAN_SCRATCH) --disable-xctest --skip-build --no-parallel --filter $(SOLO)

@@ -43,7 +43,8 @@ public struct AuthConfig: Sendable, Equatable {
         case "disabled", "":
             return AuthConfig(token: nil)
         case nil:
-            return AuthConfig(token: try load())
+            // On when the token file exists (as Ray's `ray start --head` decides).
+            return FileManager.default.fileExists(atPath: path) ? AuthConfig(token: try load()) : AuthConfig(token: nil)
         case let other?:
             throw Invalid(description: "RAY_AUTH_MODE must be 'token' or 'disabled', got '\(other)'")
         }

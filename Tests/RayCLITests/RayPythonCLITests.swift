@@ -1,4 +1,7 @@
 import Foundation
+import RayProtos
+import RayRPC
+import RayServices
 import Testing
 
 /// Ray 2.60's own Python CLI (`pip install "ray[default]"`, into the venv `make ray-venv` makes)
@@ -203,6 +206,32 @@ extension HeadServices {
                                                      environment: ["RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token])
                 #expect(submit.status == 0 && submit.output.contains("authorized"), "\(submit.output)")
                 #expect(try await cluster.http("GET", "/api/jobs/", headers: ["Authorization": "Bearer \(token)"]).json() as? [Any] != nil)
+
+            // The GCS and raylets check the same token on gRPC.
+            let gcs = try RPCChannel(target: cluster.gcsAddress)
+            do {
+                _ = try await gcs.unary(GCSMethods.getAllNodeInfo, Ray_Rpc_GetAllNodeInfoRequest(), options: CallOptions(timeout: .seconds(5)))
+                Issue.record("the GCS answered a call without the token")
+            } catch {
+                #expect(error.code == .unauthenticated, "\(error)")
+            }
+            let nodes = try await gcs.unary(GCSMethods.getAllNodeInfo, Ray_Rpc_GetAllNodeInfoRequest(),
+                                            options: CallOptions(timeout: .seconds(5), metadata: ["authorization": "Bearer \(token)"]))
+            #expect(nodes.nodeInfoList.count == 1)
+            // A Swift driver in a job (it inherits the head's token) runs tasks; one without it is refused.
+            let app = RayCLI.executable.deletingLastPathComponent().appendingPathComponent("ray-integration-app").path
+            let authed = ["Authorization": "Bearer \(token)"]
+            let job = try await cluster.http("POST", "/api/jobs/", body: Data(#"{"entrypoint": "\#(app) tasks 20"}"#.utf8), headers: authed).object()
+            let id = try #require(job["submission_id"] as? String)
+            var status = ""
+            for _ in 0..<300 where !["SUCCEEDED", "FAILED"].contains(status) {
+                status = try await cluster.http("GET", "/api/jobs/\(id)", headers: authed).object()["status"] as? String ?? ""
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(status == "SUCCEEDED")
+            let noToken = try await RayPython.run(["tasks", "3"], timeout: .seconds(30),
+                                                  environment: ["RAY_ADDRESS": cluster.gcsAddress], executable: app)
+            #expect(noToken.status != 0 && noToken.output.contains("authentication token"), "\(noToken.output)")
             } catch { Issue.record(error) }
             await cluster.cli.cleanUp()
         }

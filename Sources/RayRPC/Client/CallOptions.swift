@@ -27,7 +27,10 @@ extension CallOptions {
     func withCCall<R>(
         path: String, _ body: (UnsafePointer<CChar>?, Int, inout grpcshim_call_options) -> R
     ) -> R {
-        metadata.withCMetadata { md, count in
+        // The cluster's token, when it has one (RPCAuth), on every call.
+        var metadata = self.metadata
+        if let token = RPCAuth.token, metadata[RPCAuth.metadataKey] == nil { metadata.add(RPCAuth.metadataKey, "Bearer \(token)") }
+        return metadata.withCMetadata { md, count in
             var options = grpcshim_call_options(
                 metadata: md, metadata_count: count, timeout_ms: max(1, timeout.milliseconds),
                 wait_for_ready: waitForReady ? 1 : 0)

@@ -41,6 +41,8 @@ public final class RPCServer: Sendable {
         /// thread of Swift's global pool; handlers placed `.completionQueue` stay on the queue
         /// thread where they can and fall back to this one.
         public var executor: ThreadExecutor = .rpc
+        /// Calls must carry `authorization: Bearer <token>` (nil: no check). The cluster's, by default.
+        public var authToken: String? = RPCAuth.token
 
         public init() {}
     }

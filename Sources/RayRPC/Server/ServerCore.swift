@@ -95,6 +95,13 @@ final class ServerCore: Sendable {
             event.deadline_ms >= 0 ? ContinuousClock.now + .milliseconds(event.deadline_ms) : nil
         let context = ServerContext(
             method: method, requestMetadata: Metadata(event.metadata, count: event.metadata_count), deadline: deadline)
+        if let token = configuration.authToken, !RPCAuth.exempt.contains(method),
+           !RPCAuth.accepts(context.requestMetadata, token: token) {
+            finish(server, callID, RPCError(code: .unauthenticated,
+                                            message: "\(method): missing or invalid authentication token (RAY_AUTH_MODE=token: set RAY_AUTH_TOKEN or ~/.ray/auth_token as the cluster has it)"),
+                   trailing: [:])
+            return
+        }
         switch handler {
         case .unary(let body, let placement):
             guard event.has_message != 0 else {
