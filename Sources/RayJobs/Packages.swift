@@ -12,8 +12,23 @@ extension RuntimeEnvPackage {
 
     /// Checks that `bytes` is a zip whose every entry stays inside the folder it unpacks to.
     public static func validate(_ bytes: Data) throws(Invalid) {
+        // A zip ends with its end-of-central-directory record (within its last 64 KiB + 22 bytes).
+        let tail = bytes.suffix(65_557)
+        let signature: [UInt8] = [0x50, 0x4B, 0x05, 0x06]
+        guard bytes.count >= 22, tail.indices.dropLast(3).contains(where: { i in
+            bytes[i] == signature[0] && bytes[i + 1] == signature[1] && bytes[i + 2] == signature[2] && bytes[i + 3] == signature[3]
+        }) else {
+            throw Invalid("the package is not a zip archive (no end-of-central-directory record)")
+        }
+        // Read from a file, not from memory: ZIPFoundation's in-memory archive leaks its buffer when
+        // opening fails (seen under LeakSanitizer).
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("swift-ray-package-\(getpid())-\(UInt64.random(in: 0...UInt64.max)).zip")
+        defer { try? FileManager.default.removeItem(at: file) }
         let archive: Archive
-        do { archive = try Archive(data: bytes, accessMode: .read) } catch {
+        do {
+            try bytes.write(to: file)
+            archive = try Archive(url: file, accessMode: .read)
+        } catch {
             throw Invalid("the package is not a zip archive (\(error))")
         }
         var total: UInt64 = 0
