@@ -22,14 +22,12 @@ import Synchronization
 /// task, and a full buffer drops (and counts) rather than blocks, as Ray's TaskEventBuffer does.
 /// (A task still queued is not listed until it runs for a while or ends.)
 final class TaskEvents: Sendable {
+    /// The states this process reports (Ray's TaskStatus names); the GCS orders them.
     enum State: UInt8 {
-        case pendingArgs, pendingNode, submitted, running, finished, failed
+        case running, finished, failed
 
         var name: String {
             switch self {
-            case .pendingArgs: "PENDING_ARGS_AVAIL"
-            case .pendingNode: "PENDING_NODE_ASSIGNMENT"
-            case .submitted: "SUBMITTED_TO_WORKER"
             case .running: "RUNNING"
             case .finished: "FINISHED"
             case .failed: "FAILED"

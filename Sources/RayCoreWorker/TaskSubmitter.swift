@@ -436,7 +436,7 @@ extension CoreWorker {
             if startSweep { sweepIdleLeases() }
             return
         }
-        push(batch, over: lease.channel, to: lease.worker.workerID, on: lease.worker.nodeID, pid: lease.pid) { error in
+        push(batch, over: lease.channel, to: lease.worker.workerID, on: lease.worker.nodeID) { error in
             if let error {
                 self.pushFailed(key: key, lease: lease, batch: batch, error: error)
             } else {
@@ -451,7 +451,7 @@ extension CoreWorker {
     /// A push to another node is cancelled if the GCS says that node died (so it fails now, not at its
     /// deadline a day later when the node vanished without closing its connections). Pushes on this
     /// node are not tracked: if it dies, so does this process.
-    func push(_ batch: [TaskSubmitter.PendingTask], over channel: RPCChannel, to worker: Data, on node: Data, pid: Int32 = 0,
+    func push(_ batch: [TaskSubmitter.PendingTask], over channel: RPCChannel, to worker: Data, on node: Data,
               after: @escaping @Sendable (RPCError?) -> Void) {
         var request = Ray_Rpc_PushTasksRequest()
         request.tasks = batch.map(\.spec)

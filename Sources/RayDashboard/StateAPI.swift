@@ -90,23 +90,12 @@ struct StateAPI: Sendable {
         }
     }
 
-    static func actorState(_ state: Ray_Rpc_ActorTableData.ActorState) -> String {
-        switch state {
-        case .dependenciesUnready: "DEPENDENCIES_UNREADY"
-        case .pendingCreation: "PENDING_CREATION"
-        case .alive: "ALIVE"
-        case .restarting: "RESTARTING"
-        case .dead: "DEAD"
-        case .UNRECOGNIZED: "DEAD"
-        }
-    }
-
     @Sendable func actorRows() async throws -> [[String: JSON]] {
         try await gcs.actors().map { actor in
             [
                 "actor_id": .string(Self.hex(actor.actorID)),
                 "class_name": .string(actor.className),
-                "state": .string(Self.actorState(actor.state)),
+                "state": .string(actor.state.rayName),
                 "job_id": .string(Self.hex(actor.jobID)),
                 "name": .string(actor.name),
                 "node_id": Self.hexOrNull(actor.address.nodeID),
@@ -120,17 +109,6 @@ struct StateAPI: Sendable {
                 "num_restarts_due_to_lineage_reconstruction": .int(0),
                 "num_restarts_due_to_node_preemption": .int(0),
             ]
-        }
-    }
-
-    static func groupState(_ state: Ray_Rpc_PlacementGroupTableData.PlacementGroupState) -> String {
-        switch state {
-        case .pending: "PENDING"
-        case .prepared: "PREPARED"
-        case .created: "CREATED"
-        case .removed: "REMOVED"
-        case .rescheduling: "RESCHEDULING"
-        case .UNRECOGNIZED: "PENDING"
         }
     }
 
@@ -148,7 +126,7 @@ struct StateAPI: Sendable {
                 "placement_group_id": .string(Self.hex(group.placementGroupID)),
                 "name": .string(group.name),
                 "creator_job_id": .string(Self.hex(group.creatorJobID)),
-                "state": .string(Self.groupState(group.state)),
+                "state": .string(group.state.rayName),
                 "bundles": .array(bundles),
                 "is_detached": .bool(group.isDetached),
                 "stats": .null,

@@ -85,37 +85,17 @@ public struct MetricsAgent: Sendable {
         if options.identity.isHead {
             if let actors = try? await gcs.actors() {
                 for actor in actors {
-                    let key = NodeMetrics.ActorKey(state: Self.actorState(actor.state), name: actor.className,
+                    let key = NodeMetrics.ActorKey(state: actor.state.rayName, name: actor.className,
                                                    jobID: actor.jobID.map { String(format: "%02x", $0) }.joined())
                     sample.actors[key, default: 0] += 1
                 }
             }
             if let groups = try? await gcs.placementGroups() {
-                for group in groups { sample.placementGroups[Self.groupState(group.state), default: 0] += 1 }
+                for group in groups { sample.placementGroups[group.state.rayName, default: 0] += 1 }
             }
             if let nodes = try? await gcs.nodes() { sample.aliveNodes = nodes.filter { $0.state == .alive }.count }
         }
         metrics.update(sample)
-    }
-
-    static func actorState(_ state: Ray_Rpc_ActorTableData.ActorState) -> String {
-        switch state {
-        case .dependenciesUnready: "DEPENDENCIES_UNREADY"
-        case .pendingCreation: "PENDING_CREATION"
-        case .alive: "ALIVE"
-        case .restarting: "RESTARTING"
-        case .dead, .UNRECOGNIZED: "DEAD"
-        }
-    }
-
-    static func groupState(_ state: Ray_Rpc_PlacementGroupTableData.PlacementGroupState) -> String {
-        switch state {
-        case .pending, .UNRECOGNIZED: "PENDING"
-        case .prepared: "PREPARED"
-        case .created: "CREATED"
-        case .removed: "REMOVED"
-        case .rescheduling: "RESCHEDULING"
-        }
     }
 
     /// (MemTotal, MemAvailable) in bytes, from /proc/meminfo.
