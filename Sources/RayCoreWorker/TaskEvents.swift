@@ -38,8 +38,8 @@ final class TaskEvents: Sendable {
     struct Event: Sendable {
         var taskID: TaskID
         var state: State
-        /// The task's spec (its name, type, actor and resources), shared, not copied.
-        var spec: Ray_Rpc_TaskSpec?
+        /// Its name, type, actor and resources: an index into `Buffer.profiles` (-1: none).
+        var profile: Int32 = -1
         var created: Int64 = 0
         var started: Int64 = 0
         var ended: Int64 = 0
@@ -49,16 +49,67 @@ final class TaskEvents: Sendable {
         var error: (type: String, message: String)?
     }
 
+    /// What tasks of one function (or one actor's method) share, kept once: an event holds an index
+    /// rather than the task's spec, so a full buffer does not keep 100,000 specs alive (measured: the
+    /// fragmented heap cost the task figures ~10%).
+    struct Profile: Hashable, Sendable {
+        var name: String
+        var type: Ray_Rpc_TaskType
+        var actorID: Data
+        var resources: [String: Double]
+
+        init(_ spec: Ray_Rpc_TaskSpec) {
+            name = spec.functionName
+            type = spec.type
+            actorID = spec.actorTaskSpec.actorID
+            resources = spec.requiredResources
+        }
+    }
+
+    /// At most this many profiles between two moments the buffer is empty; past it, events go without.
+    static let maxProfiles = 65_536
+
+    /// A task the executor is running: in a slot, so starting and ending one costs no hashing.
     private struct Running {
+        var taskID: Data
         var started: Int64
         var reported = false
     }
 
     private struct Buffer {
-        var ended: [Event] = []
+        /// Ended tasks in chunks of a send batch: a report takes the oldest chunk whole (no element
+        /// moves, however full the buffer), and a full buffer costs one counter increment per task.
+        var ended: [[Event]] = []
+        var count = 0
         var dropped: Int64 = 0
-        var running: [TaskID: Running] = [:]
+        var running: [Running?] = []
+        var free: [Int] = []
         var ticking = false
+        var profiles: [Profile] = []
+        var profileIndex: [Profile: Int32] = [:]
+        var lastProfile: Int32 = -1
+
+        /// The profile of a spec: the last one again (a loop submitting one function), or looked up.
+        mutating func profile(of spec: Ray_Rpc_TaskSpec) -> Int32 {
+            if lastProfile >= 0 {
+                let last = profiles[Int(lastProfile)]
+                if last.name == spec.functionName, last.type == spec.type,
+                   last.actorID == spec.actorTaskSpec.actorID, last.resources == spec.requiredResources {
+                    return lastProfile
+                }
+            }
+            let profile = Profile(spec)
+            if let index = profileIndex[profile] {
+                lastProfile = index
+            } else if profiles.count < TaskEvents.maxProfiles {
+                lastProfile = Int32(profiles.count)
+                profiles.append(profile)
+                profileIndex[profile] = lastProfile
+            } else {
+                return -1
+            }
+            return lastProfile
+        }
     }
 
     let jobID: JobID
@@ -72,6 +123,8 @@ final class TaskEvents: Sendable {
     private let gcs = Mutex<RPCChannel?>(nil)
     /// This process's worker and node, for the RUNNING reports it makes as an executor.
     private let me: Mutex<(worker: Data, node: Data)> = Mutex((Data(), Data()))
+    /// This process's pid (for its push replies and RUNNING reports).
+    let pid = getpid()
 
     init(jobID: JobID, gcsAddress: String, configuration: RayConfig = RayConfig()) {
         self.jobID = jobID
@@ -102,36 +155,55 @@ final class TaskEvents: Sendable {
 
     // MARK: the task path
 
-    /// The owner has the task's end: reported once, dated from its submission.
-    func ended(_ task: TaskSubmitter.PendingTask, state: State, result: Ray_Rpc_TaskResult?, worker: Data, error: (String, String)?) {
-        var event = Event(taskID: task.taskID, state: state, spec: task.spec, created: task.created, ended: Self.now())
-        event.workerID = worker
-        if let result {
-            event.started = result.startTimeNs
-            event.pid = result.workerPid
-            event.nodeID = result.nodeID
-        }
-        event.error = error
+    /// The owner has the task's end: reported once, dated from its submission. `worker`, `node` and
+    /// `pid` say where it ran (empty and 0 when it never did).
+    func ended(_ task: TaskSubmitter.PendingTask, state: State, started: Int64, worker: Data, node: Data, pid: Int32,
+               error: (String, String)?) {
+        let ended = Self.now()
         let tick = buffer.withLock { b -> Bool in
-            if b.ended.count < capacity { b.ended.append(event) } else { b.dropped += 1 }
+            if b.count < capacity {
+                if b.ended.last.map({ $0.count >= sendBatch }) ?? true {
+                    b.ended.append([])
+                    b.ended[b.ended.count - 1].reserveCapacity(min(sendBatch, capacity))
+                }
+                b.ended[b.ended.count - 1].append(Event(
+                    taskID: task.taskID, state: state, profile: b.profile(of: task.spec), created: task.created, started: started,
+                    ended: ended, workerID: worker, nodeID: node, pid: pid, error: error))
+                b.count += 1
+            } else {
+                b.dropped += 1
+            }
             defer { b.ticking = true }
             return !b.ticking
         }
         if tick { startTicking() }
     }
 
-    /// The executor starts a task; `finishedRunning` when it returns.
-    func startedRunning(_ id: TaskID, at time: Int64) {
-        let tick = buffer.withLock { b -> Bool in
-            if b.running.count < capacity { b.running[id] = Running(started: time) }
+    /// The executor starts a task (its ID's bytes as the spec has them); `finishedRunning` with the
+    /// slot this returns when it returns.
+    func startedRunning(_ taskID: Data, at time: Int64) -> Int {
+        let (slot, tick) = buffer.withLock { b -> (Int, Bool) in
+            let entry = Running(taskID: taskID, started: time)
+            let slot: Int
+            if let reused = b.free.popLast() {
+                b.running[reused] = entry
+                slot = reused
+            } else {
+                slot = b.running.count
+                b.running.append(entry)
+            }
             defer { b.ticking = true }
-            return !b.ticking
+            return (slot, !b.ticking)
         }
         if tick { startTicking() }
+        return slot
     }
 
-    func finishedRunning(_ id: TaskID) {
-        buffer.withLock { _ = $0.running.removeValue(forKey: id) }
+    func finishedRunning(_ slot: Int) {
+        buffer.withLock { b in
+            b.running[slot] = nil
+            b.free.append(slot)
+        }
     }
 
     // MARK: reports
@@ -152,7 +224,7 @@ final class TaskEvents: Sendable {
         let deadline = ContinuousClock.now + limit
         repeat {
             await flush()
-        } while buffer.withLock({ !$0.ended.isEmpty }) && ContinuousClock.now < deadline
+        } while buffer.withLock({ $0.count > 0 }) && ContinuousClock.now < deadline
     }
 
     /// Sends a batch of what ended, and what has run for a report interval unreported.
@@ -160,20 +232,26 @@ final class TaskEvents: Sendable {
         let now = Self.now()
         let old = now - Int64(interval / .nanoseconds(1))
         let (me, job) = (self.me.withLock { $0 }, Data(jobID.bytes))
-        let (events, dropped) = buffer.withLock { b -> ([Event], Int64) in
+        let (events, dropped, profiles) = buffer.withLock { b -> ([Event], Int64, [Profile]) in
             // At most a batch per report (Ray's task_events_send_batch_size); the rest waits for the next.
-            var events = Array(b.ended.prefix(sendBatch))
-            b.ended.removeFirst(events.count)
-            for (id, entry) in b.running where !entry.reported && entry.started < old {
-                var event = Event(taskID: id, state: .running, started: entry.started)
-                event.workerID = me.worker
-                event.nodeID = me.node
-                event.pid = getpid()
-                events.append(event)
-                b.running[id]!.reported = true
+            var events = b.ended.isEmpty ? [] : b.ended.removeFirst()
+            b.count -= events.count
+            let profiles = b.profiles
+            if b.count == 0, b.profiles.count > 1024 {
+                // Nothing buffered refers to them any more.
+                b.profiles = []
+                b.profileIndex = [:]
+                b.lastProfile = -1
+            }
+            for slot in b.running.indices {
+                guard let entry = b.running[slot], !entry.reported, entry.started < old,
+                      let id = try? TaskID(bytes: entry.taskID) else { continue }
+                events.append(Event(taskID: id, state: .running, started: entry.started,
+                                    workerID: me.worker, nodeID: me.node, pid: pid))
+                b.running[slot]!.reported = true
             }
             defer { b.dropped = 0 }
-            return (events, b.dropped)
+            return (events, b.dropped, profiles)
         }
         guard !events.isEmpty || dropped > 0 else { return }
         var request = Ray_Rpc_AddTaskEventDataRequest()
@@ -187,12 +265,13 @@ final class TaskEvents: Sendable {
             message.creationTimeNs = event.created
             message.startTimeNs = event.started
             message.endTimeNs = event.ended
-            if let spec = event.spec {
-                message.name = spec.functionName
-                message.funcOrClassName = spec.functionName
-                message.type = Self.typeName(spec.type)
-                message.actorID = spec.actorTaskSpec.actorID
-                message.requiredResources = spec.requiredResources
+            if event.profile >= 0 {
+                let profile = profiles[Int(event.profile)]
+                message.name = profile.name
+                message.funcOrClassName = profile.name
+                message.type = Self.typeName(profile.type)
+                message.actorID = profile.actorID
+                message.requiredResources = profile.resources
             }
             message.nodeID = event.nodeID
             message.workerID = event.workerID

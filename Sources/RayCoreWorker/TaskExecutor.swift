@@ -122,14 +122,12 @@ final class TaskExecutor: Sendable {
         var result = Ray_Rpc_TaskResult()
         // When and where it ran travels back to the owner in the result; only a task still running
         // at a report is reported from here.
-        let eventID = worker.taskEvents.enabled ? try? TaskID(bytes: spec.taskID) : nil
-        if let eventID {
+        var slot: Int?
+        if worker.taskEvents.enabled {
             result.startTimeNs = TaskEvents.now()
-            result.workerPid = getpid()
-            result.nodeID = worker.address.nodeID
-            worker.taskEvents.startedRunning(eventID, at: result.startTimeNs)
+            slot = worker.taskEvents.startedRunning(spec.taskID, at: result.startTimeNs)
         }
-        defer { if let eventID { worker.taskEvents.finishedRunning(eventID) } }
+        defer { if let slot { worker.taskEvents.finishedRunning(slot) } }
         result.taskID = spec.taskID
         let references = ReferenceCollector()
         result.returnObjects = await runReturningObjects(spec, on: worker, references: references)
@@ -317,6 +315,7 @@ extension CoreWorker {
             guard let worker = await box.worker else { throw RPCError(code: .unavailable, message: "the worker has shut down") }
             var reply = Ray_Rpc_PushTasksReply()
             reply.results.reserveCapacity(request.tasks.count)
+            if worker.taskEvents.enabled { reply.workerPid = worker.taskEvents.pid }
             if request.tasks.count > 1, request.tasks[0].type == .actorTask, !worker.actorReceiver.isSequential {
                 // A batch for an actor that runs calls concurrently: each call waits for its turn in
                 // the receiver (caller order, concurrency limit). A sequential actor's batch runs in

@@ -465,7 +465,7 @@ extension CoreWorker {
                         self.finish(task, with: TaskFailure(kind: .system, type: "", message: "the worker returned \(reply.results.count) results for \(batch.count) tasks", function: task.spec.functionName))
                         continue
                     }
-                    self.complete(task, reply.results[index], executedBy: worker)
+                    self.complete(task, reply.results[index], executedBy: worker, on: node, pid: reply.workerPid)
                 }
                 after(nil)
             case .failure(let error):
@@ -545,7 +545,7 @@ extension CoreWorker {
         _ = try? await lease.raylet.unary(NodeManagerMethods.returnWorker, giveBack, options: CallOptions(timeout: .seconds(10)))
     }
 
-    func complete(_ task: TaskSubmitter.PendingTask, _ result: Ray_Rpc_TaskResult, executedBy worker: Data) {
+    func complete(_ task: TaskSubmitter.PendingTask, _ result: Ray_Rpc_TaskResult, executedBy worker: Data, on node: Data, pid: Int32) {
         submitter.state.withLock { s in
             s.inFlight[task.taskID] = nil
             s.cancelled.remove(task.taskID)
@@ -555,8 +555,8 @@ extension CoreWorker {
                 if case .error(let error) = object.value { return error }
                 return nil
             }.first
-            taskEvents.ended(task, state: failure == nil ? .finished : .failed, result: result, worker: worker,
-                             error: failure.map { (TaskEvents.errorType($0.kind), $0.message) })
+            taskEvents.ended(task, state: failure == nil ? .finished : .failed, started: result.startTimeNs,
+                             worker: worker, node: node, pid: pid, error: failure.map { (TaskEvents.errorType($0.kind), $0.message) })
         }
         for (index, id) in task.returns.enumerated() {
             if index < result.returnObjects.count {
@@ -600,7 +600,7 @@ extension CoreWorker {
             s.inFlight[task.taskID] = nil
         }
         if taskEvents.enabled {
-            taskEvents.ended(task, state: .failed, result: nil, worker: Data(),
+            taskEvents.ended(task, state: .failed, started: 0, worker: Data(), node: Data(), pid: 0,
                              error: (TaskEvents.errorType(failure.kind.rawValue), failure.message))
         }
         for id in task.returns { store.set(id, .error(failure)) }

@@ -385,12 +385,9 @@ public nonisolated struct Ray_Rpc_TaskResult: Sendable {
   /// ends: the worker borrows them, and their owners must keep them until it says it is done.
   public var borrowedRefs: [Ray_Rpc_ObjectReference] = []
 
-  /// When it started running, and where (for the owner's task event: nanoseconds since the epoch).
+  /// When it started running (for the owner's task event: nanoseconds since the epoch); where is
+  /// known to the owner already (the lease's node and worker, the reply's pid).
   public var startTimeNs: Int64 = 0
-
-  public var workerPid: Int32 = 0
-
-  public var nodeID: Data = Data()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -417,6 +414,9 @@ public nonisolated struct Ray_Rpc_PushTasksReply: Sendable {
   // methods supported on all messages.
 
   public var results: [Ray_Rpc_TaskResult] = []
+
+  /// The worker's pid, for the owner's task events (set only while task events are on).
+  public var workerPid: Int32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1189,7 +1189,7 @@ nonisolated extension Ray_Rpc_ObjectReference: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Ray_Rpc_TaskResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TaskResult"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{3}return_objects\0\u{3}borrowed_refs\0\u{3}start_time_ns\0\u{3}worker_pid\0\u{3}node_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{3}return_objects\0\u{3}borrowed_refs\0\u{3}start_time_ns\0\u{c}\u{5}\u{1}\u{c}\u{6}\u{1}")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1201,8 +1201,6 @@ nonisolated extension Ray_Rpc_TaskResult: SwiftProtobuf.Message, SwiftProtobuf._
       case 2: try { try decoder.decodeRepeatedMessageField(value: &self.returnObjects) }()
       case 3: try { try decoder.decodeRepeatedMessageField(value: &self.borrowedRefs) }()
       case 4: try { try decoder.decodeSingularInt64Field(value: &self.startTimeNs) }()
-      case 5: try { try decoder.decodeSingularInt32Field(value: &self.workerPid) }()
-      case 6: try { try decoder.decodeSingularBytesField(value: &self.nodeID) }()
       default: break
       }
     }
@@ -1221,12 +1219,6 @@ nonisolated extension Ray_Rpc_TaskResult: SwiftProtobuf.Message, SwiftProtobuf._
     if self.startTimeNs != 0 {
       try visitor.visitSingularInt64Field(value: self.startTimeNs, fieldNumber: 4)
     }
-    if self.workerPid != 0 {
-      try visitor.visitSingularInt32Field(value: self.workerPid, fieldNumber: 5)
-    }
-    if !self.nodeID.isEmpty {
-      try visitor.visitSingularBytesField(value: self.nodeID, fieldNumber: 6)
-    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1235,8 +1227,6 @@ nonisolated extension Ray_Rpc_TaskResult: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.returnObjects != rhs.returnObjects {return false}
     if lhs.borrowedRefs != rhs.borrowedRefs {return false}
     if lhs.startTimeNs != rhs.startTimeNs {return false}
-    if lhs.workerPid != rhs.workerPid {return false}
-    if lhs.nodeID != rhs.nodeID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1274,7 +1264,7 @@ nonisolated extension Ray_Rpc_PushTasksRequest: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Ray_Rpc_PushTasksReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PushTasksReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}results\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}results\0\u{3}worker_pid\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1283,6 +1273,7 @@ nonisolated extension Ray_Rpc_PushTasksReply: SwiftProtobuf.Message, SwiftProtob
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.results) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.workerPid) }()
       default: break
       }
     }
@@ -1292,11 +1283,15 @@ nonisolated extension Ray_Rpc_PushTasksReply: SwiftProtobuf.Message, SwiftProtob
     if !self.results.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.results, fieldNumber: 1)
     }
+    if self.workerPid != 0 {
+      try visitor.visitSingularInt32Field(value: self.workerPid, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Ray_Rpc_PushTasksReply, rhs: Ray_Rpc_PushTasksReply) -> Bool {
     if lhs.results != rhs.results {return false}
+    if lhs.workerPid != rhs.workerPid {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
