@@ -1,3 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 import RayCommon
 import RayConcurrency
 import RayProtos
@@ -18,18 +23,20 @@ extension CoreWorker {
                waitingAt: @Sendable (RPCChannel) -> Void) async -> LeaseOutcome {
         var request = request
         var target = raylet
+        /// The node `target` runs on, when it is another node's raylet.
+        var targetNode: Data?
         var hops = 0
         while true {
             waitingAt(target)
             let answer: Ray_Rpc_RequestWorkerLeaseReply
             do {
-                answer = try await target.unary(
-                    NodeManagerMethods.requestWorkerLease, request, options: CallOptions(timeout: .seconds(60)))
+                answer = try await requestLease(request, from: target, on: targetNode)
             } catch {
                 if submitter.state.withLock({ $0.shutDown }) { return .notNeeded }
                 if target !== raylet {
                     // The node it was spilled to is gone: start over at this node's raylet.
                     target = raylet
+                    targetNode = nil
                     request.grantOrReject = false
                     continue
                 }
@@ -44,8 +51,10 @@ extension CoreWorker {
                 if hops > 100 { try? await ThreadExecutor.coreWorker.sleep(for: .milliseconds(10)) }
                 do {
                     target = try channels.channel(for: answer.retryAtRayletAddress)
+                    targetNode = answer.retryAtRayletAddress.nodeID == address.nodeID ? nil : answer.retryAtRayletAddress.nodeID
                 } catch {
                     target = raylet
+                    targetNode = nil
                     continue
                 }
                 request.grantOrReject = true
@@ -53,6 +62,7 @@ extension CoreWorker {
             }
             if answer.rejected {
                 target = raylet
+                targetNode = nil
                 request.grantOrReject = false
                 try? await ThreadExecutor.coreWorker.sleep(for: .milliseconds(5))
                 continue
@@ -60,5 +70,21 @@ extension CoreWorker {
             if !answer.canceled { return .granted(answer, by: target) }
             if !stillWanted() { return .notNeeded }
         }
+    }
+
+    /// A lease request waits at a raylet for up to a minute: one held at another node's raylet is
+    /// cancelled when the GCS says that node died (a cut-off host closes no connection), so the
+    /// request starts over here at once.
+    private func requestLease(_ request: Ray_Rpc_RequestWorkerLeaseRequest, from target: RPCChannel,
+                              on node: Data?) async throws(RPCError) -> Ray_Rpc_RequestWorkerLeaseReply {
+        let options = CallOptions(timeout: .seconds(60))
+        guard let node else { return try await target.unary(NodeManagerMethods.requestWorkerLease, request, options: options) }
+        let id = pushesInFlight.start(on: node)
+        let result = await withCheckedContinuation { (done: CheckedContinuation<Result<Ray_Rpc_RequestWorkerLeaseReply, RPCError>, Never>) in
+            let handle = target.unary(NodeManagerMethods.requestWorkerLease, request, options: options) { done.resume(returning: $0) }
+            pushesInFlight.attach(handle, to: id, on: node)
+        }
+        pushesInFlight.remove(id, node: node)
+        return try result.get()
     }
 }

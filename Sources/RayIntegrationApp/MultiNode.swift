@@ -16,6 +16,12 @@ let sleepThenWhere = RemoteFunction("sleepThenWhere") { (milliseconds: Int) -> S
     try await Task.sleep(for: .milliseconds(milliseconds))
     return Ray.currentNodeID?.hex ?? ""
 }
+/// Adds 1 to a Counter (so its caller knows it runs), then sleeps; returns its node.
+let signalThenSleep = RemoteFunction("signalThenSleep") { (counter: Counter, milliseconds: Int) async throws -> String in
+    _ = try await counter.add(1)
+    try await Task.sleep(for: .milliseconds(milliseconds))
+    return Ray.currentNodeID?.hex ?? ""
+}
 /// Calls a Counter from wherever this task runs: [the task's node, the count after adding n].
 let addFromAnotherNode = RemoteFunction("addFromAnotherNode") { (counter: Counter, n: Int) async throws -> [String] in
     let count = try await counter.add(n)
@@ -36,7 +42,7 @@ struct ChecksumAt: Codable, Sendable {
     var node: String
 }
 
-let multiNodeFunctions: [any AnyRemoteFunction] = [whereAmI, whereFrom, sleepThenWhere, addFromAnotherNode, checksumWhere]
+let multiNodeFunctions: [any AnyRemoteFunction] = [whereAmI, whereFrom, sleepThenWhere, addFromAnotherNode, checksumWhere, signalThenSleep]
 
 enum MultiNodeScenarios {
     static func report(_ key: String, _ value: some CustomStringConvertible) { IntegrationApp.report(key, value) }
@@ -172,8 +178,18 @@ enum MultiNodeScenarios {
             guard let other = nodes.first(where: { $0.labels["zone"] == "b" }) else { throw Failed("no zone=b node in \(nodes)") }
             let counter = try await ray.actor(Counter.self, args: 0, options: ActorOptions(labelSelector: ["zone": "b"]))
             report("actor_first_call", try await counter.add(1))
-            let running = sleepThenWhere.options(labelSelector: ["zone": "b"]).remote(600_000)
-            try await Task.sleep(for: .milliseconds(500))
+            // Ready once the task runs there (its worker may take seconds to start on a loaded host):
+            // a task still waiting for a lease when the link goes would wait for a zone=b node forever.
+            let running = signalThenSleep.options(labelSelector: ["zone": "b"]).remote(counter, 600_000)
+            let deadline = ContinuousClock.now + .seconds(60)
+            while try await counter.add(0) < 2 {
+                guard ContinuousClock.now < deadline else {
+                    let outcome: String
+                    do { outcome = "it returned \(try await running.get(timeout: .seconds(1)))" } catch { outcome = "\(error)" }
+                    throw Failed("the task on zone=b did not start in 60 s: \(outcome)")
+                }
+                try await Task.sleep(for: .milliseconds(50))
+            }
             report("ready", 1)
             let start = ContinuousClock.now
             let call = Task { () -> Result<[UInt64], any Error> in

@@ -113,7 +113,7 @@ final class TwoHosts: @unchecked Sendable {
             let app = try IntegrationApp.Running(
                 ["partition"], environment: ["RAY_ADDRESS": address, "RAY_NODE_IP_ADDRESS": hosts.addresses[0]],
                 launcher: hosts.launcher(0))
-            _ = try await app.value("ready", within: .seconds(60))
+            _ = try await app.value("ready", within: .seconds(120))
             try TwoHosts.ip(["-n", hosts.names[1], "link", "set", hosts.veths[1], "down"])
             let run = try await app.finish(timeout: .seconds(60))
             #expect(run.status == 0, "\(run.output)")
