@@ -117,7 +117,7 @@ let package = Package(
         // The head's HTTP server (Ray's dashboard port): Jobs REST API, packages, health.
         .target(
             name: "RayDashboard",
-            dependencies: ["RayCommon", "RayGCSClient", "RayJobs",
+            dependencies: ["RayAutoscaling", "RayCommon", "RayGCSClient", "RayJobs", "RayScheduling",
                            .product(name: "Hummingbird", package: "hummingbird"),
                            .product(name: "HTTPTypes", package: "swift-http-types"),
                            .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket")]),

@@ -3,6 +3,7 @@ import Hummingbird
 import HummingbirdWebSocket
 import Logging
 import NIOCore
+import RayAutoscaling
 import RayCommon
 import RayGCSClient
 import RayJobs
@@ -89,6 +90,25 @@ public struct Dashboard: Sendable {
                 return HTTP.text("success", contentType: "application/text")
             } catch {
                 return HTTP.text("GCS is not reachable: \(error)", status: .serviceUnavailable)
+            }
+        }
+        // Ray's envelope: the autoscaler's status text (what `ray status` prints), its last error, and
+        // its report as JSON (null before any autoscaler ran).
+        router.get("/api/cluster_status") { _, _ in
+            do {
+                let cluster = try await ClusterStatus.fetch(gcs)
+                let report = try await gcs.kv().get(ResourceRequest.statusKey).flatMap { try? JSON.parse($0) } ?? .null
+                return HTTP.json(.object([
+                    "result": .bool(true), "msg": .string("Got cluster status."),
+                    "data": .object([
+                        "autoscalingStatus": .string(ClusterStatus.format(cluster, at: Date())),
+                        "autoscalingError": .null,
+                        "clusterStatus": report,
+                    ]),
+                ]))
+            } catch {
+                return HTTP.json(.object(["result": .bool(false), "msg": .string("GCS is not reachable: \(error)"), "data": .object([])]),
+                                 status: .serviceUnavailable)
             }
         }
         router.get("/api/healthz") { _, _ in HTTP.text("success", contentType: "application/text") }

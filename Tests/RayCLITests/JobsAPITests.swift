@@ -115,6 +115,15 @@ extension HeadServices {
             #expect((version["session_name"] as? String)?.hasPrefix("session_") == true)
             let health = try await cluster.http("GET", "/api/gcs_healthz")
             #expect(health.status == 200 && health.text == "success")
+            // Ray's envelope around `ray status`'s text: this head's node and its CPUs are in it.
+            let status = try await cluster.http("GET", "/api/cluster_status")
+            #expect(status.status == 200, "\(status.text)")
+            let envelope = try status.object()
+            #expect(envelope["result"] as? Bool == true && envelope["msg"] as? String == "Got cluster status.")
+            let data = envelope["data"] as? [String: Any] ?? [:]
+            let text = data["autoscalingStatus"] as? String ?? ""
+            #expect(text.contains("Autoscaler status") && text.contains("Active:") && text.contains(" CPU"), "\(text)")
+            #expect(data.keys.contains("autoscalingError") && data.keys.contains("clusterStatus"), "\(data)")
             await cluster.cli.cleanUp()
         }
 
