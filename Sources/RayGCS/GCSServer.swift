@@ -48,7 +48,7 @@ public final class GCSServer: Sendable {
         }
         router.register(GCSMethods.getTaskEvents) { request, _ in
             guard request.limit >= 0 else { throw RPCError(code: .invalidArgument, message: "limit cannot be negative, got \(request.limit)") }
-            return tasks.list(limit: Int(request.limit), job: request.jobID)
+            return request.countsOnly ? tasks.counts() : tasks.list(limit: Int(request.limit), job: request.jobID)
         }
         self.server = try RPCServer(host: host, port: port, router: router, configuration: configuration)
         var settings = HealthChecker.Settings.fromConfig()

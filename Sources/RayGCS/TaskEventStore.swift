@@ -111,6 +111,21 @@ final class TaskEventStore: Sendable {
         var head = 0
         var droppedEvents: Int64 = 0
         var evicted: Int64 = 0
+        /// Attempts by (state, name, job): moved on each state change, kept for ended ones evicted.
+        var counts: [CountKey: Int64] = [:]
+
+        mutating func count(_ record: Record, _ delta: Int64) {
+            guard !record.state.isEmpty else { return }
+            let key = CountKey(state: record.state, name: record.name, jobID: record.jobID)
+            let value = counts[key, default: 0] + delta
+            counts[key] = value > 0 ? value : nil
+        }
+    }
+
+    struct CountKey: Hashable {
+        var state: String
+        var name: String
+        var jobID: Data
     }
 
     let maxTasks: Int
@@ -135,11 +150,21 @@ final class TaskEventStore: Sendable {
             s.droppedEvents += max(0, dropped)
             for event in events {
                 let key = Key(event.taskID, attempt: event.attemptNumber)
-                if s.records[key] == nil { s.order.append(key) }
+                let before = s.records[key]
+                if before == nil { s.order.append(key) }
                 s.records[key, default: Record()].merge(event)  // in place
+                let after = s.records[key]!
+                if before?.state != after.state || before?.name != after.name {
+                    if let before { s.count(before, -1) }
+                    s.count(after, 1)
+                }
             }
             while s.records.count > maxTasks, s.head < s.order.count {
-                if s.records.removeValue(forKey: s.order[s.head]) != nil { s.evicted += 1 }
+                if let gone = s.records.removeValue(forKey: s.order[s.head]) {
+                    s.evicted += 1
+                    // An ended attempt stays counted; one still pending or running leaves no trace.
+                    if TaskEventStore.rank(gone.state) < 4 { s.count(gone, -1) }
+                }
                 s.head += 1
             }
             // Compact the order list once most of it is evicted keys.
@@ -148,6 +173,24 @@ final class TaskEventStore: Sendable {
                 s.head = 0
             }
         }
+    }
+
+    /// Attempts by state, name and job.
+    func counts() -> Ray_Rpc_GetTaskEventsReply {
+        let (counts, total, dropped, evicted) = state.withLock { s in (s.counts, s.records.count, s.droppedEvents, s.evicted) }
+        var reply = Ray_Rpc_GetTaskEventsReply()
+        reply.total = Int64(total)
+        reply.droppedEvents = dropped
+        reply.evictedTasks = evicted
+        reply.counts = counts.map { key, count in
+            var entry = Ray_Rpc_TaskStateCount()
+            entry.state = key.state
+            entry.name = key.name
+            entry.jobID = key.jobID
+            entry.count = count
+            return entry
+        }
+        return reply
     }
 
     /// The newest `limit` attempts (0: all), of `job` if given, oldest first.

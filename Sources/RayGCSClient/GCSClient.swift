@@ -89,6 +89,13 @@ public final class GCSClient: Sendable {
         return try await call(GCSMethods.getTaskEvents, request)
     }
 
+    /// Task attempts by state, function name and job (what the ray_tasks metric reports).
+    public func taskCounts() async throws(RPCError) -> [Ray_Rpc_TaskStateCount] {
+        var request = Ray_Rpc_GetTaskEventsRequest()
+        request.countsOnly = true
+        return try await call(GCSMethods.getTaskEvents, request).counts
+    }
+
     // MARK: workers and the resource view
 
     public func addWorker(_ worker: Ray_Rpc_WorkerTableData) async throws(RPCError) {

@@ -457,6 +457,9 @@ struct IntegrationApp: RayApplication {
             report("counter", try await counter.add(1))
             let group = try await ray.placementGroup([["CPU": 1]], strategy: .pack, name: "state-group")
             _ = try await group.ready().get(timeout: .seconds(30))
+            // Three tasks that finish and one that fails, for the ray_tasks metric.
+            report("sums", try await ray.get((0..<3).map { add.remote($0, 1) }, timeout: .seconds(30)).reduce(0, +))
+            do { _ = try await fail.remote("on purpose").get(timeout: .seconds(30)) } catch {}
             report("ready", 1)
             try await Task.sleep(for: .seconds(120))
 

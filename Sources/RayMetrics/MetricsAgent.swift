@@ -85,13 +85,20 @@ public struct MetricsAgent: Sendable {
         if options.identity.isHead {
             if let actors = try? await gcs.actors() {
                 for actor in actors {
-                    let key = NodeMetrics.ActorKey(state: actor.state.rayName, name: actor.className,
+                    let key = NodeMetrics.StateKey(state: actor.state.rayName, name: actor.className,
                                                    jobID: actor.jobID.map { String(format: "%02x", $0) }.joined())
                     sample.actors[key, default: 0] += 1
                 }
             }
             if let groups = try? await gcs.placementGroups() {
                 for group in groups { sample.placementGroups[group.state.rayName, default: 0] += 1 }
+            }
+            if let counts = try? await gcs.taskCounts() {
+                for entry in counts {
+                    let key = NodeMetrics.StateKey(state: entry.state, name: entry.name,
+                                                   jobID: entry.jobID.map { String(format: "%02x", $0) }.joined())
+                    sample.tasks[key, default: 0] += Int(entry.count)
+                }
             }
             if let nodes = try? await gcs.nodes() { sample.aliveNodes = nodes.filter { $0.state == .alive }.count }
         }

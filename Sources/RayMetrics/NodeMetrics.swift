@@ -31,15 +31,17 @@ public final class NodeMetrics: @unchecked Sendable {
         public var objectStoreUsed: Int64 = 0
         public var workers: Int = 0
         /// Head only: actors by (state, class name, job hex).
-        public var actors: [ActorKey: Int] = [:]
+        public var actors: [StateKey: Int] = [:]
         /// Head only: placement groups by state.
         public var placementGroups: [String: Int] = [:]
         public var aliveNodes: Int?
+        /// Head only: task attempts by (state, function name, job hex), from the GCS's task events.
+        public var tasks: [StateKey: Int] = [:]
 
         public init() {}
     }
 
-    public struct ActorKey: Hashable, Sendable {
+    public struct StateKey: Hashable, Sendable {
         public var state: String
         public var name: String
         public var jobID: String
@@ -117,6 +119,11 @@ public final class NodeMetrics: @unchecked Sendable {
             var actors: [[String]: Double] = [:]
             for (key, count) in sample.actors { actors[[key.state, key.name, key.jobID, "gcs"]] = Double(count) }
             family("ray_actors", base: componentLabels("gcs_server"), keys: ["State", "Name", "JobId", "Source"], actors)
+            var tasks: [[String]: Double] = [:]
+            for (key, count) in sample.tasks {
+                tasks[[key.state, key.name, key.jobID, "0", key.state == "RUNNING" ? "executor" : "owner"], default: 0] += Double(count)
+            }
+            family("ray_tasks", base: componentLabels("gcs_server"), keys: ["State", "Name", "JobId", "IsRetry", "Source"], tasks)
             var groups: [[String]: Double] = [:]
             for state in Self.placementGroupStates { groups[[state]] = Double(sample.placementGroups[state] ?? 0) }
             family("ray_placement_groups", base: componentLabels("gcs_server"), keys: ["State"], groups)

@@ -274,6 +274,16 @@ extension HeadServices {
                 }
                 #expect(value(head, "ray_actors", ["State": "ALIVE", "Name": "Counter", "Source": "gcs"]) == 1, "\(head)")
                 #expect(value(head, "ray_placement_groups", ["State": "CREATED"]) == 1)
+                // The job's tasks, by state and name, from the GCS's task events (reported within a
+                // second of ending; each scrape samples afresh).
+                var tasks = head
+                for _ in 0..<100 {
+                    if value(tasks, "ray_tasks", ["State": "FAILED", "Name": "fail"]) == 1 { break }
+                    try await Task.sleep(for: .milliseconds(100))
+                    tasks = try await RayPython.scrape(headTarget)
+                }
+                #expect(value(tasks, "ray_tasks", ["State": "FINISHED", "Name": "add", "IsRetry": "0", "Source": "owner"]) == 3, "\(tasks)")
+                #expect(value(tasks, "ray_tasks", ["State": "FAILED", "Name": "fail"]) == 1, "\(tasks)")
                 // The group's one-CPU bundle is reserved on one of the nodes (3 CPUs in all).
                 let used = ["Name": "CPU", "State": "USED"], available = ["Name": "CPU", "State": "AVAILABLE"]
                 #expect((value(head, "ray_resources", used) ?? 9) + (value(worker, "ray_resources", used) ?? 9) == 1)

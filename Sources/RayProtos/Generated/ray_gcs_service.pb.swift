@@ -1724,6 +1724,29 @@ public nonisolated struct Ray_Rpc_GetTaskEventsRequest: Sendable {
   /// Only this job's (empty: all).
   public var jobID: Data = Data()
 
+  /// Only the counts by state, name and job (for the ray_tasks metric), no tasks.
+  public var countsOnly: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Tasks in one state, of one function (or actor method) and job: FINISHED and FAILED count every
+/// attempt that ended since the GCS started, evicted ones included (as Ray's ray_tasks does).
+public nonisolated struct Ray_Rpc_TaskStateCount: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var state: String = String()
+
+  public var name: String = String()
+
+  public var jobID: Data = Data()
+
+  public var count: Int64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1743,6 +1766,8 @@ public nonisolated struct Ray_Rpc_GetTaskEventsReply: Sendable {
   public var droppedEvents: Int64 = 0
 
   public var evictedTasks: Int64 = 0
+
+  public var counts: [Ray_Rpc_TaskStateCount] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -4702,7 +4727,7 @@ nonisolated extension Ray_Rpc_TaskRecord: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Ray_Rpc_GetTaskEventsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GetTaskEventsRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}limit\0\u{3}job_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}limit\0\u{3}job_id\0\u{3}counts_only\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4712,6 +4737,7 @@ nonisolated extension Ray_Rpc_GetTaskEventsRequest: SwiftProtobuf.Message, Swift
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularInt64Field(value: &self.limit) }()
       case 2: try { try decoder.decodeSingularBytesField(value: &self.jobID) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.countsOnly) }()
       default: break
       }
     }
@@ -4724,12 +4750,61 @@ nonisolated extension Ray_Rpc_GetTaskEventsRequest: SwiftProtobuf.Message, Swift
     if !self.jobID.isEmpty {
       try visitor.visitSingularBytesField(value: self.jobID, fieldNumber: 2)
     }
+    if self.countsOnly != false {
+      try visitor.visitSingularBoolField(value: self.countsOnly, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Ray_Rpc_GetTaskEventsRequest, rhs: Ray_Rpc_GetTaskEventsRequest) -> Bool {
     if lhs.limit != rhs.limit {return false}
     if lhs.jobID != rhs.jobID {return false}
+    if lhs.countsOnly != rhs.countsOnly {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_TaskStateCount: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TaskStateCount"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}state\0\u{1}name\0\u{3}job_id\0\u{1}count\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.state) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.jobID) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.count) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.state.isEmpty {
+      try visitor.visitSingularStringField(value: self.state, fieldNumber: 1)
+    }
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 2)
+    }
+    if !self.jobID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.jobID, fieldNumber: 3)
+    }
+    if self.count != 0 {
+      try visitor.visitSingularInt64Field(value: self.count, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_TaskStateCount, rhs: Ray_Rpc_TaskStateCount) -> Bool {
+    if lhs.state != rhs.state {return false}
+    if lhs.name != rhs.name {return false}
+    if lhs.jobID != rhs.jobID {return false}
+    if lhs.count != rhs.count {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -4737,7 +4812,7 @@ nonisolated extension Ray_Rpc_GetTaskEventsRequest: SwiftProtobuf.Message, Swift
 
 nonisolated extension Ray_Rpc_GetTaskEventsReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GetTaskEventsReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tasks\0\u{1}total\0\u{3}dropped_events\0\u{3}evicted_tasks\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tasks\0\u{1}total\0\u{3}dropped_events\0\u{3}evicted_tasks\0\u{1}counts\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4749,6 +4824,7 @@ nonisolated extension Ray_Rpc_GetTaskEventsReply: SwiftProtobuf.Message, SwiftPr
       case 2: try { try decoder.decodeSingularInt64Field(value: &self.total) }()
       case 3: try { try decoder.decodeSingularInt64Field(value: &self.droppedEvents) }()
       case 4: try { try decoder.decodeSingularInt64Field(value: &self.evictedTasks) }()
+      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.counts) }()
       default: break
       }
     }
@@ -4767,6 +4843,9 @@ nonisolated extension Ray_Rpc_GetTaskEventsReply: SwiftProtobuf.Message, SwiftPr
     if self.evictedTasks != 0 {
       try visitor.visitSingularInt64Field(value: self.evictedTasks, fieldNumber: 4)
     }
+    if !self.counts.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.counts, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -4775,6 +4854,7 @@ nonisolated extension Ray_Rpc_GetTaskEventsReply: SwiftProtobuf.Message, SwiftPr
     if lhs.total != rhs.total {return false}
     if lhs.droppedEvents != rhs.droppedEvents {return false}
     if lhs.evictedTasks != rhs.evictedTasks {return false}
+    if lhs.counts != rhs.counts {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
