@@ -117,7 +117,7 @@ let package = Package(
         // The head's HTTP server (Ray's dashboard port): Jobs REST API, packages, health.
         .target(
             name: "RayDashboard",
-            dependencies: ["RayAutoscaling", "RayCommon", "RayGCSClient", "RayJobs", "RayScheduling",
+            dependencies: ["RayAutoscaling", "RayCommon", "RayGCSClient", "RayJobs", "RayRPC", "RayScheduling",
                            .product(name: "Hummingbird", package: "hummingbird"),
                            .product(name: "HTTPTypes", package: "swift-http-types"),
                            .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket")]),
@@ -133,7 +133,7 @@ let package = Package(
         .executableTarget(
             name: "RayCLI",
             dependencies: [
-                "RayAutoscaler", "RayAutoscaling", "RayDashboard", "RayGCS", "RayGCSClient", "RayJobs", "RayMetrics", "RayRaylet", "RayProtos",
+                "RayAutoscaler", "RayAutoscaling", "RayCommon", "RayDashboard", "RayGCS", "RayGCSClient", "RayJobs", "RayMetrics", "RayRaylet", "RayProtos",
                 "RayScheduling", "RayYAML",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ZIPFoundation", package: "ZIPFoundation"),

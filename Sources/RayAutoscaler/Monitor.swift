@@ -210,5 +210,5 @@ public actor Monitor {
 }
 
 extension Data {
-    var hexString: String { map { String(format: "%02x", $0) }.joined() }
+    var hexString: String { Hex.string(self) }
 }

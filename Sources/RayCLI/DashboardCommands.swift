@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RayCommon
 import RayDashboard
 import RayGCSClient
 import RayJobs
@@ -101,7 +102,7 @@ struct MetricsAgentCommand: AsyncParsableCommand {
         guard let node else { throw CLIError("no node of the cluster at \(gcsAddress) has its raylet at \(rayletAddress)") }
         var options = MetricsAgent.Options(
             gcsAddress: gcsAddress, rayletAddress: rayletAddress,
-            nodeID: node.nodeID.map { String(format: "%02x", $0) }.joined(),
+            nodeID: Hex.string(node.nodeID),
             identity: .init(ip: host, sessionName: sessionName, isHead: head))
         options.host = host
         options.port = port

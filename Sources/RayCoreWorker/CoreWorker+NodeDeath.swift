@@ -55,7 +55,7 @@ extension CoreWorker {
         copies.dropNode(dead)
         // Calls in flight there fail now (as the push's failure: WorkerCrashedError or ActorDiedError,
         // naming the node), not when a connection to a vanished host times out.
-        pushesInFlight.nodeDied(dead)
+        callsToNodes.nodeDied(dead)
         let actors = actorSubmitter.state.withLock { actors in
             actors.compactMap { id, queue in queue.address.nodeID == dead && queue.dead == nil ? (id, queue.className) : nil }
         }
@@ -65,30 +65,31 @@ extension CoreWorker {
     }
 }
 
-/// Pushes in flight, by the node they went to, so a node's death can cancel them.
-final class PushRegistry: Sendable {
+/// Calls in flight to other nodes (task pushes, lease requests held at their raylets), by node, so a
+/// node's death cancels them.
+final class NodeCallRegistry: Sendable {
     private struct State {
         var nextID: UInt64 = 0
-        var pushes: [Data: [UInt64: RPCCallHandle?]] = [:]
+        var calls: [Data: [UInt64: RPCCallHandle?]] = [:]
         var deadNodes: Set<Data> = []
     }
     private let state = Mutex(State())
 
-    /// Registers a push about to start; its handle comes with ``attach(_:to:on:)``.
+    /// Registers a call about to start; its handle comes with ``attach(_:to:on:)``.
     func start(on node: Data) -> UInt64 {
         state.withLock { state in
             state.nextID += 1
-            state.pushes[node, default: [:]][state.nextID] = .some(nil)
+            state.calls[node, default: [:]][state.nextID] = .some(nil)
             return state.nextID
         }
     }
 
-    /// The started push's handle (unless it already finished); cancelled at once if its node died meanwhile.
+    /// The started call's handle (unless it already finished); cancelled at once if its node died meanwhile.
     func attach(_ handle: RPCCallHandle, to id: UInt64, on node: Data) {
         let cancel = state.withLock { state -> Bool in
             if state.deadNodes.contains(node) { return true }
-            guard state.pushes[node]?[id] != nil else { return false }
-            state.pushes[node]![id] = handle
+            guard state.calls[node]?[id] != nil else { return false }
+            state.calls[node]![id] = handle
             return false
         }
         if cancel { handle.cancel() }
@@ -96,16 +97,16 @@ final class PushRegistry: Sendable {
 
     func remove(_ id: UInt64, node: Data) {
         state.withLock { state in
-            state.pushes[node]?[id] = nil
-            if state.pushes[node]?.isEmpty == true { state.pushes[node] = nil }
+            state.calls[node]?[id] = nil
+            if state.calls[node]?.isEmpty == true { state.calls[node] = nil }
         }
     }
 
-    /// Cancels every push to `node`, and any that starts after.
+    /// Cancels every call to `node`, and any that starts after.
     func nodeDied(_ node: Data) {
         let handles = state.withLock { state -> [RPCCallHandle] in
             state.deadNodes.insert(node)
-            return (state.pushes.removeValue(forKey: node) ?? [:]).values.compactMap { $0 }
+            return (state.calls.removeValue(forKey: node) ?? [:]).values.compactMap { $0 }
         }
         for handle in handles { handle.cancel() }
     }
@@ -113,5 +114,5 @@ final class PushRegistry: Sendable {
     /// The GCS said `node` died.
     func isDead(_ node: Data) -> Bool { state.withLock { $0.deadNodes.contains(node) } }
 
-    var count: Int { state.withLock { $0.pushes.values.reduce(0) { $0 + $1.count } } }
+    var count: Int { state.withLock { $0.calls.values.reduce(0) { $0 + $1.count } } }
 }

@@ -77,8 +77,8 @@ public final class CoreWorker: Sendable {
     let submitter: TaskSubmitter
     let executor: TaskExecutor
     let actorSubmitter = ActorSubmitter()
-    /// Pushes in flight by the node they went to, cancelled if it dies.
-    let pushesInFlight = PushRegistry()
+    /// Calls in flight to other nodes (pushes, lease requests), cancelled if their node dies.
+    let callsToNodes = NodeCallRegistry()
     let actorReceiver = ActorTaskReceiver()
     private let host = Mutex<(any ActorHost)?>(nil)
     /// The placement group this process's actor was created in with capture_child_tasks: what it

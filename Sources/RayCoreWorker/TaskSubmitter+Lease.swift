@@ -79,12 +79,12 @@ extension CoreWorker {
                               on node: Data?) async throws(RPCError) -> Ray_Rpc_RequestWorkerLeaseReply {
         let options = CallOptions(timeout: .seconds(60))
         guard let node else { return try await target.unary(NodeManagerMethods.requestWorkerLease, request, options: options) }
-        let id = pushesInFlight.start(on: node)
+        let id = callsToNodes.start(on: node)
         let result = await withCheckedContinuation { (done: CheckedContinuation<Result<Ray_Rpc_RequestWorkerLeaseReply, RPCError>, Never>) in
             let handle = target.unary(NodeManagerMethods.requestWorkerLease, request, options: options) { done.resume(returning: $0) }
-            pushesInFlight.attach(handle, to: id, on: node)
+            callsToNodes.attach(handle, to: id, on: node)
         }
-        pushesInFlight.remove(id, node: node)
+        callsToNodes.remove(id, node: node)
         return try result.get()
     }
 }

@@ -455,9 +455,9 @@ extension CoreWorker {
               after: @escaping @Sendable (RPCError?) -> Void) {
         var request = Ray_Rpc_PushTasksRequest()
         request.tasks = batch.map(\.spec)
-        let pushID = node == address.nodeID ? nil : pushesInFlight.start(on: node)
+        let pushID = node == address.nodeID ? nil : callsToNodes.start(on: node)
         let handle = channel.unary(CoreWorkerMethods.pushTasks, request, options: CallOptions(timeout: .seconds(24 * 3600))) { result in
-            if let pushID { self.pushesInFlight.remove(pushID, node: node) }
+            if let pushID { self.callsToNodes.remove(pushID, node: node) }
             switch result {
             case .success(let reply):
                 for (index, task) in batch.enumerated() {
@@ -472,7 +472,7 @@ extension CoreWorker {
                 after(error)
             }
         }
-        if let pushID { pushesInFlight.attach(handle, to: pushID, on: node) }
+        if let pushID { callsToNodes.attach(handle, to: pushID, on: node) }
     }
 
     private func pushFailed(key: String, lease: TaskSubmitter.Lease, batch: [TaskSubmitter.PendingTask], error: RPCError) {
@@ -481,7 +481,7 @@ extension CoreWorker {
             let cancelled = submitter.state.withLock { $0.cancelled.remove(task.taskID) != nil }
             finish(task, with: cancelled
                 ? TaskFailure(kind: .taskCancelled, type: "", message: "the task was cancelled (its worker was killed)", function: task.spec.functionName)
-                : TaskFailure(kind: .workerCrashed, type: "", message: "the worker (pid=\(lease.pid), node \(lease.worker.nodeID.map { String(format: "%02x", $0) }.joined())) running \(task.spec.functionName) died: \(error.message)", function: task.spec.functionName))
+                : TaskFailure(kind: .workerCrashed, type: "", message: "the worker (pid=\(lease.pid), node \(Hex.string(lease.worker.nodeID))) running \(task.spec.functionName) died: \(error.message)", function: task.spec.functionName))
         }
         Task(executorPreference: ThreadExecutor.coreWorker) { await self.endLease(key: key, lease: lease, workerDied: true) }
     }
@@ -538,7 +538,7 @@ extension CoreWorker {
             Task(executorPreference: ThreadExecutor.coreWorker) { _ = try? await waitingAt.unary(NodeManagerMethods.cancelWorkerLease, cancel, options: CallOptions(timeout: .seconds(10))) }
         }
         // A dead node's raylet is not asked: it may be cut off, and the call would wait out its deadline.
-        guard !pushesInFlight.isDead(lease.worker.nodeID) else { return }
+        guard !callsToNodes.isDead(lease.worker.nodeID) else { return }
         var giveBack = Ray_Rpc_ReturnWorkerRequest()
         giveBack.workerID = lease.worker.workerID
         giveBack.disconnectWorker = workerDied

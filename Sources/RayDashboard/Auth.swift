@@ -1,53 +1,18 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import RayRPC
 
-/// Ray 2.60's token authentication (`ray/_private/authentication/*`): `RAY_AUTH_MODE=token`, the
-/// token from `RAY_AUTH_TOKEN`, else the file `RAY_AUTH_TOKEN_PATH`, else `~/.ray/auth_token`. With no
-/// `RAY_AUTH_MODE`, a head is in token mode when that file exists, as Ray's `ray start --head` is.
+/// Ray 2.60's token authentication on the dashboard: the token the cluster's gRPC uses, by the same
+/// rules (`RPCAuth.resolve`), with an error when the environment is wrong.
 public struct AuthConfig: Sendable, Equatable {
     public var token: String?
     public var enabled: Bool { token != nil }
 
     public init(token: String?) { self.token = token }
 
-    public struct Invalid: Error, CustomStringConvertible {
-        public let description: String
-    }
-
-    public static var defaultTokenPath: String {
-        FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".ray/auth_token").path
-    }
-
     public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> AuthConfig {
-        let mode = environment["RAY_AUTH_MODE"]?.lowercased()
-        let path = environment["RAY_AUTH_TOKEN_PATH"].flatMap { $0.isEmpty ? nil : $0 } ?? defaultTokenPath
-        func load() throws -> String? {
-            if let token = environment["RAY_AUTH_TOKEN"]?.trimmingCharacters(in: .whitespacesAndNewlines), !token.isEmpty {
-                return token
-            }
-            guard FileManager.default.fileExists(atPath: path) else { return nil }
-            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-                throw Invalid(description: "cannot read the auth token file \(path)")
-            }
-            let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
-            guard !token.isEmpty else { throw Invalid(description: "the auth token file \(path) is empty") }
-            return token
-        }
-        switch mode {
-        case "token":
-            guard let token = try load() else {
-                throw Invalid(description: "RAY_AUTH_MODE=token but no token: set RAY_AUTH_TOKEN, or write one to \(path) (or RAY_AUTH_TOKEN_PATH)")
-            }
-            return AuthConfig(token: token)
-        case "disabled", "":
-            return AuthConfig(token: nil)
-        case nil:
-            // On when the token file exists (as Ray's `ray start --head` decides).
-            return FileManager.default.fileExists(atPath: path) ? AuthConfig(token: try load()) : AuthConfig(token: nil)
-        case let other?:
-            throw Invalid(description: "RAY_AUTH_MODE must be 'token' or 'disabled', got '\(other)'")
-        }
+        AuthConfig(token: try RPCAuth.resolve(environment))
     }
 }
 

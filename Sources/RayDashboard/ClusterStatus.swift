@@ -1,5 +1,6 @@
 import Foundation
 import RayAutoscaling
+import RayCommon
 import RayGCSClient
 import RayProtos
 import RayScheduling
@@ -87,14 +88,14 @@ public enum ClusterStatus {
         var lines: [String] = ["Active:"]
         guard let report = cluster.report else {
             if alive.isEmpty { lines.append(" (no active nodes)") }
-            for node in alive { lines.append(" 1 node_\(node.nodeID.hex)") }
+            for node in alive { lines.append(" 1 node_\(Hex.string(node.nodeID))") }
             lines += ["Pending:", " (no pending nodes)", "Recent failures:"]
             let dead = cluster.nodes.filter { $0.state == .dead }
             if dead.isEmpty { lines.append(" (no failures)") }
-            for node in dead { lines.append(" node_\(node.nodeID.hex): NodeTerminated (ip: \(node.nodeManagerAddress))") }
+            for node in dead { lines.append(" node_\(Hex.string(node.nodeID)): NodeTerminated (ip: \(node.nodeManagerAddress))") }
             return lines
         }
-        let aliveIDs = Set(alive.map(\.nodeID.hex))
+        let aliveIDs = Set(alive.map { Hex.string($0.nodeID) })
         let nodes = report.nodes.filter { aliveIDs.contains($0.nodeID) }
         func grouped(_ entries: [AutoscalerReport.Node]) -> [String] {
             var counts: [String: Int] = [:]
@@ -152,9 +153,9 @@ public enum ClusterStatus {
     private static func nodeDetails(_ cluster: Cluster, alive: [Ray_Rpc_GcsNodeInfo], reports: [Data: Ray_Rpc_ResourcesData]) -> [String] {
         var lines: [String] = []
         for node in alive {
-            let entry = cluster.report?.nodes.first { $0.nodeID == node.nodeID.hex }
+            let entry = cluster.report?.nodes.first { $0.nodeID == Hex.string(node.nodeID) }
             let instance = entry?.instanceID ?? node.nodeManagerAddress
-            lines += ["", "Node: \(instance) (\(entry?.type ?? "node_\(node.nodeID.hex)"))", " Id: \(node.nodeID.hex)"]
+            lines += ["", "Node: \(instance) (\(entry?.type ?? "node_\(Hex.string(node.nodeID))"))", " Id: \(Hex.string(node.nodeID))"]
             guard let report = reports[node.nodeID] else {
                 lines.append(" (no resource report yet)")
                 continue
@@ -225,8 +226,4 @@ public enum ClusterStatus {
         if bytes > 1024 { return String(format: "%.2fKiB", bytes / 1024) }
         return "\(Int(bytes))B"
     }
-}
-
-extension Data {
-    var hex: String { map { String(format: "%02x", $0) }.joined() }
 }

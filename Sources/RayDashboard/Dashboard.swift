@@ -97,7 +97,7 @@ public struct Dashboard: Sendable {
         router.get("/api/cluster_status") { _, _ in
             do {
                 let cluster = try await ClusterStatus.fetch(gcs)
-                let report = try await gcs.kv().get(ResourceRequest.statusKey).flatMap { try? JSON.parse($0) } ?? .null
+                let report = cluster.report.flatMap { try? JSONEncoder().encode($0) }.flatMap { try? JSON.parse($0) } ?? .null
                 return HTTP.json(.object([
                     "result": .bool(true), "msg": .string("Got cluster status."),
                     "data": .object([
@@ -128,7 +128,7 @@ public struct Dashboard: Sendable {
 
     /// Prometheus's file-based service discovery, as Ray's: every alive node's metrics agent.
     func serviceDiscovery() async throws -> JSON {
-        let alive = Set(try await gcs.nodes().filter { $0.state == .alive }.map { $0.nodeID.map { String(format: "%02x", $0) }.joined() })
+        let alive = Set(try await gcs.nodes().filter { $0.state == .alive }.map { Hex.string($0.nodeID) })
         let kv = gcs.kv(namespace: "metrics_agents")
         var targets: [String] = []
         for node in try await kv.keys().sorted() where alive.contains(node) {

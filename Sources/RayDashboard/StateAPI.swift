@@ -49,21 +49,7 @@ struct StateAPI: Sendable {
         }
     }
 
-    /// Lowercase hex (a table, not String(format:): a 10,000-task listing formats a million bytes).
-    static func hex(_ data: Data) -> String {
-        let digits: StaticString = "0123456789abcdef"
-        return String(unsafeUninitializedCapacity: data.count * 2) { out in
-            digits.withUTF8Buffer { table in
-                var at = 0
-                for byte in data {
-                    out[at] = table[Int(byte >> 4)]
-                    out[at + 1] = table[Int(byte & 0x0f)]
-                    at += 2
-                }
-                return at
-            }
-        }
-    }
+    static func hex(_ data: Data) -> String { Hex.string(data) }
     static func hexOrNull(_ data: Data) -> JSON { data.isEmpty ? .null : .string(hex(data)) }
     static func numbers(_ map: [String: Double]) -> JSON {
         .object(map.sorted { $0.key < $1.key }.map { JSON.Member($0.key, .double($0.value)) })

@@ -285,7 +285,7 @@ actor ActorManager {
     /// A node died: the actors it hosted are dead with Ray's cause (naming the node), and the
     /// non-detached actors whose owner ran there go too.
     func nodeDied(_ raw: Data, reason: String, expected: Bool) async {
-        let hex = raw.map { String(format: "%02x", $0) }.joined()
+        let hex = Hex.string(raw)
         let cause = "The actor died because its node has died. Node Id: \(hex)\n\tthe actor's node was terminated \(expected ? "expectedly" : "unexpectedly"): \(reason)"
         for (id, actor) in actors where actor.state != .dead && actor.address.nodeID == raw {
             await markDead(id, cause: cause)

@@ -114,9 +114,10 @@ final class TaskEventStore: Sendable {
         /// Attempts by (state, name, job): moved on each state change, kept for ended ones evicted.
         var counts: [CountKey: Int64] = [:]
 
-        mutating func count(_ record: Record, _ delta: Int64) {
-            guard !record.state.isEmpty else { return }
-            let key = CountKey(state: record.state, name: record.name, jobID: record.jobID)
+        mutating func count(_ record: Record, _ delta: Int64) { count(CountKey(record), delta) }
+
+        mutating func count(_ key: CountKey, _ delta: Int64) {
+            guard !key.state.isEmpty else { return }
             let value = counts[key, default: 0] + delta
             counts[key] = value > 0 ? value : nil
         }
@@ -126,6 +127,8 @@ final class TaskEventStore: Sendable {
         var state: String
         var name: String
         var jobID: Data
+
+        init(_ record: Record) { (state, name, jobID) = (record.state, record.name, record.jobID) }
     }
 
     let maxTasks: Int
@@ -150,12 +153,20 @@ final class TaskEventStore: Sendable {
             s.droppedEvents += max(0, dropped)
             for event in events {
                 let key = Key(event.taskID, attempt: event.attemptNumber)
-                let before = s.records[key]
-                if before == nil { s.order.append(key) }
-                s.records[key, default: Record()].merge(event)  // in place
-                let after = s.records[key]!
-                if before?.state != after.state || before?.name != after.name {
-                    if let before { s.count(before, -1) }
+                // One hash per event: the record is found once and merged in place through its index.
+                guard let index = s.records.index(forKey: key) else {
+                    var record = Record()
+                    record.merge(event)
+                    s.records[key] = record
+                    s.order.append(key)
+                    s.count(record, 1)
+                    continue
+                }
+                let before = CountKey(s.records.values[index])
+                s.records.values[index].merge(event)
+                let after = CountKey(s.records.values[index])
+                if after != before {
+                    s.count(before, -1)
                     s.count(after, 1)
                 }
             }

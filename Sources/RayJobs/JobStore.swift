@@ -62,7 +62,7 @@ public struct JobStore: Sendable {
     public func drivers() async throws -> [DriverJob] {
         try await gcs.jobs().map { job in
             DriverJob(
-                jobID: job.jobID.map { String(format: "%02x", $0) }.joined(),
+                jobID: Hex.string(job.jobID),
                 isDead: job.isDead, driverIP: job.driverAddress.ipAddress, driverPID: job.driverPid,
                 entrypoint: job.entrypoint, startTime: Int64(job.startTimeMs), endTime: Int64(job.endTimeMs),
                 submissionID: job.workerLaunch.environment["RAY_JOB_SUBMISSION_ID"])

@@ -86,7 +86,7 @@ public struct MetricsAgent: Sendable {
             if let actors = try? await gcs.actors() {
                 for actor in actors {
                     let key = NodeMetrics.StateKey(state: actor.state.rayName, name: actor.className,
-                                                   jobID: actor.jobID.map { String(format: "%02x", $0) }.joined())
+                                                   jobID: Hex.string(actor.jobID))
                     sample.actors[key, default: 0] += 1
                 }
             }
@@ -96,7 +96,7 @@ public struct MetricsAgent: Sendable {
             if let counts = try? await gcs.taskCounts() {
                 for entry in counts {
                     let key = NodeMetrics.StateKey(state: entry.state, name: entry.name,
-                                                   jobID: entry.jobID.map { String(format: "%02x", $0) }.joined())
+                                                   jobID: Hex.string(entry.jobID))
                     sample.tasks[key, default: 0] += Int(entry.count)
                 }
             }

@@ -45,6 +45,28 @@ import Testing
         #expect(store.list(limit: 2, job: Data()).tasks.map { $0.task.taskID.first } == [4, 5])  // the newest
     }
 
+    /// The ray_tasks counts: an attempt counts once, in its current state and under its name (even
+    /// when the name arrives with a later event); evicted, an ended one stays counted and a running
+    /// one does not.
+    @Test func countsFollowEachAttemptsStateAndSurviveEvictionOnlyWhenEnded() {
+        let store = TaskEventStore(maxTasks: 2)
+        func counts() -> [String: Int64] {
+            Dictionary(uniqueKeysWithValues: store.counts().counts.map { ("\($0.state) \($0.name)", $0.count) })
+        }
+        store.add([Self.event(1, "RUNNING", at: 1), Self.event(2, "RUNNING", at: 2, name: "square")], dropped: 0)
+        #expect(counts() == ["RUNNING ": 1, "RUNNING square": 1])
+        store.add([Self.event(1, "FINISHED", at: 3, name: "square")], dropped: 0)
+        #expect(counts() == ["FINISHED square": 1, "RUNNING square": 1])
+        store.add([Self.event(2, "FINISHED", at: 4)], dropped: 0)  // a late RUNNING never moves it back
+        store.add([Self.event(2, "RUNNING", at: 5)], dropped: 0)
+        #expect(counts() == ["FINISHED square": 2])
+        // Attempts 3 and 4 evict 1 and 2 (ended: still counted), then 5 evicts 3 (running: gone).
+        store.add([Self.event(3, "RUNNING", at: 6, name: "cube"), Self.event(4, "FAILED", at: 7, name: "cube")], dropped: 0)
+        store.add([Self.event(5, "FINISHED", at: 8, name: "cube")], dropped: 0)
+        #expect(counts() == ["FINISHED square": 2, "FAILED cube": 1, "FINISHED cube": 1])
+        #expect(store.counts().total == 2 && store.counts().evictedTasks == 3)
+    }
+
     @Test func aNegativeLimitIsInvalidArgument() async throws {
         let gcs = try GCSServer()
         let channel = try RPCChannel(host: "127.0.0.1", port: gcs.port)

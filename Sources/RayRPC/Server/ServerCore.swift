@@ -19,10 +19,13 @@ final class ServerCore: Sendable {
     private let calls = Mutex<[UInt64: Entry]>([:])
     private let pointer = Mutex<OpaquePointerBox?>(nil)
     private let contextReleased = Atomic<Bool>(false)
+    /// The `authorization` value calls must carry (nil: no check).
+    private let expectedAuthorization: [UInt8]?
 
     init(router: RPCRouter, configuration: RPCServer.Configuration) {
         self.handlers = router.handlers
         self.configuration = configuration
+        self.expectedAuthorization = configuration.authToken.map(RPCAuth.expectedHeader)
         self.queueExecutor = CompletionQueueExecutor(fallback: .thread(configuration.executor))
     }
 
@@ -95,8 +98,8 @@ final class ServerCore: Sendable {
             event.deadline_ms >= 0 ? ContinuousClock.now + .milliseconds(event.deadline_ms) : nil
         let context = ServerContext(
             method: method, requestMetadata: Metadata(event.metadata, count: event.metadata_count), deadline: deadline)
-        if let token = configuration.authToken, !RPCAuth.exempt.contains(method),
-           !RPCAuth.accepts(context.requestMetadata, token: token) {
+        if let expected = expectedAuthorization, !RPCAuth.exempt.contains(method),
+           !RPCAuth.accepts(context.requestMetadata, expected: expected) {
             finish(server, callID, RPCError(code: .unauthenticated,
                                             message: "\(method): missing or invalid authentication token (RAY_AUTH_MODE=token: set RAY_AUTH_TOKEN or ~/.ray/auth_token as the cluster has it)"),
                    trailing: [:])
