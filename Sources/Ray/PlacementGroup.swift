@@ -153,11 +153,20 @@ extension Ray {
     /// Reserves `bundles` on the cluster with `strategy` and returns at once; the group is PENDING
     /// until every bundle is reserved (``PlacementGroup/ready()``). A `name` makes it findable
     /// (``getPlacementGroup(named:namespace:)``) and must be unique in its namespace; a `detached`
-    /// group outlives this job. Throws for an empty bundle list, a bundle with no resource above
-    /// zero, negative amounts, or a name in use.
+    /// group outlives this job. `bundleLabelSelector[i]` names the labels bundle `i`'s node must
+    /// have, in Ray's forms (`"gpu-a"`, `"!spot"`, `"in(a,b)"`, `"!in(a,b)"`). Throws for an empty
+    /// bundle list, a bundle with no resource above zero, negative amounts, a selector that is not
+    /// valid, more selectors than bundles, or a name in use.
     public func placementGroup(_ bundles: [[String: Double]], strategy: PlacementGroup.Strategy = .pack, name: String? = nil,
-                               namespace: String? = nil, lifetime: ActorOptions.Lifetime = .nonDetached) async throws -> PlacementGroup {
+                               namespace: String? = nil, lifetime: ActorOptions.Lifetime = .nonDetached,
+                               bundleLabelSelector: [[String: String]] = []) async throws -> PlacementGroup {
         if let problem = BundleResources.problem(with: bundles) { throw RayError(.system, problem) }
+        guard bundleLabelSelector.count <= bundles.count else {
+            throw RayError(.system, "bundle_label_selector has \(bundleLabelSelector.count) entries for \(bundles.count) bundles")
+        }
+        for selector in bundleLabelSelector {
+            do { _ = try LabelSelector(selector) } catch { throw RayError(.system, "bundle_label_selector: \(error)") }
+        }
         let id = PlacementGroupID.random(job: jobID)
         var spec = Ray_Rpc_PlacementGroupTableData()
         spec.placementGroupID = Data(id.bytes)
@@ -166,9 +175,10 @@ extension Ray {
         spec.strategy = strategy.proto
         spec.creatorJobID = Data(jobID.bytes)
         spec.isDetached = lifetime == .detached
-        spec.bundles = bundles.map { resources in
+        spec.bundles = bundles.enumerated().map { index, resources in
             var bundle = Ray_Rpc_Bundle()
             bundle.unitResources = resources
+            if index < bundleLabelSelector.count { bundle.labelSelector = bundleLabelSelector[index] }
             return bundle
         }
         // A named group waits for the GCS (the name may be taken); others are registered in the

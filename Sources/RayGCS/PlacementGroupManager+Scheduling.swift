@@ -47,7 +47,10 @@ extension PlacementGroupManager {
                 for (index, bundle) in data.bundles.enumerated() where !bundle.nodeID.isEmpty {
                     if let node = try? NodeID(bytes: bundle.nodeID) { fixed[index] = node }
                 }
-                switch BundlePolicy.place(bundles, strategy: PlacementStrategy(data.strategy), fixed: fixed, in: view) {
+                // Checked when the group was registered.
+                let selectors = data.bundles.map { (try? LabelSelector($0.labelSelector)) ?? LabelSelector() }
+                switch BundlePolicy.place(bundles, strategy: PlacementStrategy(data.strategy), fixed: fixed,
+                                          selectors: selectors, in: view) {
                 case .placed(let placement):
                     batch.append((id, placement))
                     for (index, node) in placement {

@@ -104,6 +104,11 @@ actor PlacementGroupManager {
         if let problem = BundleResources.problem(with: bundles.map(\.unitResources)) {
             throw RPCError(code: .invalidArgument, message: problem)
         }
+        for (index, bundle) in bundles.enumerated() where !bundle.labelSelector.isEmpty {
+            do { _ = try LabelSelector(bundle.labelSelector) } catch {
+                throw RPCError(code: .invalidArgument, message: "bundle_label_selector of bundle \(index): \(error)")
+            }
+        }
     }
 
     /// Removes a group (Ray: asynchronously): it is REMOVED at once, `ready()` fails if it was not

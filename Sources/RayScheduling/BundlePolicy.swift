@@ -29,25 +29,49 @@ public enum BundlePlacement: Sendable, Hashable {
 public enum BundlePolicy {
     /// Places the bundles of `bundles` not in `fixed` (bundle index → node that already holds it,
     /// when a group is placed again after a node died), honouring `strategy` with the fixed ones.
+    /// `selectors[i]`, where given, names the labels bundle `i`'s node must have (Ray's
+    /// `bundle_label_selector`).
     public static func place(_ bundles: [ResourceSet], strategy: PlacementStrategy, fixed: [Int: NodeID] = [:],
-                             in view: ClusterView) -> BundlePlacement {
+                             selectors: [LabelSelector] = [], in view: ClusterView) -> BundlePlacement {
         let toPlace = bundles.indices.filter { fixed[$0] == nil }
         if toPlace.isEmpty { return .placed([:]) }
+        let request = Request(bundles: bundles, selectors: selectors)
         let nodes = view.orderedIDs.filter { view[$0]!.acceptsWork }
-        let now = nodes.map { (id: $0, free: view[$0]!.available, total: view[$0]!.total) }
-        if let placed = assign(bundles, toPlace, strategy, fixed, now) { return .placed(placed) }
-        let empty = nodes.map { (id: $0, free: view[$0]!.total, total: view[$0]!.total) }
+        let now = nodes.map { Capacity(id: $0, free: view[$0]!.available, total: view[$0]!.total, labels: view[$0]!.labels) }
+        if let placed = assign(request, toPlace, strategy, fixed, now) { return .placed(placed) }
+        let empty = now.map { Capacity(id: $0.id, free: $0.total, total: $0.total, labels: $0.labels) }
         // Feasibility on an empty cluster ignores where fixed bundles sit only if their nodes are gone.
-        if assign(bundles, toPlace, strategy, fixed, empty) != nil {
+        if assign(request, toPlace, strategy, fixed, empty) != nil {
             return .noResources("the cluster does not have \(describe(bundles, strategy)) free now")
         }
-        return .infeasible(infeasibility(bundles, toPlace, strategy, fixed, empty))
+        return .infeasible(infeasibility(request, toPlace, strategy, fixed, empty))
     }
 
-    typealias Capacity = (id: NodeID, free: ResourceSet, total: ResourceSet)
+    struct Capacity {
+        let id: NodeID
+        var free: ResourceSet
+        let total: ResourceSet
+        let labels: [String: String]
+    }
 
-    private static func assign(_ bundles: [ResourceSet], _ toPlace: [Int], _ strategy: PlacementStrategy,
+    /// The bundles and, for those that have one, the labels their node must have.
+    struct Request {
+        let bundles: [ResourceSet]
+        let selectors: [LabelSelector]
+
+        func allows(_ node: Capacity, _ index: Int) -> Bool {
+            index >= selectors.count || selectors[index].matches(node.labels)
+        }
+
+        /// The node has room for bundle `index` now and the labels it asks for.
+        func fits(_ index: Int, on node: Capacity, free: ResourceSet? = nil) -> Bool {
+            (free ?? node.free).covers(bundles[index]) && allows(node, index)
+        }
+    }
+
+    private static func assign(_ request: Request, _ toPlace: [Int], _ strategy: PlacementStrategy,
                                _ fixed: [Int: NodeID], _ nodes: [Capacity]) -> [Int: NodeID]? {
+        let bundles = request.bundles
         var nodes = nodes
         let used = Set(fixed.values)
         // Largest bundles first: they have the fewest places to go.
@@ -56,7 +80,7 @@ public enum BundlePolicy {
         case .strictPack:
             var need = ResourceSet()
             for index in toPlace { need.add(bundles[index]) }
-            var candidates = nodes.indices.filter { nodes[$0].free.covers(need) }
+            var candidates = nodes.indices.filter { n in nodes[n].free.covers(need) && toPlace.allSatisfy { request.allows(nodes[n], $0) } }
             if let home = used.first { candidates = candidates.filter { nodes[$0].id == home } }
             guard let best = candidates.min(by: { leftover(nodes[$0], need) < leftover(nodes[$1], need) }) else { return nil }
             return Dictionary(uniqueKeysWithValues: toPlace.map { ($0, nodes[best].id) })
@@ -65,7 +89,7 @@ public enum BundlePolicy {
             // node that takes the most of what is left, and go on.
             var need = ResourceSet()
             for index in toPlace { need.add(bundles[index]) }
-            let whole = nodes.indices.filter { nodes[$0].free.covers(need) }
+            let whole = nodes.indices.filter { n in nodes[n].free.covers(need) && toPlace.allSatisfy { request.allows(nodes[n], $0) } }
             if let best = whole.min(by: { rank(nodes[$0], need, used) < rank(nodes[$1], need, used) }) {
                 return Dictionary(uniqueKeysWithValues: toPlace.map { ($0, nodes[best].id) })
             }
@@ -78,7 +102,7 @@ public enum BundlePolicy {
                 for n in nodes.indices {
                     var free = nodes[n].free
                     var fit: [Int] = []
-                    for index in left where free.covers(bundles[index]) {
+                    for index in left where request.fits(index, on: nodes[n], free: free) {
                         free.subtract(bundles[index])
                         fit.append(index)
                     }
@@ -110,7 +134,7 @@ public enum BundlePolicy {
             var usedNow = used
             for index in order {
                 let bundle = bundles[index]
-                let fitting = nodes.indices.filter { nodes[$0].free.covers(bundle) }
+                let fitting = nodes.indices.filter { request.fits(index, on: nodes[$0]) }
                 let fresh = fitting.filter { !usedNow.contains(nodes[$0].id) }
                 let pool = strategy == .strictSpread || !fresh.isEmpty ? fresh : fitting
                 // STRICT_SPREAD keeps the roomiest nodes for the bundles still to come (best fit);
@@ -148,17 +172,20 @@ public enum BundlePolicy {
         "[" + bundles.map(\.rayDescription).joined(separator: ", ") + "] with strategy \(strategy.rawValue)"
     }
 
-    private static func infeasibility(_ bundles: [ResourceSet], _ toPlace: [Int], _ strategy: PlacementStrategy,
+    private static func infeasibility(_ request: Request, _ toPlace: [Int], _ strategy: PlacementStrategy,
                                       _ fixed: [Int: NodeID], _ nodes: [Capacity]) -> String {
+        let bundles = request.bundles
         let group = describe(bundles, strategy)
-        if let lonely = toPlace.first(where: { index in !nodes.contains { $0.total.covers(bundles[index]) } }) {
-            return "no node of the cluster could ever hold bundle \(lonely) \(bundles[lonely].rayDescription) of \(group)"
+        if let lonely = toPlace.first(where: { index in !nodes.contains { request.fits(index, on: $0) } }) {
+            let labels = lonely < request.selectors.count && !request.selectors[lonely].isEmpty
+                ? " with labels \(request.selectors[lonely])" : ""
+            return "no node of the cluster could ever hold bundle \(lonely) \(bundles[lonely].rayDescription)\(labels) of \(group)"
         }
         switch strategy {
         case .strictPack:
             return "no node of the cluster could ever hold all of \(group) at once"
         case .strictSpread:
-            let hosts = nodes.filter { node in toPlace.contains { node.total.covers(bundles[$0]) } && !fixed.values.contains(node.id) }
+            let hosts = nodes.filter { node in toPlace.contains { request.fits($0, on: node) } && !fixed.values.contains(node.id) }
             return "\(group) needs \(toPlace.count) distinct nodes that could hold its bundles; the cluster has \(hosts.count)"
         case .pack, .spread:
             return "the cluster's nodes together could never hold \(group)"

@@ -141,4 +141,39 @@ import Testing
         #expect(!BundleResources.isGroupResource("CPU"))
         #expect(!BundleResources.belongs("CPU_group_1_\(pg.hex)", to: .random(job: JobID(number: 1))))
     }
+
+    /// Ray's `bundle_label_selector`: each bundle only on nodes whose labels match its selector.
+    @Test func bundleLabelSelectorsPickTheNodesEachBundleMayUse() throws {
+        var cluster = ClusterView()
+        cluster.update(a, NodeResources(total: ResourceSet(["CPU": 4]), labels: ["zone": "east"]))
+        cluster.update(b, NodeResources(total: ResourceSet(["CPU": 4]), labels: ["zone": "west", "gpu": "a100"]))
+        cluster.update(c, NodeResources(total: ResourceSet(["CPU": 4]), available: ResourceSet(["CPU": 0]), labels: ["zone": "north"]))
+        let east = try LabelSelector(["zone": "east"]), west = try LabelSelector(["zone": "west"])
+        // PACK would put both on one node; the selectors split them.
+        let split = try #require(placed(BundlePolicy.place(bundles(1, 1), strategy: .pack, selectors: [east, west], in: cluster)))
+        #expect(split == [0: a, 1: b])
+        // Selectors for some bundles only: the rest go anywhere.
+        let some = try #require(placed(BundlePolicy.place(bundles(1, 1), strategy: .spread, selectors: [west], in: cluster)))
+        #expect(some[0] == b && some[1] == a)
+        // STRICT_PACK needs one node that every selector allows.
+        guard case .infeasible(let message) = BundlePolicy.place(bundles(1, 1), strategy: .strictPack, selectors: [east, west], in: cluster) else {
+            Issue.record("STRICT_PACK placed bundles on a node their selectors do not both allow")
+            return
+        }
+        #expect(message.contains("could ever hold all of"))
+        // A node whose labels match but that is busy now: wait for resources, not infeasible.
+        let north = try LabelSelector(["zone": "north"])
+        guard case .noResources = BundlePolicy.place(bundles(1), strategy: .pack, selectors: [north], in: cluster) else {
+            Issue.record("a busy matching node was not a wait for resources")
+            return
+        }
+        // No node has the label at all: infeasible, and the message names the selector.
+        let tpu = try LabelSelector(["accelerator": "in(tpu-v4,tpu-v5)"])
+        guard case .infeasible(let why) = BundlePolicy.place(bundles(1), strategy: .pack, selectors: [tpu], in: cluster) else {
+            Issue.record("a selector no node matches was placed")
+            return
+        }
+        #expect(why.contains("bundle 0") && why.contains("accelerator"), "\(why)")
+        #expect(placed(BundlePolicy.place(bundles(1), strategy: .pack, selectors: [try LabelSelector(["gpu": "!a100"])], in: cluster))?[0] == a)
+    }
 }

@@ -237,6 +237,9 @@ public nonisolated struct Ray_Rpc_Bundle: Sendable {
   /// Where it is reserved (empty while unplaced).
   public var nodeID: Data = Data()
 
+  /// Ray's bundle_label_selector entry for this bundle: the labels a node must have to hold it.
+  public var labelSelector: Dictionary<String,String> = [:]
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated struct BundleIdentifier: Sendable {
@@ -566,7 +569,7 @@ nonisolated extension Ray_Rpc_NodeAffinitySchedulingStrategy: SwiftProtobuf.Mess
 
 nonisolated extension Ray_Rpc_Bundle: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Bundle"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}bundle_id\0\u{3}unit_resources\0\u{3}node_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}bundle_id\0\u{3}unit_resources\0\u{3}node_id\0\u{3}label_selector\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -577,6 +580,7 @@ nonisolated extension Ray_Rpc_Bundle: SwiftProtobuf.Message, SwiftProtobuf._Mess
       case 1: try { try decoder.decodeSingularMessageField(value: &self._bundleID) }()
       case 2: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufDouble>.self, value: &self.unitResources) }()
       case 3: try { try decoder.decodeSingularBytesField(value: &self.nodeID) }()
+      case 4: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.labelSelector) }()
       default: break
       }
     }
@@ -596,6 +600,9 @@ nonisolated extension Ray_Rpc_Bundle: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if !self.nodeID.isEmpty {
       try visitor.visitSingularBytesField(value: self.nodeID, fieldNumber: 3)
     }
+    if !self.labelSelector.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.labelSelector, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -603,6 +610,7 @@ nonisolated extension Ray_Rpc_Bundle: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if lhs._bundleID != rhs._bundleID {return false}
     if lhs.unitResources != rhs.unitResources {return false}
     if lhs.nodeID != rhs.nodeID {return false}
+    if lhs.labelSelector != rhs.labelSelector {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
