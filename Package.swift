@@ -112,12 +112,12 @@ let package = Package(
         // supervisor that runs an entrypoint, working-directory packages.
         .target(
             name: "RayJobs",
-            dependencies: ["RayCommon", "RayGCSClient", "RayProtos", "RayRPC",
+            dependencies: ["RayCommon", "RayGCSClient", "RayProtos", "RayRPC", "RayScheduling",
                            .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         // The head's HTTP server (Ray's dashboard port): Jobs REST API, packages, health.
         .target(
             name: "RayDashboard",
-            dependencies: ["RayAutoscaling", "RayCommon", "RayGCSClient", "RayJobs", "RayRPC", "RayScheduling",
+            dependencies: ["RayAutoscaling", "RayCommon", "RayGCSClient", "RayJobs", "RayRPC", "RayScheduling", "RayServices",
                            .product(name: "Hummingbird", package: "hummingbird"),
                            .product(name: "HTTPTypes", package: "swift-http-types"),
                            .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket")]),

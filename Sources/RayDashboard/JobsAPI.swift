@@ -90,6 +90,7 @@ struct JobsAPI: Sendable {
         info.errorType = .JOB_SUPERVISOR_ACTOR_DIED
         info.message = "The job's supervisor process (pid \(pid)) died before the job ended."
         info.endTime = JobInfo.now()
+        if let group = try await store.reservation(id) { await EntrypointReservation.release(group, gcs: store.gcs) }
         try await store.update(info)
         return info
     }

@@ -130,6 +130,20 @@ public final class GCSClient: Sendable {
         return try await call(GCSMethods.getPlacementGroup, request).placementGroupTableData
     }
 
+    /// Registers a placement group (PENDING until its bundles are reserved).
+    public func createPlacementGroup(_ spec: Ray_Rpc_PlacementGroupTableData) async throws(RPCError) {
+        var request = Ray_Rpc_CreatePlacementGroupRequest()
+        request.placementGroupSpec = spec
+        _ = try await call(GCSMethods.createPlacementGroup, request)
+    }
+
+    /// Removes a placement group, giving its bundles back (a no-op for a removed one).
+    public func removePlacementGroup(_ id: PlacementGroupID) async throws(RPCError) {
+        var request = Ray_Rpc_RemovePlacementGroupRequest()
+        request.placementGroupID = Data(id.bytes)
+        _ = try await call(GCSMethods.removePlacementGroup, request)
+    }
+
     /// Every placement group the GCS has (removed ones included).
     public func placementGroups() async throws(RPCError) -> [Ray_Rpc_PlacementGroupTableData] {
         try await call(GCSMethods.getAllPlacementGroup, Ray_Rpc_GetAllPlacementGroupRequest()).placementGroupTableData

@@ -11,6 +11,7 @@ public struct JobStore: Sendable {
     public static let namespace = "job"
     static let infoPrefix = "_ray_internal_job_info_"
     static let supervisorPrefix = "_swift_ray_job_supervisor_"
+    static let reservationPrefix = "_swift_ray_job_reservation_"
 
     public let gcs: GCSClient
 
@@ -45,6 +46,16 @@ public struct JobStore: Sendable {
     public func delete(_ id: String) async throws {
         try await kv.delete(Self.infoPrefix + id)
         try await kv.delete(Self.supervisorPrefix + id)
+        try await kv.delete(Self.reservationPrefix + id)
+    }
+
+    /// The placement group holding the job's entrypoint resources, while it waits or runs.
+    public func setReservation(_ id: String, group: PlacementGroupID) async throws {
+        try await kv.put(Self.reservationPrefix + id, Data(group.hex.utf8))
+    }
+
+    public func reservation(_ id: String) async throws -> PlacementGroupID? {
+        try await kv.get(Self.reservationPrefix + id).flatMap { try? PlacementGroupID(hex: String(decoding: $0, as: UTF8.self)) }
     }
 
     /// The pid of the process supervising the job (on the head), once it started.

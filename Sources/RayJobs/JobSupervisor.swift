@@ -33,6 +33,8 @@ public final class JobSupervisor: @unchecked Sendable {
     private let lock = NSLock()
     private var stopRequested = false
     private var processGroup: pid_t = 0
+    /// The placement group holding the entrypoint's resources.
+    private var held: PlacementGroupID?
 
     public init(options: Options) throws {
         self.options = options
@@ -67,6 +69,29 @@ public final class JobSupervisor: @unchecked Sendable {
         }
         if isStopRequested { return await finish(&info, .STOPPED, nil, JobStatus.STOPPED.defaultMessage) }
 
+        let head = try? await retrying { try await EntrypointReservation.head(gcs: self.store.gcs) }
+        let needs = EntrypointReservation.resources(of: info)
+        if !needs.isEmpty {
+            guard let head = head ?? nil else {
+                return await finish(&info, .FAILED, .JOB_SUPERVISOR_ACTOR_UNSCHEDULABLE,
+                                    "The job asks for entrypoint resources, but the cluster has no live head node to run it on.")
+            }
+            let reservation: EntrypointReservation
+            do {
+                reservation = try await retrying { try await EntrypointReservation.request(needs, on: head.id, gcs: self.store.gcs) }
+                try await retrying { try await self.store.setReservation(self.options.submissionID, group: reservation.group) }
+            } catch {
+                return await finish(&info, .FAILED, .JOB_SUPERVISOR_ACTOR_START_FAILURE, "Could not reserve the job's entrypoint resources: \(error)")
+            }
+            lock.withLock { held = reservation.group }
+            switch await reservation.wait(gcs: store.gcs, timeout: EntrypointReservation.startTimeout(), stopped: { self.isStopRequested }) {
+            case .held: break
+            case .stopped: return await finish(&info, .STOPPED, nil, JobStatus.STOPPED.defaultMessage)
+            case .unschedulable(let message): return await finish(&info, .FAILED, .JOB_SUPERVISOR_ACTOR_UNSCHEDULABLE, message)
+            case .timedOut(let message): return await finish(&info, .FAILED, .JOB_SUPERVISOR_ACTOR_START_TIMEOUT, message)
+            }
+        }
+
         var environment = ProcessInfo.processInfo.environment
         environment["RAY_ADDRESS"] = options.gcsAddress
         environment[RuntimeEnvironment.submissionID] = options.submissionID
@@ -89,8 +114,8 @@ public final class JobSupervisor: @unchecked Sendable {
         info.status = .RUNNING
         info.message = JobStatus.RUNNING.defaultMessage
         info.driverPID = pid
-        info.driverNodeID = options.nodeID
-        info.driverNodeIP = options.nodeIP
+        info.driverNodeID = options.nodeID ?? (head ?? nil)?.id
+        info.driverNodeIP = (head ?? nil)?.ip ?? options.nodeIP
         let running = info
         _ = try? await retrying { try await self.store.update(running) }
 
@@ -110,6 +135,7 @@ public final class JobSupervisor: @unchecked Sendable {
     private var isStopRequested: Bool { lock.withLock { stopRequested } }
 
     private func finish(_ info: inout JobInfo, _ status: JobStatus, _ error: JobErrorType?, _ message: String) async -> Int32 {
+        if let group = lock.withLock({ held }) { await EntrypointReservation.release(group, gcs: store.gcs) }
         info.status = status
         info.errorType = error
         info.message = message
