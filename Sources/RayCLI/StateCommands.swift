@@ -5,10 +5,10 @@ import RayCommon
 /// `ray list <resource>`: the state API's rows in Ray's table (`ray/util/state/state_cli.py`).
 struct ListCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "list", abstract: "List the cluster's nodes, actors, tasks, jobs, placement groups or workers.")
+        commandName: "list", abstract: "List the cluster's nodes, actors, tasks, objects, jobs, placement groups or workers.")
 
     @OptionGroup var target: JobAddress
-    @Argument(help: "nodes, actors, tasks, jobs, placement-groups or workers") var resource: String
+    @Argument(help: "nodes, actors, tasks, objects, jobs, placement-groups or workers") var resource: String
     @Option(name: [.customShort("f"), .customLong("filter")], help: "KEY=VALUE or KEY!=VALUE (repeatable).")
     var filters: [String] = []
     @Option var limit = 100
@@ -22,12 +22,13 @@ struct ListCommand: AsyncParsableCommand {
         "jobs": ["job_id", "submission_id", "entrypoint", "type", "status", "message", "error_type", "driver_info"],
         "placement_groups": ["placement_group_id", "name", "creator_job_id", "state"],
         "workers": ["worker_id", "is_alive", "worker_type", "exit_type", "node_id", "ip", "pid"],
+        "objects": ["object_id", "object_size", "task_status", "attempt_number", "reference_type", "call_site", "type", "pid", "ip"],
     ]
 
     func run() async throws {
         let name = resource.replacingOccurrences(of: "-", with: "_")
         guard let columns = Self.columns[name] else {
-            throw ValidationError("unknown resource '\(resource)': one of nodes, actors, tasks, jobs, placement-groups, workers")
+            throw ValidationError("unknown resource '\(resource)': one of nodes, actors, tasks, objects, jobs, placement-groups, workers")
         }
         let client = try await JobClient.connect(target.address, tempDir: target.tempDir)
         var query = "limit=\(limit)&detail=\(detail ? "True" : "False")"
@@ -74,22 +75,48 @@ struct ListCommand: AsyncParsableCommand {
     }
 }
 
-/// `ray summary tasks|actors`: the state API's summaries in Ray's layout.
+/// `ray summary tasks|actors|objects`: the state API's summaries in Ray's layout.
 struct SummaryCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "summary", abstract: "Summarize the cluster's tasks or actors.")
+    static let configuration = CommandConfiguration(commandName: "summary", abstract: "Summarize the cluster's tasks, actors or objects.")
 
     @OptionGroup var target: JobAddress
-    @Argument(help: "tasks or actors") var resource: String
+    @Argument(help: "tasks, actors or objects") var resource: String
 
     func run() async throws {
-        guard ["tasks", "actors"].contains(resource) else { throw ValidationError("summary takes tasks or actors, got '\(resource)'") }
+        guard ["tasks", "actors", "objects"].contains(resource) else {
+            throw ValidationError("summary takes tasks, actors or objects, got '\(resource)'")
+        }
         let client = try await JobClient.connect(target.address, tempDir: target.tempDir)
         let reply = try await client.call("GET", "/api/v0/\(resource)/summarize")
         let body = (try? reply.json()) ?? .null
         guard reply.status == 200, let cluster = body["data"]?["result"]?["result"]?["node_id_to_summary"]?["cluster"] else {
             throw CLIError(body["msg"]?.stringValue ?? "the state API answered \(reply.status): \(reply.text)")
         }
-        print(Self.render(cluster, resource: resource, at: Date()))
+        if let warning = body["data"]?["result"]?["partial_failure_warning"]?.stringValue, !warning.isEmpty {
+            FileHandle.standardError.write(Data("Warning: \(warning)\n".utf8))
+        }
+        print(resource == "objects" ? Self.renderObjects(cluster, at: Date()) : Self.render(cluster, resource: resource, at: Date()))
+    }
+
+    /// Ray's `format_object_summary_output`: the stats as YAML, then one table per call site.
+    static func renderObjects(_ cluster: JSON, at time: Date) -> String {
+        var stats: [String] = []
+        if case .object(let members) = cluster {
+            for member in members.sorted(by: { $0.key < $1.key }) where member.key != "summary" && member.key != "summary_by" {
+                stats.append("\(member.key): \(Table.scalar(member.value))")
+            }
+        }
+        var tables: [String] = []
+        if case .object(let summary) = cluster["summary"] ?? .null {
+            for member in summary {
+                guard case .object(let fields) = member.value else { continue }
+                let table = Table.plain(headers: fields.map { $0.key.uppercased() }, rows: [fields.map { Table.cell($0.value, humanizeMemory: false) }],
+                                        index: true, numbersLeft: true)
+                tables.append(member.key.split(separator: "|", omittingEmptySubsequences: false).joined(separator: "\n|") + "\n" + table)
+            }
+        }
+        let rule = "------------------------------------"
+        return "\n======== Object Summary: \(Table.pythonNow(time)) ========\nStats:\n\(rule)\n\(stats.joined(separator: "\n"))\n\n\nTable (group by callsite)\n\(rule)\n\(tables.joined(separator: "\n\n\n\n"))\n"
     }
 
     /// Ray's `format_summary_output`: stats (keys sorted), then one row per name, headers sorted.

@@ -184,10 +184,14 @@ public final class CoreWorker: Sendable {
         request.workingDir = configuration.workingDirectory
         request.environment = configuration.environment
         let reply: Ray_Rpc_RegisterClientReply
+        // A worker the raylet started waits as long as the raylet waits for it (Ray's
+        // worker_register_timeout_seconds, 60 s): giving up sooner on a loaded machine would leave
+        // the raylet leasing out a worker that already left.
+        let registerTimeout = configuration.mode == .worker ? max(configuration.connectTimeout, .seconds(60)) : configuration.connectTimeout
         do {
             reply = try await raylet.unary(
                 NodeManagerMethods.registerClient, request,
-                options: CallOptions(timeout: configuration.connectTimeout, waitForReady: true))
+                options: CallOptions(timeout: registerTimeout, waitForReady: true))
         } catch {
             box.set(nil)
             await server.shutdown(grace: .zero)

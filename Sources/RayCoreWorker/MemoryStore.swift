@@ -25,6 +25,8 @@ final class MemoryStore: Sendable {
         var owner: Ray_Rpc_Address?
         /// A borrowed reference its owner was told about: tell it when the borrow ends.
         var borrowReported = false
+        /// Owned, and a task of this process makes its value (not a put).
+        var madeByTask = false
     }
 
     private let entries = Mutex<[ObjectID: Entry]>([:])
@@ -44,7 +46,40 @@ final class MemoryStore: Sendable {
 
     /// Registers an object this process will own (its value comes later unless given) with one reference.
     func addOwned(_ id: ObjectID, value: ObjectValue? = nil) {
-        entries.withLock { $0[id] = Entry(value: value, localRefs: 1) }
+        entries.withLock { $0[id] = Entry(value: value, localRefs: 1, madeByTask: value == nil) }
+    }
+
+    /// What the state API lists of the objects this process references (Ray's ObjectRefInfo), by
+    /// object ID, at most `limit` (0: all), and how many there are.
+    func references(limit: Int) -> (refs: [Ray_Rpc_ObjectRefInfo], total: Int) {
+        let snapshot = entries.withLock { entries in
+            entries.map { ($0.key, $0.value.value, $0.value.localRefs, $0.value.submittedRefs, $0.value.owner == nil,
+                           $0.value.borrowers.count, $0.value.madeByTask) }
+        }
+        let sorted = snapshot.sorted { $0.0.hex < $1.0.hex }
+        let kept = limit > 0 ? Array(sorted.prefix(limit)) : sorted
+        let refs = kept.map { id, value, local, submitted, owned, borrowers, madeByTask in
+            var info = Ray_Rpc_ObjectRefInfo()
+            info.objectID = Data(id.bytes)
+            info.localRefCount = Int32(local)
+            info.submittedTaskRefCount = Int32(submitted)
+            info.owned = owned
+            info.borrowerCount = Int32(borrowers)
+            switch value {
+            case .inline(let bytes)?: info.objectSize = Int64(bytes.count)
+            case .shared(_, let size)?: info.objectSize = Int64(size)
+            case .remote(let location)?: info.objectSize = Int64(location.size)
+            case .error?, nil: info.objectSize = -1
+            }
+            switch (owned && madeByTask, value) {
+            case (false, _): info.taskStatus = "NIL"
+            case (true, nil): info.taskStatus = "SUBMITTED_TO_WORKER"
+            case (true, .error?): info.taskStatus = "FAILED"
+            case (true, _?): info.taskStatus = "FINISHED"
+            }
+            return info
+        }
+        return (refs, snapshot.count)
     }
 
     /// One more `ObjectRef` to `id` in this process; a borrowed one registers its owner.

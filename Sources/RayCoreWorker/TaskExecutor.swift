@@ -382,6 +382,18 @@ extension CoreWorker {
             worker.store.removeBorrower(ids, borrower)
             return Ray_Rpc_RemoveBorrowerReply()
         }
+        router.register(CoreWorkerMethods.getCoreWorkerStats) { request, _ in
+            guard let worker = await box.worker else { throw RPCError(code: .unavailable, message: "the worker has shut down") }
+            guard request.limit >= 0 else { throw RPCError(code: .invalidArgument, message: "limit must not be negative, got \(request.limit)") }
+            let (refs, total) = worker.store.references(limit: Int(request.limit))
+            var reply = Ray_Rpc_GetCoreWorkerStatsReply()
+            reply.objectRefs = refs
+            reply.total = Int64(total)
+            reply.isDriver = worker.mode == .driver
+            reply.pid = getpid()
+            reply.ipAddress = worker.address.ipAddress
+            return reply
+        }
         router.register(CoreWorkerMethods.publishLogs) { request, _ in
             for batch in request.batches { logSink(batch.pid, batch.isError, batch.lines) }
             return Ray_Rpc_PublishLogsReply()

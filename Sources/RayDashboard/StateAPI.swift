@@ -6,11 +6,12 @@ import RayGCSClient
 import RayJobs
 import RayProtos
 
-/// Ray's state API (`GET /api/v0/{nodes,actors,jobs,placement_groups,workers}`): the GCS's tables as
+/// Ray's state API (`GET /api/v0/{nodes,actors,jobs,placement_groups,workers,tasks,objects}`): the GCS's tables as
 /// Ray's rows (`ray/util/state/common.py`), in Ray's envelope, so `ray list …` prints them.
 struct StateAPI: Sendable {
     let gcs: GCSClient
     let jobs: JobsAPI
+    var objects: ObjectsState { ObjectsState(gcs: gcs) }
 
     func addRoutes(to router: Router<BasicWebSocketRequestContext>) {
         let sources: [(StateResource, @Sendable () async throws -> [[String: JSON]])] = [
@@ -42,9 +43,35 @@ struct StateAPI: Sendable {
                 return HTTP.json(StateQuery.failure("Failed to read the actors from the GCS: \(error)"), status: .internalServerError)
             }
         }
-        for name in ["objects"] {
-            router.get("/api/v0/\(name)") { _, _ in
-                HTTP.json(StateQuery.failure("swift-ray does not record \(name) for the state API yet"), status: .notImplemented)
+        router.get("/api/v0/objects") { request, _ in
+            let parameters = request.uri.queryParameters.map { (String($0.key), String($0.value)) }
+            let query: StateQuery
+            let timeout: Duration
+            do {
+                query = try StateQuery.parse(parameters, for: .objects)
+                timeout = try StateQuery.timeout(parameters)
+            } catch {
+                return HTTP.json(StateQuery.failure("\(error)"), status: .badRequest)
+            }
+            do {
+                // Filters apply after gathering, so each process is asked for all it has then.
+                let gathered = try await objects.gather(limit: query.filters.isEmpty ? query.limit : 0, timeout: timeout)
+                return HTTP.json(StateQuery.envelope(query.reply(gathered.rows, for: .objects, total: gathered.total,
+                                                                 partialFailure: ObjectsState.warning(gathered.failures))))
+            } catch {
+                return HTTP.json(StateQuery.failure("Failed to list the drivers and workers from the GCS: \(error)"), status: .internalServerError)
+            }
+        }
+        router.get("/api/v0/objects/summarize") { request, _ in
+            let parameters = request.uri.queryParameters.map { (String($0.key), String($0.value)) }
+            let timeout: Duration
+            do { timeout = try StateQuery.timeout(parameters) } catch { return HTTP.json(StateQuery.failure("\(error)"), status: .badRequest) }
+            do {
+                let gathered = try await objects.gather(limit: 0, timeout: timeout)
+                return HTTP.json(StateQuery.envelope(Self.summaryEnvelope(ObjectsState.summary(gathered.rows),
+                                                                          partialFailure: ObjectsState.warning(gathered.failures))))
+            } catch {
+                return HTTP.json(StateQuery.failure("Failed to list the drivers and workers from the GCS: \(error)"), status: .internalServerError)
             }
         }
     }
@@ -105,7 +132,7 @@ struct StateAPI: Sendable {
                     "bundle_id": .string("\(Self.hex(group.placementGroupID))_\(bundle.bundleID.bundleIndex)"),
                     "node_id": Self.hexOrNull(bundle.nodeID),
                     "unit_resources": Self.numbers(bundle.unitResources),
-                    "label_selector": .object([]),
+                    "label_selector": .object(bundle.labelSelector.sorted { $0.key < $1.key }.map { JSON.Member($0.key, .string($0.value)) }),
                 ])
             }
             return [
@@ -177,11 +204,11 @@ struct StateAPI: Sendable {
     }
 
     /// Ray's summary rows: `data.result.result.node_id_to_summary.cluster`.
-    static func summaryEnvelope(_ cluster: JSON) -> JSON {
+    static func summaryEnvelope(_ cluster: JSON, partialFailure: String = "") -> JSON {
         .object([
             "total": .int(1), "num_after_truncation": .int(1), "num_filtered": .int(1),
             "result": .object(["node_id_to_summary": .object(["cluster": cluster])]),
-            "partial_failure_warning": .string(""), "warnings": .null,
+            "partial_failure_warning": .string(partialFailure), "warnings": .null,
         ])
     }
 

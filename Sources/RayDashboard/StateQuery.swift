@@ -50,6 +50,12 @@ public struct StateResource: Sendable {
         detailColumns: ["start_time", "end_time", "metadata", "runtime_env", "driver_agent_http_address", "driver_node_id",
                         "driver_exit_code"],
         idColumn: "job_id", filterable: ["job_id", "type", "status", "submission_id"])
+    public static let objects = StateResource(
+        name: "objects",
+        columns: ["object_id", "object_size", "task_status", "attempt_number", "reference_type", "call_site", "type", "pid", "ip"],
+        detailColumns: [],
+        idColumn: "object_id",
+        filterable: ["object_id", "object_size", "task_status", "attempt_number", "reference_type", "call_site", "type", "pid", "ip"])
 }
 
 /// A list request's parameters, checked as Ray's state head checks them.
@@ -106,8 +112,19 @@ public struct StateQuery: Sendable, Equatable {
         return query
     }
 
-    /// Rows filtered, sorted by ID, cut to the limit, in Ray's envelope's `data.result`.
-    public func reply(_ rows: [[String: JSON]], for resource: StateResource) -> JSON {
+    /// The `timeout` parameter (seconds, default 30), of which the sources get 80%, as Ray's state
+    /// head leaves itself the rest to answer.
+    public static func timeout(_ parameters: [(String, String)]) throws(Invalid) -> Duration {
+        guard let text = parameters.last(where: { $0.0 == "timeout" })?.1 else { return .seconds(24) }
+        guard let seconds = Double(text), seconds > 0, seconds <= 3600 else {
+            throw Invalid(description: "timeout must be a number of seconds above 0 (at most 3600), got '\(text)'")
+        }
+        return .milliseconds(Int64(seconds * 800))
+    }
+
+    /// Rows filtered, sorted by ID, cut to the limit, in Ray's envelope's `data.result`. `total`:
+    /// how many the sources had, when they sent fewer than they have.
+    public func reply(_ rows: [[String: JSON]], for resource: StateResource, total: Int? = nil, partialFailure: String = "") -> JSON {
         let filtered = rows.filter { row in
             filters.allSatisfy { filter in
                 (Self.text(row[filter.key] ?? .null).lowercased() == filter.value.lowercased()) == filter.equal
@@ -117,11 +134,11 @@ public struct StateQuery: Sendable, Equatable {
         let columns = resource.columns + (detail ? resource.detailColumns : [])
         let result = sorted.prefix(limit).map { row in JSON.object(columns.map { JSON.Member($0, row[$0] ?? .null) }) }
         return .object([
-            "total": .int(Int64(rows.count)),
+            "total": .int(Int64(max(total ?? rows.count, rows.count))),
             "num_after_truncation": .int(Int64(rows.count)),
             "num_filtered": .int(Int64(filtered.count)),
             "result": .array(Array(result)),
-            "partial_failure_warning": .string(""),
+            "partial_failure_warning": .string(partialFailure),
             "warnings": .null,
         ])
     }

@@ -460,8 +460,16 @@ struct IntegrationApp: RayApplication {
             // Three tasks that finish and one that fails, for the ray_tasks metric.
             report("sums", try await ray.get((0..<3).map { add.remote($0, 1) }, timeout: .seconds(30)).reduce(0, +))
             do { _ = try await fail.remote("on purpose").get(timeout: .seconds(30)) } catch {}
+            // Objects this driver keeps, for `ray list objects`: a large put (shared memory), a small
+            // one, and a task's return.
+            let bigPut = try await ray.put([UInt8](repeating: 7, count: 2 << 20))
+            let smallPut = try await ray.put(42)
+            let returned = add.remote(40, 2)
+            report("returned", try await returned.get(timeout: .seconds(30)))
+            report("objects", [bigPut.id.hex, smallPut.id.hex, returned.id.hex].joined(separator: ","))
             report("ready", 1)
             try await Task.sleep(for: .seconds(120))
+            withExtendedLifetime((bigPut, smallPut, returned)) {}
 
         default:
             var known = try await ActorScenarios.run(scenario, arguments, ray: ray)

@@ -55,4 +55,6 @@ public enum CoreWorkerMethods {
         method("RemoveBorrower")
     public static let publishLogs: RPCMethod<Ray_Rpc_PublishLogsRequest, Ray_Rpc_PublishLogsReply> =
         method("PublishLogs")
+    public static let getCoreWorkerStats: RPCMethod<Ray_Rpc_GetCoreWorkerStatsRequest, Ray_Rpc_GetCoreWorkerStatsReply> =
+        method("GetCoreWorkerStats")
 }

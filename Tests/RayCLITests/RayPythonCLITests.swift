@@ -129,7 +129,7 @@ extension HeadServices {
             await cluster.cli.cleanUp()
         }
 
-        @Test func raysStateCLIListsOurNodesActorsJobsAndPlacementGroups() async throws {
+        @Test func raysStateCLIListsOurNodesActorsJobsPlacementGroupsAndObjects() async throws {
             let cluster = try await DashboardCluster.start()
             do {
                 let app = RayCLI.executable.deletingLastPathComponent().appendingPathComponent("ray-integration-app").path
@@ -174,6 +174,34 @@ extension HeadServices {
                 #expect(result["total"] as? Int == 1 && (result["result"] as? [Any])?.count == 1, "\(result)")
                 let row = try #require((result["result"] as? [[String: Any]])?.first)
                 #expect(row["job_id"] as? String == jobID && row["is_detached"] as? Bool == false, "\(row)")
+
+                // Objects: the driver's two puts and a task's return, as each process references them.
+                let logs = try await cluster.http("GET", "/api/jobs/\(id)/logs").object()["logs"] as? String ?? ""
+                let held = try #require(DashboardCluster.line(after: "objects=", in: logs), "\(logs)").split(separator: ",").map(String.init)
+                #expect(held.count == 3)
+                let listed = try await cluster.http("GET", "/api/v0/objects?limit=10000").object()
+                let objectRows = ((listed["data"] as? [String: Any])?["result"] as? [String: Any])?["result"] as? [[String: Any]] ?? []
+                let driverRows = Dictionary(objectRows.filter { $0["type"] as? String == "DRIVER" }.map { ($0["object_id"] as? String ?? "", $0) }) { a, _ in a }
+                let big = try #require(driverRows[held[0]], "\(objectRows)"), small = try #require(driverRows[held[1]]),
+                    returned = try #require(driverRows[held[2]])
+                #expect(big["object_size"] as? Int ?? 0 >= 2 << 20 && big["task_status"] as? String == "NIL", "\(big)")
+                #expect(small["reference_type"] as? String == "LOCAL_REFERENCE" && small["call_site"] as? String == "disabled")
+                #expect(returned["task_status"] as? String == "FINISHED" && (returned["object_size"] as? Int ?? 0) > 0, "\(returned)")
+                #expect(Set(big.keys) == ["object_id", "object_size", "task_status", "attempt_number", "reference_type", "call_site", "type", "pid", "ip"])
+                let pythonObjects = try await RayPython.run(["list", "objects", "--filter", "type=DRIVER"] + address)
+                #expect(pythonObjects.status == 0 && pythonObjects.output.contains(held[0]) && pythonObjects.output.contains("LOCAL_REFERENCE"),
+                        "\(pythonObjects.output)")
+                let ourObjects = try await cluster.cli.run(["list", "objects", "--address", cluster.url])
+                #expect(ourObjects.status == 0 && ourObjects.output.contains(held[2]) && ourObjects.output.contains("FINISHED"), "\(ourObjects.output)")
+                for summary in [try await RayPython.run(["summary", "objects"] + address), try await cluster.cli.run(["summary", "objects", "--address", cluster.url])] {
+                    #expect(summary.status == 0 && summary.output.contains("Object Summary") && summary.output.contains("disabled"), "\(summary.output)")
+                }
+                let summarized = try await cluster.http("GET", "/api/v0/objects/summarize").object()
+                let cluster0 = (((summarized["data"] as? [String: Any])?["result"] as? [String: Any])?["result"] as? [String: Any])?["node_id_to_summary"] as? [String: Any]
+                let totals = try #require(cluster0?["cluster"] as? [String: Any], "\(summarized)")
+                #expect(totals["total_objects"] as? Int == objectRows.count && totals["callsite_enabled"] as? Bool == false, "\(totals)")
+                #expect(try await cluster.http("GET", "/api/v0/objects?timeout=soon").status == 400)
+                #expect(try await cluster.http("GET", "/api/v0/objects?filter_keys=owner&filter_predicates=%3D&filter_values=1").status == 400)
                 _ = try await cluster.http("POST", "/api/jobs/\(id)/stop")
                 #expect(try await cluster.waitForEnd(id)["status"] as? String == "STOPPED")
             } catch { Issue.record(error) }

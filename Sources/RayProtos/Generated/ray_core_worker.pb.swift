@@ -642,6 +642,70 @@ public nonisolated struct Ray_Rpc_AddObjectLocationReply: Sendable {
   public init() {}
 }
 
+/// Ray's GetCoreWorkerStats with include_memory_info: the objects this process references, for the
+/// state API (`ray list objects`, `ray summary objects`).
+public nonisolated struct Ray_Rpc_GetCoreWorkerStatsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// At most this many references (0: all); `total` still counts them all.
+  public var limit: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Ray_Rpc_ObjectRefInfo: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var objectID: Data = Data()
+
+  /// Bytes; -1 while the value is not known here.
+  public var objectSize: Int64 = 0
+
+  /// Ray's TaskStatus name for the task that makes it (NIL for puts and borrowed references).
+  public var taskStatus: String = String()
+
+  public var attemptNumber: Int32 = 0
+
+  public var localRefCount: Int32 = 0
+
+  public var submittedTaskRefCount: Int32 = 0
+
+  /// This process owns it (else it borrows it).
+  public var owned: Bool = false
+
+  public var borrowerCount: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Ray_Rpc_GetCoreWorkerStatsReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var objectRefs: [Ray_Rpc_ObjectRefInfo] = []
+
+  public var total: Int64 = 0
+
+  public var isDriver: Bool = false
+
+  public var pid: Int32 = 0
+
+  public var ipAddress: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "ray.rpc"
@@ -1685,6 +1749,151 @@ nonisolated extension Ray_Rpc_AddObjectLocationReply: SwiftProtobuf.Message, Swi
   }
 
   public static func ==(lhs: Ray_Rpc_AddObjectLocationReply, rhs: Ray_Rpc_AddObjectLocationReply) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_GetCoreWorkerStatsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetCoreWorkerStatsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}limit\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.limit) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.limit != 0 {
+      try visitor.visitSingularInt64Field(value: self.limit, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_GetCoreWorkerStatsRequest, rhs: Ray_Rpc_GetCoreWorkerStatsRequest) -> Bool {
+    if lhs.limit != rhs.limit {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_ObjectRefInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ObjectRefInfo"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}object_id\0\u{3}object_size\0\u{3}task_status\0\u{3}attempt_number\0\u{3}local_ref_count\0\u{3}submitted_task_ref_count\0\u{1}owned\0\u{3}borrower_count\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.objectID) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.objectSize) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.taskStatus) }()
+      case 4: try { try decoder.decodeSingularInt32Field(value: &self.attemptNumber) }()
+      case 5: try { try decoder.decodeSingularInt32Field(value: &self.localRefCount) }()
+      case 6: try { try decoder.decodeSingularInt32Field(value: &self.submittedTaskRefCount) }()
+      case 7: try { try decoder.decodeSingularBoolField(value: &self.owned) }()
+      case 8: try { try decoder.decodeSingularInt32Field(value: &self.borrowerCount) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.objectID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.objectID, fieldNumber: 1)
+    }
+    if self.objectSize != 0 {
+      try visitor.visitSingularInt64Field(value: self.objectSize, fieldNumber: 2)
+    }
+    if !self.taskStatus.isEmpty {
+      try visitor.visitSingularStringField(value: self.taskStatus, fieldNumber: 3)
+    }
+    if self.attemptNumber != 0 {
+      try visitor.visitSingularInt32Field(value: self.attemptNumber, fieldNumber: 4)
+    }
+    if self.localRefCount != 0 {
+      try visitor.visitSingularInt32Field(value: self.localRefCount, fieldNumber: 5)
+    }
+    if self.submittedTaskRefCount != 0 {
+      try visitor.visitSingularInt32Field(value: self.submittedTaskRefCount, fieldNumber: 6)
+    }
+    if self.owned != false {
+      try visitor.visitSingularBoolField(value: self.owned, fieldNumber: 7)
+    }
+    if self.borrowerCount != 0 {
+      try visitor.visitSingularInt32Field(value: self.borrowerCount, fieldNumber: 8)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_ObjectRefInfo, rhs: Ray_Rpc_ObjectRefInfo) -> Bool {
+    if lhs.objectID != rhs.objectID {return false}
+    if lhs.objectSize != rhs.objectSize {return false}
+    if lhs.taskStatus != rhs.taskStatus {return false}
+    if lhs.attemptNumber != rhs.attemptNumber {return false}
+    if lhs.localRefCount != rhs.localRefCount {return false}
+    if lhs.submittedTaskRefCount != rhs.submittedTaskRefCount {return false}
+    if lhs.owned != rhs.owned {return false}
+    if lhs.borrowerCount != rhs.borrowerCount {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_GetCoreWorkerStatsReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetCoreWorkerStatsReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}object_refs\0\u{1}total\0\u{3}is_driver\0\u{1}pid\0\u{3}ip_address\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.objectRefs) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.total) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.isDriver) }()
+      case 4: try { try decoder.decodeSingularInt32Field(value: &self.pid) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.ipAddress) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.objectRefs.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.objectRefs, fieldNumber: 1)
+    }
+    if self.total != 0 {
+      try visitor.visitSingularInt64Field(value: self.total, fieldNumber: 2)
+    }
+    if self.isDriver != false {
+      try visitor.visitSingularBoolField(value: self.isDriver, fieldNumber: 3)
+    }
+    if self.pid != 0 {
+      try visitor.visitSingularInt32Field(value: self.pid, fieldNumber: 4)
+    }
+    if !self.ipAddress.isEmpty {
+      try visitor.visitSingularStringField(value: self.ipAddress, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_GetCoreWorkerStatsReply, rhs: Ray_Rpc_GetCoreWorkerStatsReply) -> Bool {
+    if lhs.objectRefs != rhs.objectRefs {return false}
+    if lhs.total != rhs.total {return false}
+    if lhs.isDriver != rhs.isDriver {return false}
+    if lhs.pid != rhs.pid {return false}
+    if lhs.ipAddress != rhs.ipAddress {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
