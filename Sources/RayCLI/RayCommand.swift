@@ -13,7 +13,7 @@ struct RayCommand: AsyncParsableCommand {
         abstract: "Start, inspect and stop swift-ray clusters.",
         subcommands: [Start.self, Stop.self, Status.self, GCSServerCommand.self, RayletCommand.self, MonitorCommand.self,
                       DashboardCommand.self, JobSupervisorCommand.self, MetricsAgentCommand.self, JobCommand.self,
-                      ListCommand.self, SummaryCommand.self])
+                      ListCommand.self, SummaryCommand.self, LogsCommand.self])
 }
 
 struct CLIError: Error, CustomStringConvertible {

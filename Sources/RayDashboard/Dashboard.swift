@@ -123,6 +123,7 @@ public struct Dashboard: Sendable {
         }
         jobs.addRoutes(to: router)
         StateAPI(gcs: gcs, jobs: jobs).addRoutes(to: router)
+        LogsAPI(gcs: gcs, jobs: jobs).addRoutes(to: router)
         WebUI.addRoutes(to: router)
     }
 

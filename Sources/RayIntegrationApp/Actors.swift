@@ -16,6 +16,12 @@ distributed actor Counter: RayActor {
     }
     distributed func current() -> Int { value }
     distributed func pid() -> Int32 { getpid() }
+    /// Prints to its worker's log (for `ray logs actor`).
+    distributed func say(_ text: String) -> Int {
+        print("actor says: \(text)")
+        fflush(stdout)
+        return text.count
+    }
     /// Throws without changing the count: the actor must stay usable.
     distributed func failIfNegative(_ n: Int) throws -> Int {
         if n < 0 { throw ValidationError(reason: "\(n) is negative") }

@@ -451,6 +451,22 @@ struct IntegrationApp: RayApplication {
                 try await Task.sleep(for: .milliseconds(50))
             }
 
+        case "log-sources":
+            // What `ray logs` finds: an actor's and a task's prints in their workers' logs, then a
+            // line every 100 ms in the driver's log until the file arguments[1] appears.
+            let speaker = try await ray.actor(Counter.self, args: 0)
+            report("actor_said", try await speaker.say("hello from an actor"))
+            report("actor", speaker.id.actorID.hex)
+            report("actor_pid", try await speaker.pid())
+            let shouted = shout.remote("hello from a task")
+            report("task_said", try await shouted.get(timeout: .seconds(30)))
+            report("task", String(shouted.id.hex.prefix(48)))
+            report("ready", 1)
+            for tick in 0..<600 where !FileManager.default.fileExists(atPath: arguments[1]) {
+                report("tick", tick)
+                try await Task.sleep(for: .milliseconds(100))
+            }
+
         case "state-hold":
             // What the state API lists: a named actor, a placement group, tasks' workers; then stay.
             let counter = try await ray.actor(Counter.self, args: 1, options: ActorOptions(name: "state-counter"))

@@ -14,8 +14,16 @@ extension Raylet {
     /// The NodeManagerService handlers (Protos/ray/node_manager.proto).
     static func registerNodeManager(
         on router: inout RPCRouter, nodeManager: NodeManager, store: ObjectStore, objects: ObjectManager,
-        owned: OwnedObjects, nodeID: NodeID
+        owned: OwnedObjects, nodeID: NodeID, logDirectory: String
     ) {
+        router.register(NodeManagerMethods.listLogs) { request, _ in
+            var reply = Ray_Rpc_ListLogsReply()
+            reply.logFiles = NodeLogs.list(logDirectory, glob: request.glob)
+            return reply
+        }
+        router.registerServerStreaming(NodeManagerMethods.streamLog) { request, writer, _ in
+            try await NodeLogs.stream(request, directory: logDirectory, to: writer)
+        }
         router.register(NodeManagerMethods.registerClient) { request, _ in
             switch request.workerType {
             case .driver: try await nodeManager.registerDriver(request)

@@ -114,7 +114,8 @@ public final class Raylet: Sendable {
         HealthMethods.register(on: &router)
         let objects = ObjectManager(store: objectStore, nodeID: nodeID,
                                     maxBytesInFlight: options.objectManagerMaxBytesInFlight ?? RayConfig()[RayConfig.objectManagerMaxBytesInFlight])
-        Self.registerNodeManager(on: &router, nodeManager: nodeManager, store: objectStore, objects: objects, owned: owned, nodeID: nodeID)
+        Self.registerNodeManager(on: &router, nodeManager: nodeManager, store: objectStore, objects: objects, owned: owned, nodeID: nodeID,
+                                  logDirectory: logDirectory)
         var configuration = RPCServer.Configuration()
         configuration.executor = .raylet
         self.server = try RPCServer(host: options.host, port: options.port, router: router, configuration: configuration)

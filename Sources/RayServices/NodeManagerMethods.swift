@@ -35,6 +35,8 @@ public enum NodeManagerMethods {
     public static let drainRaylet: RPCMethod<Ray_Rpc_DrainRayletRequest, Ray_Rpc_DrainRayletReply> = method("DrainRaylet")
     /// Server streaming: another raylet pulls an object of this node's store, chunk by chunk.
     public static let pullObject: RPCMethod<Ray_Rpc_PullObjectRequest, Ray_Rpc_ObjectChunk> = method("PullObject")
+    public static let listLogs: RPCMethod<Ray_Rpc_ListLogsRequest, Ray_Rpc_ListLogsReply> = method("ListLogs")
+    public static let streamLog: RPCMethod<Ray_Rpc_StreamLogRequest, Ray_Rpc_LogChunk> = method("StreamLog")
     public static let fetchObject: RPCMethod<Ray_Rpc_FetchObjectRequest, Ray_Rpc_FetchObjectReply> = method("FetchObject")
 }
 
