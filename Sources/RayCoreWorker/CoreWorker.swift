@@ -149,6 +149,10 @@ public final class CoreWorker: Sendable {
             })
         executor = TaskExecutor()
         submitter = TaskSubmitter(jobID: configuration.jobID)
+        if taskEvents.enabled {
+            let queued = submitter
+            taskEvents.setQueuedSource { before, limit in queued.unreportedQueued(before: before, limit: limit) }
+        }
 
         let logSink = configuration.logSink ?? { pid, isError, lines in
             let text = lines.map { "(pid=\(pid)) \($0)\n" }.joined()

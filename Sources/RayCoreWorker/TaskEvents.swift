@@ -20,14 +20,16 @@ import Synchronization
 /// executor it reports tasks that have been running for a report interval. So the submit path only
 /// reads the clock, the end appends to a buffer under a lock, the GCS merges about one event per
 /// task, and a full buffer drops (and counts) rather than blocks, as Ray's TaskEventBuffer does.
-/// (A task still queued is not listed until it runs for a while or ends.)
+/// A task still waiting for a worker after a report interval is reported once as
+/// PENDING_NODE_ASSIGNMENT (the owner's queues are looked at on the report, not on submission).
 final class TaskEvents: Sendable {
     /// The states this process reports (Ray's TaskStatus names); the GCS orders them.
     enum State: UInt8 {
-        case running, finished, failed
+        case pendingNodeAssignment, running, finished, failed
 
         var name: String {
             switch self {
+            case .pendingNodeAssignment: "PENDING_NODE_ASSIGNMENT"
             case .running: "RUNNING"
             case .finished: "FINISHED"
             case .failed: "FAILED"
@@ -47,6 +49,8 @@ final class TaskEvents: Sendable {
         var nodeID = Data()
         var pid: Int32 = 0
         var error: (type: String, message: String)?
+        /// The function's name when there is no profile (an executor's RUNNING report).
+        var name = ""
     }
 
     /// What tasks of one function (or one actor's method) share, kept once: an event holds an index
@@ -72,6 +76,7 @@ final class TaskEvents: Sendable {
     /// A task the executor is running: in a slot, so starting and ending one costs no hashing.
     private struct Running {
         var taskID: Data
+        var name: String
         var started: Int64
         var reported = false
     }
@@ -84,7 +89,6 @@ final class TaskEvents: Sendable {
         var dropped: Int64 = 0
         var running: [Running?] = []
         var free: [Int] = []
-        var ticking = false
         var profiles: [Profile] = []
         var profileIndex: [Profile: Int32] = [:]
         var lastProfile: Int32 = -1
@@ -125,6 +129,19 @@ final class TaskEvents: Sendable {
     private let me: Mutex<(worker: Data, node: Data)> = Mutex((Data(), Data()))
     /// This process's pid (for its push replies and RUNNING reports).
     let pid = getpid()
+    /// The report loop runs (started by the first task this process submits, runs or ends).
+    private let ticking = Atomic<Bool>(false)
+    /// The owner's tasks still waiting for a worker (the submitter's queues), looked at each report.
+    private let queuedSource = Mutex<(@Sendable (Int64, Int) -> [TaskSubmitter.PendingTask])?>(nil)
+
+    func setQueuedSource(_ source: @escaping @Sendable (Int64, Int) -> [TaskSubmitter.PendingTask]) {
+        queuedSource.withLock { $0 = source }
+    }
+
+    /// A task was submitted: the report loop must run to notice it if it waits long.
+    @inline(__always) func submitted() {
+        if !ticking.load(ordering: .relaxed) { startTicking() }
+    }
 
     init(jobID: JobID, gcsAddress: String, configuration: RayConfig = RayConfig()) {
         self.jobID = jobID
@@ -160,7 +177,7 @@ final class TaskEvents: Sendable {
     func ended(_ task: TaskSubmitter.PendingTask, state: State, started: Int64, worker: Data, node: Data, pid: Int32,
                error: (String, String)?) {
         let ended = Self.now()
-        let tick = buffer.withLock { b -> Bool in
+        buffer.withLock { b in
             if b.count < capacity {
                 if b.ended.last.map({ $0.count >= sendBatch }) ?? true {
                     b.ended.append([])
@@ -173,17 +190,15 @@ final class TaskEvents: Sendable {
             } else {
                 b.dropped += 1
             }
-            defer { b.ticking = true }
-            return !b.ticking
         }
-        if tick { startTicking() }
+        if !ticking.load(ordering: .relaxed) { startTicking() }
     }
 
     /// The executor starts a task (its ID's bytes as the spec has them); `finishedRunning` with the
     /// slot this returns when it returns.
-    func startedRunning(_ taskID: Data, at time: Int64) -> Int {
-        let (slot, tick) = buffer.withLock { b -> (Int, Bool) in
-            let entry = Running(taskID: taskID, started: time)
+    func startedRunning(_ taskID: Data, name: String, at time: Int64) -> Int {
+        let slot = buffer.withLock { b -> Int in
+            let entry = Running(taskID: taskID, name: name, started: time)
             let slot: Int
             if let reused = b.free.popLast() {
                 b.running[reused] = entry
@@ -192,10 +207,9 @@ final class TaskEvents: Sendable {
                 slot = b.running.count
                 b.running.append(entry)
             }
-            defer { b.ticking = true }
-            return (slot, !b.ticking)
+            return slot
         }
-        if tick { startTicking() }
+        if !ticking.load(ordering: .relaxed) { startTicking() }
         return slot
     }
 
@@ -209,6 +223,7 @@ final class TaskEvents: Sendable {
     // MARK: reports
 
     private func startTicking() {
+        guard ticking.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else { return }
         let interval = self.interval
         Task(executorPreference: ThreadExecutor.coreWorker) { [weak self] in
             while true {
@@ -232,10 +247,15 @@ final class TaskEvents: Sendable {
         let now = Self.now()
         let old = now - Int64(interval / .nanoseconds(1))
         let (me, job) = (self.me.withLock { $0 }, Data(jobID.bytes))
+        let waiting = queuedSource.withLock { $0 }?(old, sendBatch) ?? []
         let (events, dropped, profiles) = buffer.withLock { b -> ([Event], Int64, [Profile]) in
             // At most a batch per report (Ray's task_events_send_batch_size); the rest waits for the next.
             var events = b.ended.isEmpty ? [] : b.ended.removeFirst()
             b.count -= events.count
+            for task in waiting {
+                events.append(Event(taskID: task.taskID, state: .pendingNodeAssignment, profile: b.profile(of: task.spec),
+                                    created: task.created))
+            }
             let profiles = b.profiles
             if b.count == 0, b.profiles.count > 1024 {
                 // Nothing buffered refers to them any more.
@@ -247,7 +267,7 @@ final class TaskEvents: Sendable {
                 guard let entry = b.running[slot], !entry.reported, entry.started < old,
                       let id = try? TaskID(bytes: entry.taskID) else { continue }
                 events.append(Event(taskID: id, state: .running, started: entry.started,
-                                    workerID: me.worker, nodeID: me.node, pid: pid))
+                                    workerID: me.worker, nodeID: me.node, pid: pid, name: entry.name))
                 b.running[slot]!.reported = true
             }
             defer { b.dropped = 0 }
@@ -272,6 +292,9 @@ final class TaskEvents: Sendable {
                 message.type = Self.typeName(profile.type)
                 message.actorID = profile.actorID
                 message.requiredResources = profile.resources
+            } else if !event.name.isEmpty {
+                message.name = event.name
+                message.funcOrClassName = event.name
             }
             message.nodeID = event.nodeID
             message.workerID = event.workerID

@@ -125,7 +125,7 @@ final class TaskExecutor: Sendable {
         var slot: Int?
         if worker.taskEvents.enabled {
             result.startTimeNs = TaskEvents.now()
-            slot = worker.taskEvents.startedRunning(spec.taskID, at: result.startTimeNs)
+            slot = worker.taskEvents.startedRunning(spec.taskID, name: spec.functionName, at: result.startTimeNs)
         }
         defer { if let slot { worker.taskEvents.finishedRunning(slot) } }
         result.taskID = spec.taskID

@@ -87,6 +87,8 @@ final class TaskSubmitter: Sendable {
         var labelSelector: [String: String] = [:]
         var queue: [PendingTask] = []
         var head = 0
+        /// Queued tasks below this index were reported as waiting (task events).
+        var reported = 0
         var activeLeases = 0
         /// Lease requests waiting at the raylet.
         var requests: Set<UInt64> = []
@@ -100,6 +102,7 @@ final class TaskSubmitter: Sendable {
             head += n
             if head > 1024 && head * 2 > queue.count {
                 queue.removeFirst(head)
+                reported = max(0, reported - head)
                 head = 0
             }
             return batch
@@ -138,6 +141,26 @@ final class TaskSubmitter: Sendable {
 
     func nextPutIndex() -> UInt32 { putCounter.add(1, ordering: .relaxed).newValue }
 
+    /// Tasks waiting for a worker since before `before` (ns since the epoch) that were not reported
+    /// yet, at most `limit`, each returned once (the state API lists them PENDING_NODE_ASSIGNMENT).
+    /// Each class's queue is in submission order, so this looks only at tasks it has not passed.
+    func unreportedQueued(before: Int64, limit: Int) -> [PendingTask] {
+        state.withLock { s in
+            var found: [PendingTask] = []
+            for key in s.classes.keys where found.count < limit {
+                s.withClass(key) { c, _ in
+                    var index = max(c.head, c.reported)
+                    while index < c.queue.count, found.count < limit, c.queue[index].created > 0, c.queue[index].created < before {
+                        found.append(c.queue[index])
+                        index += 1
+                    }
+                    c.reported = index
+                }
+            }
+            return found
+        }
+    }
+
     /// Stops leasing; idle leases go back at once, waiting requests when the raylet answers them.
     func shutdown() {
         state.withLock { $0.shutDown = true }
@@ -166,7 +189,10 @@ extension CoreWorker {
 
     /// Dates the task for its event (reported once it ends: nothing else on the submit path).
     func recordSubmitted(_ task: inout TaskSubmitter.PendingTask) {
-        if taskEvents.enabled { task.created = TaskEvents.now() }
+        if taskEvents.enabled {
+            task.created = TaskEvents.now()
+            taskEvents.submitted()
+        }
     }
 
     /// Fills in a task's spec (IDs, caller, arguments: large values promoted to the store) and takes

@@ -65,6 +65,11 @@ public struct Dashboard: Sendable {
             configuration: .init(address: .hostname(options.host, port: options.port), serverName: nil),
             onServerRunning: { channel in await onBound(channel.localAddress?.port ?? 0) },
             logger: logger)
+        do {
+            try MetricsConfig.write(session: URL(fileURLWithPath: options.logDirectory).deletingLastPathComponent())
+        } catch {
+            logger.warning("could not write the session's Prometheus and Grafana configuration: \(error)")
+        }
         let discovery = Task { [self] in
             await writeServiceDiscovery(to: URL(fileURLWithPath: options.logDirectory).deletingLastPathComponent()
                 .appendingPathComponent("prom_metrics_service_discovery.json").path)

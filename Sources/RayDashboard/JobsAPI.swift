@@ -82,13 +82,14 @@ struct JobsAPI: Sendable {
     /// The job's info, after noticing a supervisor that died without recording the end.
     func current(_ id: String) async throws -> JobInfo? {
         guard var info = try await store.info(id) else { return nil }
-        guard !info.status.isTerminal, let pid = try await store.supervisor(id), !Supervisors.isAlive(pid) else { return info }
+        guard !info.status.isTerminal, let pid = try await store.supervisor(id), !supervisors.isAlive(pid) else { return info }
         // It may have recorded the end just before exiting: read again before overwriting anything.
         guard let again = try await store.info(id), !again.status.isTerminal else { return try await store.info(id) }
         info = again
         info.status = .FAILED
         info.errorType = .JOB_SUPERVISOR_ACTOR_DIED
-        info.message = "The job's supervisor process (pid \(pid)) died before the job ended."
+        let words = Supervisors.lastWords(id, logDirectory: options.logDirectory)
+        info.message = "The job's supervisor process (pid \(pid)) died before the job ended." + (words.isEmpty ? "" : " Its last words:\n\(words)")
         info.endTime = JobInfo.now()
         if let group = try await store.reservation(id) { await EntrypointReservation.release(group, gcs: store.gcs) }
         try await store.update(info)
@@ -140,7 +141,7 @@ struct JobsAPI: Sendable {
         // Right after a submission the supervisor's pid may not be recorded yet.
         let deadline = ContinuousClock.now + .seconds(5)
         while ContinuousClock.now < deadline {
-            if let pid = try await store.supervisor(id), Supervisors.isAlive(pid) {
+            if let pid = try await store.supervisor(id), supervisors.isAlive(pid) {
                 kill(pid, SIGTERM)
                 return HTTP.json(.object(["stopped": .bool(true)]))
             }

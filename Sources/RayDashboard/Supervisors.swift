@@ -26,8 +26,21 @@ final class Supervisors: @unchecked Sendable {
         return pid
     }
 
-    /// True while `pid` is a live job supervisor (a zombie, or a reused pid, is not).
-    static func isAlive(_ pid: Int32) -> Bool {
+    /// True while `pid` is a live job supervisor: one this server started is alive until it was
+    /// reaped; another (started before a restart of this server) while /proc says it runs
+    /// `job-supervisor` (a zombie, or a reused pid, does not).
+    func isAlive(_ pid: Int32) -> Bool {
+        if let process = lock.withLock({ running[pid] }) { return process.isRunning }
+        return Self.runsSupervisor(pid)
+    }
+
+    /// The last lines a supervisor wrote to its stderr (why it died, if it said).
+    static func lastWords(_ id: String, logDirectory: String) -> String {
+        let text = (try? String(contentsOfFile: "\(logDirectory)/job-supervisor-\(id).err", encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").suffix(5).joined(separator: "\n")
+    }
+
+    static func runsSupervisor(_ pid: Int32) -> Bool {
         guard pid > 0, kill(pid, 0) == 0 || errno == EPERM else { return false }
         // /proc files report size 0: read them with read(2).
         let fd = open("/proc/\(pid)/cmdline", O_RDONLY)

@@ -48,6 +48,13 @@ let sleepThenPID = RemoteFunction("sleepThenPID") { (path: String, milliseconds:
     try await Task.sleep(for: .milliseconds(milliseconds))
     return getpid()
 }
+/// Writes `<path>.started`, then returns once `path` exists (at most 90 s).
+let holdUntil = RemoteFunction("holdUntil") { (path: String) -> Int in
+    FileManager.default.createFile(atPath: path + ".started", contents: nil)
+    let deadline = ContinuousClock.now + .seconds(90)
+    while !FileManager.default.fileExists(atPath: path) && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+    return 1
+}
 let sleepMs = RemoteFunction("sleepMs") { (milliseconds: Int) -> Int in
     try await Task.sleep(for: .milliseconds(milliseconds))
     return milliseconds
@@ -122,7 +129,7 @@ let clearStash = RemoteFunction("clearStash") { () -> Int in
 struct IntegrationApp: RayApplication {
     static let remoteFunctions: [any AnyRemoteFunction] = [
         square, add, increment, sumFloats, checksum, makeBytes, fail, workerPID, sleepThenPID, sleepMs, interval,
-        fanOut, shout, brokenResult, maybeSquares, takesUnencodable, sumRefs, divmod, ranges, stats, byteCount, dataCount, spin,
+        fanOut, shout, holdUntil, brokenResult, maybeSquares, takesUnencodable, sumRefs, divmod, ranges, stats, byteCount, dataCount, spin,
         stash, sumStashed, clearStash, hogPool, taskThreads,
     ] + actorFunctions + multiNodeFunctions + placementGroupFunctions
 
@@ -451,6 +458,19 @@ struct IntegrationApp: RayApplication {
                 try await Task.sleep(for: .milliseconds(50))
             }
 
+        case "queued-tasks":
+            // A task holds the node's 2 CPUs until the file arguments[1] appears; two more wait
+            // behind it for a worker (PENDING_NODE_ASSIGNMENT in the state API).
+            let holder = holdUntil.options(numCPUs: 2).remote(arguments[1])
+            let deadline = ContinuousClock.now + .seconds(60)
+            while !FileManager.default.fileExists(atPath: arguments[1] + ".started") && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            let queued = (0..<2).map { square.remote($0 + 2) }
+            report("ready", 1)
+            report("squares", try await ray.get(queued, timeout: .seconds(90)).map(String.init).joined(separator: ","))
+            report("held", try await holder.get(timeout: .seconds(90)))
+
         case "log-sources":
             // What `ray logs` finds: an actor's and a task's prints in their workers' logs, then a
             // line every 100 ms in the driver's log until the file arguments[1] appears.
@@ -480,7 +500,7 @@ struct IntegrationApp: RayApplication {
             // one, and a task's return.
             let bigPut = try await ray.put([UInt8](repeating: 7, count: 2 << 20))
             let smallPut = try await ray.put(42)
-            let returned = add.remote(40, 2)
+            let returned = increment.remote(41)
             report("returned", try await returned.get(timeout: .seconds(30)))
             report("objects", [bigPut.id.hex, smallPut.id.hex, returned.id.hex].joined(separator: ","))
             report("ready", 1)
