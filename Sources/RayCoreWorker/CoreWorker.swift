@@ -151,7 +151,7 @@ public final class CoreWorker: Sendable {
         submitter = TaskSubmitter(jobID: configuration.jobID)
         if taskEvents.enabled {
             let queued = submitter
-            taskEvents.setQueuedSource { before, limit in queued.unreportedQueued(before: before, limit: limit) }
+            taskEvents.setQueuedSource { before, limit in queued.unreportedWaiting(before: before, limit: limit) }
         }
 
         let logSink = configuration.logSink ?? { pid, isError, lines in

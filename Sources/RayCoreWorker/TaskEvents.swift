@@ -20,15 +20,18 @@ import Synchronization
 /// executor it reports tasks that have been running for a report interval. So the submit path only
 /// reads the clock, the end appends to a buffer under a lock, the GCS merges about one event per
 /// task, and a full buffer drops (and counts) rather than blocks, as Ray's TaskEventBuffer does.
-/// A task still waiting for a worker after a report interval is reported once as
-/// PENDING_NODE_ASSIGNMENT (the owner's queues are looked at on the report, not on submission).
+/// A task still waiting after a report interval is reported once for each wait, PENDING_ARGS_AVAIL
+/// (its object arguments) and PENDING_NODE_ASSIGNMENT (a worker): the owner's queues are looked at
+/// on the report, not on submission, and only for what room the report's batch has after the ended
+/// tasks (a process ending a batch of tasks each report lists its waiting ones once they end).
 final class TaskEvents: Sendable {
     /// The states this process reports (Ray's TaskStatus names); the GCS orders them.
     enum State: UInt8 {
-        case pendingNodeAssignment, running, finished, failed
+        case pendingArgsAvail, pendingNodeAssignment, running, finished, failed
 
         var name: String {
             switch self {
+            case .pendingArgsAvail: "PENDING_ARGS_AVAIL"
             case .pendingNodeAssignment: "PENDING_NODE_ASSIGNMENT"
             case .running: "RUNNING"
             case .finished: "FINISHED"
@@ -132,9 +135,9 @@ final class TaskEvents: Sendable {
     /// The report loop runs (started by the first task this process submits, runs or ends).
     private let ticking = Atomic<Bool>(false)
     /// The owner's tasks still waiting for a worker (the submitter's queues), looked at each report.
-    private let queuedSource = Mutex<(@Sendable (Int64, Int) -> [TaskSubmitter.PendingTask])?>(nil)
+    private let queuedSource = Mutex<(@Sendable (Int64, Int) -> [(task: TaskSubmitter.PendingTask, forArguments: Bool)])?>(nil)
 
-    func setQueuedSource(_ source: @escaping @Sendable (Int64, Int) -> [TaskSubmitter.PendingTask]) {
+    func setQueuedSource(_ source: @escaping @Sendable (Int64, Int) -> [(task: TaskSubmitter.PendingTask, forArguments: Bool)]) {
         queuedSource.withLock { $0 = source }
     }
 
@@ -247,14 +250,17 @@ final class TaskEvents: Sendable {
         let now = Self.now()
         let old = now - Int64(interval / .nanoseconds(1))
         let (me, job) = (self.me.withLock { $0 }, Data(jobID.bytes))
-        let waiting = queuedSource.withLock { $0 }?(old, sendBatch) ?? []
+        // Waiting tasks get what the send batch has left after the ended ones: under load (a full
+        // batch of ends each report) none are looked for, so the task figures pay nothing for them.
+        let budget = sendBatch - buffer.withLock { $0.ended.first?.count ?? 0 }
+        let waiting = budget > 0 ? queuedSource.withLock { $0 }?(old, budget) ?? [] : []
         let (events, dropped, profiles) = buffer.withLock { b -> ([Event], Int64, [Profile]) in
             // At most a batch per report (Ray's task_events_send_batch_size); the rest waits for the next.
             var events = b.ended.isEmpty ? [] : b.ended.removeFirst()
             b.count -= events.count
-            for task in waiting {
-                events.append(Event(taskID: task.taskID, state: .pendingNodeAssignment, profile: b.profile(of: task.spec),
-                                    created: task.created))
+            for (task, forArguments) in waiting {
+                events.append(Event(taskID: task.taskID, state: forArguments ? .pendingArgsAvail : .pendingNodeAssignment,
+                                    profile: b.profile(of: task.spec), created: task.created))
             }
             let profiles = b.profiles
             if b.count == 0, b.profiles.count > 1024 {

@@ -122,6 +122,9 @@ final class TaskSubmitter: Sendable {
         /// Lease requests that were spilled to another node's raylet: where they wait now.
         var requestRaylets: [UInt64: RPCChannel] = [:]
         var cancelled: Set<TaskID> = []
+        /// Tasks waiting for their object arguments (only while task events are on), and whether
+        /// each was reported PENDING_ARGS_AVAIL.
+        var awaitingArguments: [TaskID: (task: PendingTask, reported: Bool)] = [:]
         var shutDown = false
         /// An idle-lease sweep is scheduled (one at a time, while leases idle).
         var sweeping = false
@@ -141,17 +144,22 @@ final class TaskSubmitter: Sendable {
 
     func nextPutIndex() -> UInt32 { putCounter.add(1, ordering: .relaxed).newValue }
 
-    /// Tasks waiting for a worker since before `before` (ns since the epoch) that were not reported
-    /// yet, at most `limit`, each returned once (the state API lists them PENDING_NODE_ASSIGNMENT).
-    /// Each class's queue is in submission order, so this looks only at tasks it has not passed.
-    func unreportedQueued(before: Int64, limit: Int) -> [PendingTask] {
+    /// Tasks waiting since before `before` (ns since the epoch) that were not reported yet, at most
+    /// `limit`, each returned once for each wait: for their arguments (PENDING_ARGS_AVAIL), then for a
+    /// worker (PENDING_NODE_ASSIGNMENT). Each class's queue is in submission order, so this looks
+    /// only at queued tasks it has not passed.
+    func unreportedWaiting(before: Int64, limit: Int) -> [(task: PendingTask, forArguments: Bool)] {
         state.withLock { s in
-            var found: [PendingTask] = []
+            var found: [(task: PendingTask, forArguments: Bool)] = []
+            for (id, entry) in s.awaitingArguments where found.count < limit && !entry.reported && entry.task.created < before {
+                found.append((entry.task, true))
+                s.awaitingArguments[id]?.reported = true
+            }
             for key in s.classes.keys where found.count < limit {
                 s.withClass(key) { c, _ in
                     var index = max(c.head, c.reported)
                     while index < c.queue.count, found.count < limit, c.queue[index].created > 0, c.queue[index].created < before {
-                        found.append(c.queue[index])
+                        found.append((c.queue[index], false))
                         index += 1
                     }
                     c.reported = index
@@ -269,8 +277,12 @@ extension CoreWorker {
             enqueue(resolved)
             return
         }
+        let tracked = taskEvents.enabled
+        if tracked { submitter.state.withLock { $0.awaitingArguments[task.taskID] = (task, false) } }
         Task(executorPreference: ThreadExecutor.coreWorker) { [self] in
-            switch await awaitArguments(task) {
+            let outcome = await awaitArguments(task)
+            if tracked { _ = submitter.state.withLock { $0.awaitingArguments.removeValue(forKey: task.taskID) } }
+            switch outcome {
             case .success(let resolved): enqueue(resolved)
             case .failure(let failure): finish(task, with: failure)
             }

@@ -467,9 +467,11 @@ struct IntegrationApp: RayApplication {
                 try await Task.sleep(for: .milliseconds(20))
             }
             let queued = (0..<2).map { square.remote($0 + 2) }
+            let dependent = increment.remote(holder)  // waits for the holder's result (PENDING_ARGS_AVAIL)
             report("ready", 1)
             report("squares", try await ray.get(queued, timeout: .seconds(90)).map(String.init).joined(separator: ","))
             report("held", try await holder.get(timeout: .seconds(90)))
+            report("dependent", try await dependent.get(timeout: .seconds(90)))
 
         case "log-sources":
             // What `ray logs` finds: an actor's and a task's prints in their workers' logs, then a

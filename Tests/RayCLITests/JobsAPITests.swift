@@ -87,6 +87,19 @@ struct DashboardCluster {
         try await waitFor(id) { ["SUCCEEDED", "FAILED", "STOPPED"].contains($0["status"] as? String ?? "") }
     }
 
+    /// The job's log once it has a line `ready=1` (its driver says it set up what the test looks at).
+    @discardableResult
+    func logsOnceReady(_ id: String) async throws -> String {
+        let deadline = ContinuousClock.now + .seconds(60)
+        var logs = ""
+        while ContinuousClock.now < deadline {
+            logs = try await http("GET", "/api/jobs/\(id)/logs").object()["logs"] as? String ?? ""
+            if logs.contains("ready=1") { return logs }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw TestFailure("job \(id) never said ready=1; its log: \(logs)")
+    }
+
     func jobCount() async throws -> Int { (try await http("GET", "/api/jobs/").json() as? [Any])?.count ?? -1 }
 }
 

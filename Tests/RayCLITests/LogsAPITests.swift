@@ -38,12 +38,7 @@ extension HeadServices {
                 let app = RayCLI.executable.deletingLastPathComponent().appendingPathComponent("ray-integration-app").path
                 let stopFile = cluster.cli.tempDir.appendingPathComponent("stop-ticking").path
                 let id = try await cluster.submitted("\(app) log-sources \(stopFile)")
-                var logs = ""
-                let deadline = ContinuousClock.now + .seconds(60)
-                while ContinuousClock.now < deadline && !logs.contains("ready=1") {
-                    logs = try await cluster.http("GET", "/api/jobs/\(id)/logs").object()["logs"] as? String ?? ""
-                    try await Task.sleep(for: .milliseconds(100))
-                }
+                let logs = try await cluster.logsOnceReady(id)
                 let actor = try #require(DashboardCluster.line(after: "actor=", in: logs), "\(logs)")
                 let task = try #require(DashboardCluster.line(after: "task=", in: logs))
                 let actorPID = try #require(DashboardCluster.line(after: "actor_pid=", in: logs))

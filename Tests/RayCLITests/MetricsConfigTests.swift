@@ -33,11 +33,7 @@ extension HeadServices {
                 let session = try #require(cluster.sessionDirectory)
                 let app = RayCLI.executable.deletingLastPathComponent().appendingPathComponent("ray-integration-app").path
                 let id = try await cluster.submitted("\(app) state-hold")
-                for _ in 0..<600 {
-                    let logs = try await cluster.http("GET", "/api/jobs/\(id)/logs").object()["logs"] as? String ?? ""
-                    if logs.contains("ready=1") { break }
-                    try await Task.sleep(for: .milliseconds(100))
-                }
+                try await cluster.logsOnceReady(id)
                 let targets = try #require((try await cluster.http("GET", "/api/prometheus/sd").json() as? [[String: Any]])?.first?["targets"] as? [String])
                 var samples: [(name: String, labels: [String: String], value: Double)] = []
                 // Task counts arrive with the GCS's task events: wait until a scrape has them.

@@ -5,8 +5,9 @@ import FoundationNetworking
 import Testing
 
 extension HeadServices {
-    /// Tasks waiting for a worker are listed by the state API (PENDING_NODE_ASSIGNMENT) while they
-    /// wait, then FINISHED; the running one is RUNNING meanwhile.
+    /// Tasks waiting for a worker (PENDING_NODE_ASSIGNMENT) or for their arguments
+    /// (PENDING_ARGS_AVAIL) are listed by the state API while they wait, then FINISHED; the running
+    /// one is RUNNING meanwhile.
     @Suite(.serialized, .timeLimit(.minutes(3))) struct QueuedTasksTests {
         func tasks(_ cluster: DashboardCluster, _ name: String) async throws -> [[String: Any]] {
             let reply = try await cluster.http("GET", "/api/v0/tasks?detail=true&filter_keys=func_or_class_name&filter_predicates=%3D&filter_values=\(name)").object()
@@ -24,7 +25,7 @@ extension HeadServices {
             return rows
         }
 
-        @Test func tasksWaitingForAWorkerAreListedUntilTheyRun() async throws {
+        @Test func tasksWaitingForAWorkerOrTheirArgumentsAreListedUntilTheyRun() async throws {
             let cluster = try await DashboardCluster.start()  // 2 CPUs
             do {
                 let app = RayCLI.executable.deletingLastPathComponent().appendingPathComponent("ray-integration-app").path
@@ -35,6 +36,8 @@ extension HeadServices {
                 }
                 #expect(waiting.count == 2 && waiting.allSatisfy { $0["state"] as? String == "PENDING_NODE_ASSIGNMENT" }, "\(waiting)")
                 #expect(waiting.allSatisfy { ($0["creation_time_ms"] as? Int ?? 0) > 1_600_000_000_000 && $0["worker_id"] is NSNull }, "\(waiting)")
+                let dependent = try await waitFor(cluster, "increment") { $0.first?["state"] as? String == "PENDING_ARGS_AVAIL" }
+                #expect(dependent.count == 1 && dependent.first?["state"] as? String == "PENDING_ARGS_AVAIL", "\(dependent)")
                 let holder = try await waitFor(cluster, "holdUntil") { $0.first?["state"] as? String == "RUNNING" }
                 #expect(holder.first?["state"] as? String == "RUNNING", "\(holder)")
                 let summary = try await cluster.http("GET", "/api/v0/tasks/summarize").object()
@@ -46,7 +49,9 @@ extension HeadServices {
                 let ran = try await waitFor(cluster, "square") { rows in rows.count == 2 && rows.allSatisfy { $0["state"] as? String == "FINISHED" } }
                 #expect(ran.count == 2 && ran.allSatisfy { $0["state"] as? String == "FINISHED" && $0["worker_id"] is String }, "\(ran)")
                 let logs = try await cluster.http("GET", "/api/jobs/\(id)/logs").object()["logs"] as? String ?? ""
-                #expect(logs.contains("squares=4,9"), "\(logs)")
+                #expect(logs.contains("squares=4,9") && logs.contains("dependent=2"), "\(logs)")
+                let after = try await waitFor(cluster, "increment") { $0.first?["state"] as? String == "FINISHED" }
+                #expect(after.first?["state"] as? String == "FINISHED", "\(after)")
             } catch { Issue.record(error) }
             await cluster.cli.cleanUp()
         }

@@ -134,12 +134,7 @@ extension HeadServices {
             do {
                 let app = RayCLI.executable.deletingLastPathComponent().appendingPathComponent("ray-integration-app").path
                 let id = try await cluster.submitted("\(app) state-hold")
-                let deadline = ContinuousClock.now + .seconds(60)
-                while ContinuousClock.now < deadline {
-                    let logs = try await cluster.http("GET", "/api/jobs/\(id)/logs").object()["logs"] as? String ?? ""
-                    if logs.contains("ready=1") { break }
-                    try await Task.sleep(for: .milliseconds(100))
-                }
+                try await cluster.logsOnceReady(id)
                 // The Swift driver in the entrypoint joined as this job: its job ID is shown.
                 let details = try await cluster.http("GET", "/api/jobs/\(id)").object()
                 let jobID = try #require(details["job_id"] as? String, "\(details)")
@@ -279,11 +274,7 @@ extension HeadServices {
 
                 let app = RayCLI.executable.deletingLastPathComponent().appendingPathComponent("ray-integration-app").path
                 let id = try await cluster.submitted("\(app) state-hold")
-                for _ in 0..<600 {
-                    let logs = try await cluster.http("GET", "/api/jobs/\(id)/logs").object()["logs"] as? String ?? ""
-                    if logs.contains("ready=1") { break }
-                    try await Task.sleep(for: .milliseconds(100))
-                }
+                try await cluster.logsOnceReady(id)
                 var head: [(name: String, labels: [String: String], value: Double)] = []
                 var worker: [(name: String, labels: [String: String], value: Double)] = []
                 var headTarget = ""

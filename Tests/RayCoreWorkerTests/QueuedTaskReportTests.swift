@@ -22,9 +22,9 @@ import Testing
             other.queue = [tasks[3]]  // submitted without task events (no time): never reported
             s.classes["two"] = other
         }
-        #expect(submitter.unreportedQueued(before: 250, limit: 10).map(\.taskID) == [tasks[0].taskID, tasks[1].taskID])
-        #expect(submitter.unreportedQueued(before: 250, limit: 10).isEmpty)
-        #expect(submitter.unreportedQueued(before: 1000, limit: 10).map(\.taskID) == [tasks[2].taskID])
+        #expect(submitter.unreportedWaiting(before: 250, limit: 10).map(\.task.taskID) == [tasks[0].taskID, tasks[1].taskID])
+        #expect(submitter.unreportedWaiting(before: 250, limit: 10).isEmpty)
+        #expect(submitter.unreportedWaiting(before: 1000, limit: 10).map(\.task.taskID) == [tasks[2].taskID])
         // Tasks taken for a worker are not reported, however long they waited.
         let more = (0..<3).map { task(created: Int64(400 + $0), job: job) }
         submitter.state.withLock { s in
@@ -33,7 +33,13 @@ import Testing
                 _ = c.take(4)
             }
         }
-        #expect(submitter.unreportedQueued(before: 1000, limit: 1).map(\.taskID) == [more[1].taskID])
-        #expect(submitter.unreportedQueued(before: 1000, limit: 5).map(\.taskID) == [more[2].taskID])
+        #expect(submitter.unreportedWaiting(before: 1000, limit: 1).map(\.task.taskID) == [more[1].taskID])
+        #expect(submitter.unreportedWaiting(before: 1000, limit: 5).map(\.task.taskID) == [more[2].taskID])
+        // A task waiting for its arguments: once, as such.
+        let waiting = task(created: 500, job: job)
+        submitter.state.withLock { $0.awaitingArguments[waiting.taskID] = (waiting, false) }
+        let reported = submitter.unreportedWaiting(before: 1000, limit: 5)
+        #expect(reported.count == 1 && reported.first?.task.taskID == waiting.taskID && reported.first?.forArguments == true)
+        #expect(submitter.unreportedWaiting(before: 1000, limit: 5).isEmpty)
     }
 }
