@@ -91,7 +91,7 @@ struct JobsAPI: Sendable {
         let words = Supervisors.lastWords(id, logDirectory: options.logDirectory)
         info.message = "The job's supervisor process (pid \(pid)) died before the job ended." + (words.isEmpty ? "" : " Its last words:\n\(words)")
         info.endTime = JobInfo.now()
-        if let group = try await store.reservation(id) { await EntrypointReservation.release(group, gcs: store.gcs) }
+        if let group = try await store.reservation(id) { await EntrypointReservation.release(group, gcs: store.gcs, patience: .seconds(5)) }
         try await store.update(info)
         return info
     }

@@ -30,8 +30,22 @@ final class Supervisors: @unchecked Sendable {
     /// reaped; another (started before a restart of this server) while /proc says it runs
     /// `job-supervisor` (a zombie, or a reused pid, does not).
     func isAlive(_ pid: Int32) -> Bool {
-        if let process = lock.withLock({ running[pid] }) { return process.isRunning }
+        // Not by its command line, which may still be ours for a moment after the spawn, and not by
+        // Process.isRunning, which stayed true here for a supervisor killed with SIGKILL.
+        if lock.withLock({ running[pid] != nil }) { return Self.isRunningProcess(pid) }
         return Self.runsSupervisor(pid)
+    }
+
+    /// True if `pid` exists and is not a zombie (/proc/<pid>/stat's state).
+    static func isRunningProcess(_ pid: Int32) -> Bool {
+        let fd = open("/proc/\(pid)/stat", O_RDONLY)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var bytes = [UInt8](repeating: 0, count: 512)
+        let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard n > 0, let close = bytes[0..<n].lastIndex(of: UInt8(ascii: ")")), close + 2 < n else { return false }
+        let state = bytes[close + 2]
+        return state != UInt8(ascii: "Z") && state != UInt8(ascii: "X")
     }
 
     /// The last lines a supervisor wrote to its stderr (why it died, if it said).

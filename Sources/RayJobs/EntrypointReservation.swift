@@ -42,9 +42,10 @@ public struct EntrypointReservation: Sendable {
         case timedOut(String)
     }
 
-    /// Registers the group for `resources` on node `head` (hex ID).
-    public static func request(_ resources: [String: Double], on head: String, gcs: GCSClient) async throws -> EntrypointReservation {
-        let id = PlacementGroupID.random(job: .nil)
+    /// Registers the group `id` for `resources` on node `head` (hex ID). Asking again with the same
+    /// ID after a lost reply makes no second group (the GCS answers that it exists).
+    public static func request(_ resources: [String: Double], on head: String, id: PlacementGroupID,
+                               gcs: GCSClient) async throws -> EntrypointReservation {
         var bundle = Ray_Rpc_Bundle()
         bundle.unitResources = resources
         bundle.labelSelector = [Labels.nodeID: head]
@@ -54,7 +55,12 @@ public struct EntrypointReservation: Sendable {
         spec.isDetached = true  // ended by the supervisor (or, if it dies, by the dashboard), not by a job
         spec.strategy = .strictPack
         spec.bundles = [bundle]
-        try await gcs.createPlacementGroup(spec)
+        do {
+            try await gcs.createPlacementGroup(spec)
+        } catch {
+            let code: RPCError.Code = error.code
+            if code != .alreadyExists { throw error }
+        }
         return EntrypointReservation(group: id, resources: resources)
     }
 
@@ -86,10 +92,19 @@ public struct EntrypointReservation: Sendable {
         }
     }
 
-    /// Gives the resources back (a removed group is a no-op).
-    public static func release(_ group: PlacementGroupID, gcs: GCSClient) async {
-        let deadline = ContinuousClock.now + .seconds(30)
-        while (try? await gcs.removePlacementGroup(group)) == nil, ContinuousClock.now < deadline {
+    /// Gives the resources back (a removed group, or one never made, is a no-op); retries while the
+    /// GCS does not answer, for at most `patience`.
+    public static func release(_ group: PlacementGroupID, gcs: GCSClient, patience: Duration = .seconds(30)) async {
+        let deadline = ContinuousClock.now + patience
+        while true {
+            do {
+                try await gcs.removePlacementGroup(group)
+                return
+            } catch {
+                let code: RPCError.Code = error.code
+                if code == .notFound || code == .invalidArgument { return }
+                if ContinuousClock.now > deadline { return }
+            }
             try? await Task.sleep(for: .milliseconds(200))
         }
     }

@@ -78,8 +78,10 @@ public final class JobSupervisor: @unchecked Sendable {
             }
             let reservation: EntrypointReservation
             do {
-                reservation = try await retrying { try await EntrypointReservation.request(needs, on: head.id, gcs: self.store.gcs) }
-                try await retrying { try await self.store.setReservation(self.options.submissionID, group: reservation.group) }
+                // Recorded first: a supervisor that dies after asking leaves the dashboard a group to remove.
+                let id = PlacementGroupID.random(job: .nil)
+                try await retrying { try await self.store.setReservation(self.options.submissionID, group: id) }
+                reservation = try await retrying { try await EntrypointReservation.request(needs, on: head.id, id: id, gcs: self.store.gcs) }
             } catch {
                 return await finish(&info, .FAILED, .JOB_SUPERVISOR_ACTOR_START_FAILURE, "Could not reserve the job's entrypoint resources: \(error)")
             }

@@ -94,8 +94,9 @@ func processIsAlive(_ pid: pid_t) -> Bool {
             let startTime = ContinuousClock.now - start
             #expect(started.status == 0, "ray start failed: \(started.output)")
             // A hang guard, far from the figure it guards: `ray start --head` takes ~0.12 s here
-            // (docs/benchmarks.md), but 3 s was seen with both cores busy and the whole suite running.
-            #expect(startTime < .seconds(10), "ray start took \(startTime)")
+            // (docs/benchmarks.md), but 11.5 s was seen under AddressSanitizer with the whole suite
+            // running on two slower cores.
+            #expect(startTime < .seconds(30), "ray start took \(startTime)")
             let address = try #require(started.output.split(separator: "\n")
                 .first { $0.contains("GCS address:") }?.split(separator: " ").last.map(String.init))
 

@@ -62,6 +62,41 @@ extension HeadServices {
             await cluster.cli.cleanUp()
         }
 
+        /// The pid of the `ray job-supervisor` process running job `id`, from /proc.
+        static func supervisorPID(_ id: String) -> pid_t? {
+            for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+                guard let pid = pid_t(entry) else { continue }
+                let fd = open("/proc/\(pid)/cmdline", O_RDONLY)
+                guard fd >= 0 else { continue }
+                var bytes = [UInt8](repeating: 0, count: 8192)
+                let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                close(fd)
+                guard n > 0 else { continue }
+                let words = bytes[0..<n].split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+                if words.contains("job-supervisor") && words.contains(id) { return pid }
+            }
+            return nil
+        }
+
+        @Test func aSupervisorThatDiesGivesItsResourcesBack() async throws {
+            let cluster = try await DashboardCluster.start()  // 2 CPUs
+            do {
+                let pids = cluster.cli.tempDir.appendingPathComponent("a.pids").path
+                let a = try await cluster.submitted("echo $$ > \(pids); sleep 300", extra: #", "entrypoint_num_cpus": 2"#)
+                _ = try await cluster.waitFor(a) { $0["status"] as? String == "RUNNING" }
+                let supervisor = try #require(Self.supervisorPID(a))
+                kill(supervisor, SIGKILL)
+                let died = try await cluster.waitForEnd(a)
+                #expect(died["status"] as? String == "FAILED" && died["error_type"] as? String == "JOB_SUPERVISOR_ACTOR_DIED", "\(died)")
+                #expect(try await cluster.placementGroups().allSatisfy { $0["state"] as? String == "REMOVED" })
+                // The CPUs it held are free for the next job.
+                let b = try await cluster.submitted("echo b-ran", extra: #", "entrypoint_num_cpus": 2"#)
+                #expect(try await cluster.waitForEnd(b)["status"] as? String == "SUCCEEDED")
+                if let entrypoint = try? await readPIDs(pids, count: 1).first { kill(-entrypoint, SIGKILL) }
+            } catch { Issue.record(error) }
+            await cluster.cli.cleanUp()
+        }
+
         @Test func aJobTheHeadCouldNeverHoldFailsAtOnce() async throws {
             let cluster = try await DashboardCluster.start()
             do {
