@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import RayCommon
+import RayDashboard
 
 /// `ray list <resource>`: the state API's rows in Ray's table (`ray/util/state/state_cli.py`).
 struct ListCommand: AsyncParsableCommand {
@@ -14,16 +15,10 @@ struct ListCommand: AsyncParsableCommand {
     @Option var limit = 100
     @Flag var detail = false
 
-    static let columns: [String: [String]] = [
-        "nodes": ["node_id", "node_ip", "is_head_node", "state", "state_message", "node_name", "resources_total", "labels"],
-        "actors": ["actor_id", "class_name", "state", "job_id", "name", "node_id", "pid", "ray_namespace"],
-        "tasks": ["task_id", "attempt_number", "name", "state", "job_id", "actor_id", "type", "func_or_class_name",
-                  "parent_task_id", "node_id", "worker_id", "worker_pid", "error_type"],
-        "jobs": ["job_id", "submission_id", "entrypoint", "type", "status", "message", "error_type", "driver_info"],
-        "placement_groups": ["placement_group_id", "name", "creator_job_id", "state"],
-        "workers": ["worker_id", "is_alive", "worker_type", "exit_type", "node_id", "ip", "pid"],
-        "objects": ["object_id", "object_size", "task_status", "attempt_number", "reference_type", "call_site", "type", "pid", "ip"],
-    ]
+    /// Each resource's non-detail columns, as the state API's schema has them.
+    static let columns: [String: [String]] = Dictionary(uniqueKeysWithValues: ([
+        .nodes, .actors, .tasks, .jobs, .placementGroups, .workers, .objects,
+    ] as [StateResource]).map { ($0.name, $0.columns) })
 
     func run() async throws {
         let name = resource.replacingOccurrences(of: "-", with: "_")

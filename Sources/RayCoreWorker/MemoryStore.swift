@@ -56,8 +56,11 @@ final class MemoryStore: Sendable {
             entries.map { ($0.key, $0.value.value, $0.value.localRefs, $0.value.submittedRefs, $0.value.owner == nil,
                            $0.value.borrowers.count, $0.value.madeByTask) }
         }
-        let sorted = snapshot.sorted { $0.0.hex < $1.0.hex }
-        let kept = limit > 0 ? Array(sorted.prefix(limit)) : sorted
+        // The dashboard sorts the rows it gathers; only a cut needs them in order here (by their bytes,
+        // the order of their hex, each ID's bytes taken once).
+        let kept = limit > 0 && limit < snapshot.count
+            ? snapshot.map { ($0.0.bytes, $0) }.sorted { $0.0.lexicographicallyPrecedes($1.0) }.prefix(limit).map(\.1)
+            : snapshot
         let refs = kept.map { id, value, local, submitted, owned, borrowers, madeByTask in
             var info = Ray_Rpc_ObjectRefInfo()
             info.objectID = Data(id.bytes)
