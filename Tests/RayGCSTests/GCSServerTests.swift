@@ -229,11 +229,22 @@ private func code(_ body: () async throws -> Void) async -> RPCError.Code? {
 
     @Test func subscribersLongPollForChanges() async throws {
         try await withGCS { _, gcs in
+            // Each poll names itself in a failure (the suite once failed with a bare DEADLINE_EXCEEDED).
+            func subscriberPoll(_ request: Ray_Rpc_GcsSubscriberPollRequest, timeout: Duration = .seconds(30), _ which: String)
+                async throws -> Ray_Rpc_GcsSubscriberPollReply
+            {
+                do {
+                    return try await gcs.unary(GCSMethods.subscriberPoll, request, options: CallOptions(timeout: timeout))
+                } catch {
+                    Issue.record("the \(which) poll (deadline \(timeout)) failed: \(error)")
+                    throw error
+                }
+            }
             var poll = Ray_Rpc_GcsSubscriberPollRequest()
             poll.channels = [.gcsNodeInfoChannel]
             let firstPoll = poll
             let waiting = Task {
-                try await gcs.unary(GCSMethods.subscriberPoll, firstPoll, options: CallOptions(timeout: .seconds(10)))
+                try await subscriberPoll(firstPoll, timeout: .seconds(10), "first")
             }
             try await Task.sleep(for: .milliseconds(100))
             var register = Ray_Rpc_RegisterNodeRequest()
@@ -251,7 +262,7 @@ private func code(_ body: () async throws -> Void) async -> RPCError.Code? {
             // An answer after the deadline would have thrown DEADLINE_EXCEEDED; the elapsed time only
             // guards against a poll that ignores the deadline (seen: 3.4 s end to end on a loaded machine,
             // where the test's own task resumed late).
-            let empty = try await gcs.unary(GCSMethods.subscriberPoll, poll, options: CallOptions(timeout: .seconds(5)))
+            let empty = try await subscriberPoll(poll, timeout: .seconds(5), "empty")
             #expect(empty.pubMessages.isEmpty)
             #expect(ContinuousClock.now - start < .seconds(8))
 
@@ -259,11 +270,13 @@ private func code(_ body: () async throws -> Void) async -> RPCError.Code? {
             var add = Ray_Rpc_AddJobRequest()
             add.data.jobID = Data(JobID(number: 1).bytes)
             _ = try await gcs.unary(GCSMethods.addJob, add)
-            let none = try await gcs.unary(GCSMethods.subscriberPoll, poll, options: CallOptions(timeout: .seconds(2)))
+            // (5 s, not 2: the server answers an empty poll at half of what is left, and a 1 s margin was
+            // once not enough for a GCS under AddressSanitizer with the whole suite starting beside it.)
+            let none = try await subscriberPoll(poll, timeout: .seconds(5), "other channel")
             #expect(none.pubMessages.isEmpty)
             var all = Ray_Rpc_GcsSubscriberPollRequest()
             all.maxProcessedSequenceID = 0
-            let both = try await gcs.unary(GCSMethods.subscriberPoll, all)
+            let both = try await subscriberPoll(all, "all channels")
             #expect(both.pubMessages.map(\.channelType) == [.gcsNodeInfoChannel, .gcsJobChannel])
         }
     }
