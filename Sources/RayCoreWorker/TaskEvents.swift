@@ -29,6 +29,17 @@ final class TaskEvents: Sendable {
     enum State: UInt8 {
         case pendingArgsAvail, pendingNodeAssignment, running, finished, failed
 
+        /// The GCS's TaskEventState value.
+        var code: Int32 {
+            switch self {
+            case .pendingArgsAvail: Int32(Ray_Rpc_TaskEventState.taskEventPendingArgsAvail.rawValue)
+            case .pendingNodeAssignment: Int32(Ray_Rpc_TaskEventState.taskEventPendingNodeAssignment.rawValue)
+            case .running: Int32(Ray_Rpc_TaskEventState.taskEventRunning.rawValue)
+            case .finished: Int32(Ray_Rpc_TaskEventState.taskEventFinished.rawValue)
+            case .failed: Int32(Ray_Rpc_TaskEventState.taskEventFailed.rawValue)
+            }
+        }
+
         var name: String {
             switch self {
             case .pendingArgsAvail: "PENDING_ARGS_AVAIL"
@@ -40,20 +51,31 @@ final class TaskEvents: Sendable {
         }
     }
 
+    /// An ended task as the buffer keeps it: values and indexes into what tasks share, ~80 bytes (a
+    /// full buffer is 100,000 of them, written at the task rate: measured, the size costs the task
+    /// figures).
     struct Event: Sendable {
         var taskID: TaskID
         var state: State
         /// Its name, type, actor and resources: an index into `Buffer.profiles` (-1: none).
         var profile: Int32 = -1
+        /// Where it ran: an index into `Buffer.executors` (-1: nowhere).
+        var executor: Int32 = -1
         var created: Int64 = 0
         var started: Int64 = 0
         var ended: Int64 = 0
-        var workerID = Data()
-        var nodeID = Data()
-        var pid: Int32 = 0
-        var error: (type: String, message: String)?
-        /// The function's name when there is no profile (an executor's RUNNING report).
-        var name = ""
+        var error: Failure?
+    }
+
+    final class Failure: Sendable {
+        let type: String, message: String
+        init(type: String, message: String) { (self.type, self.message) = (type, message) }
+    }
+
+    struct Executor: Hashable, Sendable {
+        var worker: Data
+        var node: Data
+        var pid: Int32
     }
 
     /// What tasks of one function (or one actor's method) share, kept once: an event holds an index
@@ -68,7 +90,7 @@ final class TaskEvents: Sendable {
         init(_ spec: Ray_Rpc_TaskSpec) {
             name = spec.functionName
             type = spec.type
-            actorID = spec.actorTaskSpec.actorID
+            actorID = spec.type == .actorTask ? spec.actorTaskSpec.actorID : Data()
             resources = spec.requiredResources
         }
     }
@@ -95,13 +117,39 @@ final class TaskEvents: Sendable {
         var profiles: [Profile] = []
         var profileIndex: [Profile: Int32] = [:]
         var lastProfile: Int32 = -1
+        var executors: [Executor] = []
+        var executorIndex: [Executor: Int32] = [:]
+        var lastExecutor: Int32 = -1
+
+        /// The index of where a task ran: the last one again (a lease runs many), or looked up.
+        mutating func executor(worker: Data, node: Data, pid: Int32) -> Int32 {
+            if worker.isEmpty && node.isEmpty && pid == 0 { return -1 }
+            if lastExecutor >= 0, executors[Int(lastExecutor)].pid == pid, executors[Int(lastExecutor)].worker == worker,
+               executors[Int(lastExecutor)].node == node {
+                return lastExecutor
+            }
+            let executor = Executor(worker: worker, node: node, pid: pid)
+            if let index = executorIndex[executor] {
+                lastExecutor = index
+            } else if executors.count < TaskEvents.maxProfiles {
+                lastExecutor = Int32(executors.count)
+                executors.append(executor)
+                executorIndex[executor] = lastExecutor
+            } else {
+                return -1
+            }
+            return lastExecutor
+        }
 
         /// The profile of a spec: the last one again (a loop submitting one function), or looked up.
         mutating func profile(of spec: Ray_Rpc_TaskSpec) -> Int32 {
             if lastProfile >= 0 {
-                let last = profiles[Int(lastProfile)]
-                if last.name == spec.functionName, last.type == spec.type,
-                   last.actorID == spec.actorTaskSpec.actorID, last.resources == spec.requiredResources {
+                // The cheap fields first; the actor's ID only for an actor's task (the spec's getter
+                // makes an empty sub-message for any other).
+                let type = spec.type
+                if profiles[Int(lastProfile)].type == type, profiles[Int(lastProfile)].name == spec.functionName,
+                   type != .actorTask || profiles[Int(lastProfile)].actorID == spec.actorTaskSpec.actorID,
+                   profiles[Int(lastProfile)].resources == spec.requiredResources {
                     return lastProfile
                 }
             }
@@ -187,8 +235,9 @@ final class TaskEvents: Sendable {
                     b.ended[b.ended.count - 1].reserveCapacity(min(sendBatch, capacity))
                 }
                 b.ended[b.ended.count - 1].append(Event(
-                    taskID: task.taskID, state: state, profile: b.profile(of: task.spec), created: task.created, started: started,
-                    ended: ended, workerID: worker, nodeID: node, pid: pid, error: error))
+                    taskID: task.taskID, state: state, profile: b.profile(of: task.spec),
+                    executor: b.executor(worker: worker, node: node, pid: pid), created: task.created, started: started,
+                    ended: ended, error: error.map { Failure(type: $0.0, message: $0.1) }))
                 b.count += 1
             } else {
                 b.dropped += 1
@@ -254,68 +303,153 @@ final class TaskEvents: Sendable {
         // batch of ends each report) none are looked for, so the task figures pay nothing for them.
         let budget = sendBatch - buffer.withLock { $0.ended.first?.count ?? 0 }
         let waiting = budget > 0 ? queuedSource.withLock { $0 }?(old, budget) ?? [] : []
-        let (events, dropped, profiles) = buffer.withLock { b -> ([Event], Int64, [Profile]) in
+        let (request, sent) = buffer.withLock { b -> (Ray_Rpc_AddTaskEventDataRequest, Int) in
             // At most a batch per report (Ray's task_events_send_batch_size); the rest waits for the next.
-            var events = b.ended.isEmpty ? [] : b.ended.removeFirst()
-            b.count -= events.count
-            for (task, forArguments) in waiting {
-                events.append(Event(taskID: task.taskID, state: forArguments ? .pendingArgsAvail : .pendingNodeAssignment,
-                                    profile: b.profile(of: task.spec), created: task.created))
+            let ended = b.ended.isEmpty ? [] : b.ended.removeFirst()
+            b.count -= ended.count
+            var batch = BatchBuilder(job: job, capacity: ended.count + waiting.count)
+            for event in ended {
+                batch.add(event.taskID, event.state, created: event.created, started: event.started, ended: event.ended,
+                          profile: event.profile, executor: event.executor, error: event.error, of: b)
             }
-            let profiles = b.profiles
-            if b.count == 0, b.profiles.count > 1024 {
+            for (task, forArguments) in waiting {
+                batch.add(task.taskID, forArguments ? .pendingArgsAvail : .pendingNodeAssignment, created: task.created,
+                          profile: b.profile(of: task.spec), of: b)
+            }
+            if b.count == 0, b.profiles.count > 1024 || b.executors.count > 1024 {
                 // Nothing buffered refers to them any more.
-                b.profiles = []
-                b.profileIndex = [:]
-                b.lastProfile = -1
+                (b.profiles, b.profileIndex, b.lastProfile) = ([], [:], -1)
+                (b.executors, b.executorIndex, b.lastExecutor) = ([], [:], -1)
             }
             for slot in b.running.indices {
                 guard let entry = b.running[slot], !entry.reported, entry.started < old,
                       let id = try? TaskID(bytes: entry.taskID) else { continue }
-                events.append(Event(taskID: id, state: .running, started: entry.started,
-                                    workerID: me.worker, nodeID: me.node, pid: pid, name: entry.name))
+                batch.addRunning(id, name: entry.name, started: entry.started, on: Executor(worker: me.worker, node: me.node, pid: pid))
                 b.running[slot]!.reported = true
             }
-            defer { b.dropped = 0 }
-            return (events, b.dropped, profiles)
+            var request = Ray_Rpc_AddTaskEventDataRequest()
+            request.dropped = b.dropped
+            b.dropped = 0
+            let sent = batch.count
+            if sent > 0 { request.batch = batch.finished() }
+            return (request, sent)
         }
-        guard !events.isEmpty || dropped > 0 else { return }
-        var request = Ray_Rpc_AddTaskEventDataRequest()
-        request.dropped = dropped
-        request.events = events.map { event in
-            var message = Ray_Rpc_TaskEvent()
-            message.taskID = Data(event.taskID.bytes)
-            message.jobID = job
-            message.state = event.state.name
-            message.timeNs = max(event.ended, event.started, event.created)
-            message.creationTimeNs = event.created
-            message.startTimeNs = event.started
-            message.endTimeNs = event.ended
-            if event.profile >= 0 {
-                let profile = profiles[Int(event.profile)]
-                message.name = profile.name
-                message.funcOrClassName = profile.name
-                message.type = Self.typeName(profile.type)
-                message.actorID = profile.actorID
-                message.requiredResources = profile.resources
-            } else if !event.name.isEmpty {
-                message.name = event.name
-                message.funcOrClassName = event.name
-            }
-            message.nodeID = event.nodeID
-            message.workerID = event.workerID
-            message.workerPid = event.pid
-            if let error = event.error {
-                message.errorType = error.type
-                message.errorMessage = error.message
-            }
-            return message
-        }
+        guard sent > 0 || request.dropped > 0 else { return }
         do {
             _ = try await channel().unary(GCSMethods.addTaskEventData, request, options: CallOptions(timeout: .seconds(10)))
         } catch {
             // Lost with the GCS: counted as dropped in the next report.
-            buffer.withLock { $0.dropped += Int64(events.count) }
+            buffer.withLock { $0.dropped += Int64(sent) + request.dropped }
+        }
+    }
+
+    /// A report's events in the GCS's columns, with the profiles and executors they use (each once).
+    private struct BatchBuilder {
+        private var batch = Ray_Rpc_TaskEventBatch()
+        private var ids = Data()
+        private var states: [Int32] = [], created: [Int64] = [], started: [Int64] = [], ended: [Int64] = []
+        private var profiles: [Int32] = [], executors: [Int32] = [], errors: [Int32] = []
+        private var profileTable: [Ray_Rpc_TaskEventProfile] = [], executorTable: [Ray_Rpc_TaskEventExecutor] = []
+        private var errorTable: [Ray_Rpc_TaskEventError] = []
+        /// The buffer's profile and executor indexes to the batch's; RUNNING reports' names to profiles.
+        private var profileSlots: [Int32: Int32] = [:], executorSlots: [Executor: Int32] = [:], nameSlots: [String: Int32] = [:]
+
+        var count: Int { states.count }
+
+        init(job: Data, capacity: Int) {
+            batch.jobID = job
+            ids.reserveCapacity(capacity * 24)
+            states.reserveCapacity(capacity)
+            created.reserveCapacity(capacity)
+            started.reserveCapacity(capacity)
+            ended.reserveCapacity(capacity)
+            profiles.reserveCapacity(capacity)
+            executors.reserveCapacity(capacity)
+            errors.reserveCapacity(capacity)
+        }
+
+        mutating func add(_ id: TaskID, _ state: State, created: Int64 = 0, started: Int64 = 0, ended: Int64 = 0,
+                          profile: Int32 = -1, executor: Int32 = -1, error: Failure? = nil, of buffer: Buffer) {
+            withUnsafeBytes(of: id) { ids.append(contentsOf: $0.prefix(24)) }
+            states.append(state.code)
+            self.created.append(created)
+            self.started.append(started)
+            self.ended.append(ended)
+            profiles.append(profile < 0 ? -1 : profileSlot(profile, buffer.profiles[Int(profile)]))
+            executors.append(executor < 0 ? -1 : executorSlot(buffer.executors[Int(executor)]))
+            if let error {
+                var entry = Ray_Rpc_TaskEventError()
+                entry.errorType = error.type
+                entry.errorMessage = error.message
+                errors.append(Int32(errorTable.count))
+                errorTable.append(entry)
+            } else {
+                errors.append(-1)
+            }
+        }
+
+        /// An executor's report of a task running for a report interval (only its name known here).
+        mutating func addRunning(_ id: TaskID, name: String, started: Int64, on executor: Executor) {
+            withUnsafeBytes(of: id) { ids.append(contentsOf: $0.prefix(24)) }
+            states.append(State.running.code)
+            created.append(0)
+            self.started.append(started)
+            ended.append(0)
+            if name.isEmpty {
+                profiles.append(-1)
+            } else if let slot = nameSlots[name] {
+                profiles.append(slot)
+            } else {
+                var entry = Ray_Rpc_TaskEventProfile()
+                entry.name = name
+                nameSlots[name] = Int32(profileTable.count)
+                profiles.append(Int32(profileTable.count))
+                profileTable.append(entry)
+            }
+            executors.append(executorSlot(executor))
+            errors.append(-1)
+        }
+
+        private mutating func profileSlot(_ index: Int32, _ profile: Profile) -> Int32 {
+            if let slot = profileSlots[index] { return slot }
+            var entry = Ray_Rpc_TaskEventProfile()
+            entry.name = profile.name
+            entry.type = TaskEvents.typeName(profile.type)
+            entry.actorID = profile.actorID
+            entry.requiredResources = profile.resources
+            let slot = Int32(profileTable.count)
+            profileTable.append(entry)
+            profileSlots[index] = slot
+            return slot
+        }
+
+        private mutating func executorSlot(_ executor: Executor) -> Int32 {
+            if let slot = executorSlots[executor] { return slot }
+            var entry = Ray_Rpc_TaskEventExecutor()
+            entry.workerID = executor.worker
+            entry.nodeID = executor.node
+            entry.workerPid = executor.pid
+            let slot = Int32(executorTable.count)
+            executorTable.append(entry)
+            executorSlots[executor] = slot
+            return slot
+        }
+
+        /// The batch (columns nothing set in are left empty: 0 or -1 for every event).
+        func finished() -> Ray_Rpc_TaskEventBatch {
+            var batch = self.batch
+            batch.taskIds = ids
+            batch.states = states
+            if created.contains(where: { $0 != 0 }) { batch.creationTimeNs = created }
+            if started.contains(where: { $0 != 0 }) { batch.startTimeNs = started }
+            if ended.contains(where: { $0 != 0 }) { batch.endTimeNs = ended }
+            if profiles.contains(where: { $0 >= 0 }) { batch.profiles = profiles }
+            if executors.contains(where: { $0 >= 0 }) { batch.executors = executors }
+            if !errorTable.isEmpty { batch.errors = errors }
+            batch.profileTable = profileTable
+            batch.executorTable = executorTable
+            batch.errorTable = errorTable
+            return batch
         }
     }
 

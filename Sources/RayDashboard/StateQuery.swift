@@ -130,9 +130,12 @@ public struct StateQuery: Sendable, Equatable {
                 (Self.text(row[filter.key] ?? .null).lowercased() == filter.value.lowercased()) == filter.equal
             }
         }
-        let sorted = filtered.sorted { Self.text($0[resource.idColumn] ?? .null) < Self.text($1[resource.idColumn] ?? .null) }
+        // Each row's ID taken once (not twice per comparison), compared as Python compares str: by code
+        // point, which is UTF-8's byte order.
+        let sorted = filtered.map { (id: Array(Self.text($0[resource.idColumn] ?? .null).utf8), row: $0) }
+            .sorted { $0.id.lexicographicallyPrecedes($1.id) }
         let columns = resource.columns + (detail ? resource.detailColumns : [])
-        let result = sorted.prefix(limit).map { row in JSON.object(columns.map { JSON.Member($0, row[$0] ?? .null) }) }
+        let result = sorted.prefix(limit).map { entry in JSON.object(columns.map { JSON.Member($0, entry.row[$0] ?? .null) }) }
         return .object([
             "total": .int(Int64(max(total ?? rows.count, rows.count))),
             "num_after_truncation": .int(Int64(rows.count)),

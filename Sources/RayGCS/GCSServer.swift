@@ -43,7 +43,11 @@ public final class GCSServer: Sendable {
         Self.registerPlacementGroups(on: &router, placementGroups)
         let tasks = TaskEventStore(maxTasks: Int(RayConfig()[RayConfig.taskEventsMaxTasksInGCS]))
         router.register(GCSMethods.addTaskEventData) { request, _ in
-            tasks.add(request.events, dropped: request.dropped)
+            do throws(TaskEventBatchError) {
+                try tasks.add(request.events, batch: request.batch, dropped: request.dropped)
+            } catch {
+                throw RPCError(code: .invalidArgument, message: error.description)
+            }
             return Ray_Rpc_AddTaskEventDataReply()
         }
         router.register(GCSMethods.getTaskEvents) { request, _ in

@@ -18,83 +18,153 @@ final class TaskEventStore: Sendable {
         let a: UInt64, b: UInt64, c: UInt64
         let attempt: Int32
 
-        init(_ id: Data, attempt: Int32) {
+        /// `id`: 24 bytes.
+        init(_ id: UnsafeRawBufferPointer, attempt: Int32) {
             var words: (UInt64, UInt64, UInt64) = (0, 0, 0)
-            withUnsafeMutableBytes(of: &words) { raw in
-                _ = id.withUnsafeBytes { raw.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0.prefix(24))) }
-            }
+            withUnsafeMutableBytes(of: &words) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: id.prefix(24))) }
             (a, b, c) = words
             self.attempt = attempt
         }
+
+        init(_ id: Data, attempt: Int32) { self = id.withUnsafeBytes { Key($0, attempt: attempt) } }
+
+        var taskID: Data { withUnsafeBytes(of: (a, b, c)) { Data($0) } }
     }
 
-    /// What the store keeps of an attempt (plain values; a TaskRecord message is made only to list it).
-    struct Record {
-        var taskID = Data()
+    /// What tasks of one function share (one object per reporter's batch, referenced by its records).
+    final class Profile: Sendable {
+        let name: String, funcOrClassName: String, type: String
+        let actorID: Data
+        let resources: [String: Double]
+
+        init(name: String, funcOrClassName: String, type: String, actorID: Data, resources: [String: Double]) {
+            (self.name, self.funcOrClassName, self.type, self.actorID, self.resources) = (name, funcOrClassName, type, actorID, resources)
+        }
+
+        /// `newer`'s fields where it has them, this one's elsewhere (no new object when one of them is it).
+        func updated(by newer: Profile) -> Profile {
+            if newer === self { return self }
+            let merged = Profile(
+                name: newer.name.isEmpty ? name : newer.name,
+                funcOrClassName: newer.funcOrClassName.isEmpty ? funcOrClassName : newer.funcOrClassName,
+                type: newer.type.isEmpty ? type : newer.type, actorID: newer.actorID.isEmpty ? actorID : newer.actorID,
+                resources: newer.resources.isEmpty ? resources : newer.resources)
+            if merged.same(as: newer) { return newer }
+            return merged.same(as: self) ? self : merged
+        }
+
+        private func same(as other: Profile) -> Bool {
+            name == other.name && funcOrClassName == other.funcOrClassName && type == other.type
+                && actorID == other.actorID && resources == other.resources
+        }
+    }
+
+    /// Where an attempt ran.
+    final class Executor: Sendable {
+        let nodeID: Data, workerID: Data
+        let pid: Int32
+
+        init(nodeID: Data, workerID: Data, pid: Int32) { (self.nodeID, self.workerID, self.pid) = (nodeID, workerID, pid) }
+
+        func updated(by newer: Executor) -> Executor {
+            if newer === self { return self }
+            if (newer.nodeID.isEmpty || newer.nodeID == nodeID) && (newer.workerID.isEmpty || newer.workerID == workerID)
+                && (newer.pid == 0 || newer.pid == pid) { return self }
+            if !newer.nodeID.isEmpty && !newer.workerID.isEmpty && newer.pid != 0 { return newer }
+            return Executor(nodeID: newer.nodeID.isEmpty ? nodeID : newer.nodeID, workerID: newer.workerID.isEmpty ? workerID : newer.workerID,
+                            pid: newer.pid == 0 ? pid : newer.pid)
+        }
+    }
+
+    final class Failure: Sendable {
+        let type: String, message: String
+        init(type: String, message: String) { (self.type, self.message) = (type, message) }
+    }
+
+    /// A state as the store keeps it: Ray's TaskStatus, in the order a task goes through them.
+    typealias StateCode = UInt8
+    static let noState: StateCode = 255
+    static let stateNames = ["PENDING_ARGS_AVAIL", "PENDING_NODE_ASSIGNMENT", "SUBMITTED_TO_WORKER", "RUNNING", "FINISHED", "FAILED"]
+    static let failed: StateCode = 5
+
+    static func code(_ state: String) -> StateCode? { stateNames.firstIndex(of: state).map { StateCode($0) } }
+
+    /// Where a state stands in a task's life (a late event never moves a task back): of two ends,
+    /// FAILED stands.
+    static func rank(_ code: StateCode) -> Int { code == noState ? -1 : code == failed ? 4 : Int(code) }
+
+    /// One event, however it came (a message of its own or a row of a batch).
+    struct Step {
         var attempt: Int32 = 0
-        var jobID = Data()
-        var name = ""
-        var funcOrClassName = ""
-        var type = ""
-        var actorID = Data()
+        var state: StateCode = TaskEventStore.noState
+        var job = Data()
         var parentTaskID = Data()
-        var nodeID = Data()
-        var workerID = Data()
-        var workerPid: Int32 = 0
-        var requiredResources: [String: Double] = [:]
-        var errorType = ""
-        var errorMessage = ""
-        var state = ""
+        var profile: Profile?
+        var executor: Executor?
+        var error: Failure?
+        var created: Int64 = 0
+        var started: Int64 = 0
+        var ended: Int64 = 0
+    }
+
+    /// What the store keeps of an attempt: plain values and references to what attempts share (a
+    /// record holds no storage of its own; a TaskRecord message is made only to list it).
+    struct Record {
+        var attempt: Int32 = 0
+        /// Merged with at least one event (a record made for a lookup is not).
+        var seen = false
+        var state: StateCode = TaskEventStore.noState
+        var job = Data()
+        var parentTaskID = Data()
+        var profile: Profile?
+        var executor: Executor?
+        var error: Failure?
         var created: Int64 = 0
         var started: Int64 = 0
         var ended: Int64 = 0
 
-        mutating func merge(_ event: Ray_Rpc_TaskEvent) {
-            if taskID.isEmpty {
-                taskID = event.taskID
-                attempt = event.attemptNumber
+        var name: String { profile?.name ?? "" }
+
+        init(attempt: Int32) { self.attempt = attempt }
+
+        mutating func merge(_ step: Step) {
+            if !step.job.isEmpty { job = step.job }
+            if !step.parentTaskID.isEmpty { parentTaskID = step.parentTaskID }
+            if let newer = step.profile { profile = profile?.updated(by: newer) ?? newer }
+            if let newer = step.executor { executor = executor?.updated(by: newer) ?? newer }
+            if let newer = step.error { error = newer }
+            if step.state != TaskEventStore.noState {
+                let rank = TaskEventStore.rank(step.state), current = TaskEventStore.rank(state)
+                if rank > current || (rank == current && state != TaskEventStore.failed) { state = step.state }
             }
-            if !event.jobID.isEmpty { jobID = event.jobID }
-            if !event.name.isEmpty { name = event.name }
-            if !event.funcOrClassName.isEmpty { funcOrClassName = event.funcOrClassName }
-            if !event.type.isEmpty { type = event.type }
-            if !event.actorID.isEmpty { actorID = event.actorID }
-            if !event.parentTaskID.isEmpty { parentTaskID = event.parentTaskID }
-            if !event.nodeID.isEmpty { nodeID = event.nodeID }
-            if !event.workerID.isEmpty { workerID = event.workerID }
-            if event.workerPid != 0 { workerPid = event.workerPid }
-            if !event.requiredResources.isEmpty { requiredResources = event.requiredResources }
-            if !event.errorType.isEmpty { errorType = event.errorType }
-            if !event.errorMessage.isEmpty { errorMessage = event.errorMessage }
-            let rank = TaskEventStore.rank(event.state), current = TaskEventStore.rank(state)
-            // Forward only; of two ends, FAILED stands.
-            if rank > current || (rank == current && state != "FAILED") { state = event.state }
-            // Explicit times win; an event without them dates the step it reports.
-            let created = event.creationTimeNs > 0 ? event.creationTimeNs : (rank >= 0 && rank <= 2 ? event.timeNs : 0)
-            let started = event.startTimeNs > 0 ? event.startTimeNs : (rank == 3 ? event.timeNs : 0)
-            let ended = event.endTimeNs > 0 ? event.endTimeNs : (rank == 4 ? event.timeNs : 0)
-            if created > 0, self.created == 0 || created < self.created { self.created = created }
-            if started > 0 { self.started = started }
-            if ended > 0 { self.ended = max(self.ended, ended) }
+            if step.created > 0, created == 0 || step.created < created { created = step.created }
+            if step.started > 0 { started = step.started }
+            if step.ended > 0 { ended = max(ended, step.ended) }
         }
 
-        var message: Ray_Rpc_TaskRecord {
+        func message(_ key: Key) -> Ray_Rpc_TaskRecord {
             var task = Ray_Rpc_TaskEvent()
-            task.taskID = taskID
+            task.taskID = key.taskID
             task.attemptNumber = attempt
-            task.jobID = jobID
-            task.name = name
-            task.funcOrClassName = funcOrClassName
-            task.type = type
-            task.actorID = actorID
+            task.jobID = job
+            if let profile {
+                task.name = profile.name
+                task.funcOrClassName = profile.funcOrClassName
+                task.type = profile.type
+                task.actorID = profile.actorID
+                task.requiredResources = profile.resources
+            }
             task.parentTaskID = parentTaskID
-            task.nodeID = nodeID
-            task.workerID = workerID
-            task.workerPid = workerPid
-            task.requiredResources = requiredResources
-            task.errorType = errorType
-            task.errorMessage = errorMessage
-            task.state = state
+            if let executor {
+                task.nodeID = executor.nodeID
+                task.workerID = executor.workerID
+                task.workerPid = executor.pid
+            }
+            if let error {
+                task.errorType = error.type
+                task.errorMessage = error.message
+            }
+            task.state = state == TaskEventStore.noState ? "" : TaskEventStore.stateNames[Int(state)]
             var record = Ray_Rpc_TaskRecord()
             record.task = task
             record.creationTimeNs = created
@@ -102,6 +172,32 @@ final class TaskEventStore: Sendable {
             record.endTimeNs = ended
             return record
         }
+    }
+
+    /// An event sent as a message of its own, as a step (its time dates the step it reports where the
+    /// explicit times are missing).
+    static func step(_ event: Ray_Rpc_TaskEvent) -> Step {
+        var step = Step()
+        step.attempt = event.attemptNumber
+        step.state = code(event.state) ?? noState
+        step.job = event.jobID
+        step.parentTaskID = event.parentTaskID
+        if !event.name.isEmpty || !event.funcOrClassName.isEmpty || !event.type.isEmpty || !event.actorID.isEmpty
+            || !event.requiredResources.isEmpty {
+            step.profile = Profile(name: event.name, funcOrClassName: event.funcOrClassName, type: event.type,
+                                   actorID: event.actorID, resources: event.requiredResources)
+        }
+        if !event.nodeID.isEmpty || !event.workerID.isEmpty || event.workerPid != 0 {
+            step.executor = Executor(nodeID: event.nodeID, workerID: event.workerID, pid: event.workerPid)
+        }
+        if !event.errorType.isEmpty || !event.errorMessage.isEmpty {
+            step.error = Failure(type: event.errorType, message: event.errorMessage)
+        }
+        let rank = Self.rank(step.state)
+        step.created = event.creationTimeNs > 0 ? event.creationTimeNs : (rank >= 0 && rank <= 2 ? event.timeNs : 0)
+        step.started = event.startTimeNs > 0 ? event.startTimeNs : (rank == 3 ? event.timeNs : 0)
+        step.ended = event.endTimeNs > 0 ? event.endTimeNs : (rank == 4 ? event.timeNs : 0)
+        return step
     }
 
     private struct State {
@@ -113,61 +209,72 @@ final class TaskEventStore: Sendable {
         var evicted: Int64 = 0
         /// Attempts by (state, name, job): moved on each state change, kept for ended ones evicted.
         var counts: [CountKey: Int64] = [:]
+        /// Records room is made for at once (the table grows to the bound without rehashing).
+        let reserved: Int
+
+        init(reserved: Int) { self.reserved = reserved }
 
         mutating func count(_ record: Record, _ delta: Int64) { count(CountKey(record), delta) }
 
         mutating func count(_ key: CountKey, _ delta: Int64) {
-            guard !key.state.isEmpty else { return }
+            guard key.state != TaskEventStore.noState else { return }
             let value = counts[key, default: 0] + delta
             counts[key] = value > 0 ? value : nil
+        }
+
+        mutating func merge(_ key: Key, _ step: Step) {
+            if records.isEmpty { records.reserveCapacity(reserved) }
+            // One hash per event: the record is found (or made) once and merged in place.
+            let (before, after): (CountKey?, CountKey) = {
+                (record: inout Record) in
+                let before = record.seen ? CountKey(record) : nil
+                record.seen = true
+                record.merge(step)
+                return (before, CountKey(record))
+            }(&records[key, default: Record(attempt: key.attempt)])
+            guard let before else {
+                order.append(key)
+                count(after, 1)
+                return
+            }
+            if after != before {
+                count(before, -1)
+                count(after, 1)
+            }
         }
     }
 
     struct CountKey: Hashable {
-        var state: String
+        var state: StateCode
         var name: String
         var jobID: Data
 
-        init(_ record: Record) { (state, name, jobID) = (record.state, record.name, record.jobID) }
+        init(_ record: Record) { (state, name, jobID) = (record.state, record.name, record.job) }
     }
 
     let maxTasks: Int
-    private let state = Mutex(State())
+    private let state: Mutex<State>
 
-    init(maxTasks: Int = TaskEventStore.defaultMaxTasks) { self.maxTasks = max(1, maxTasks) }
-
-    /// Where a state stands in a task's life (a late event never moves a task back).
-    static func rank(_ state: String) -> Int {
-        switch state {
-        case "PENDING_ARGS_AVAIL": 0
-        case "PENDING_NODE_ASSIGNMENT": 1
-        case "SUBMITTED_TO_WORKER": 2
-        case "RUNNING": 3
-        case "FINISHED", "FAILED": 4
-        default: -1
-        }
+    init(maxTasks: Int = TaskEventStore.defaultMaxTasks) {
+        self.maxTasks = max(1, maxTasks)
+        state = Mutex(State(reserved: min(self.maxTasks, 1 << 17) + 1024))
     }
 
-    func add(_ events: [Ray_Rpc_TaskEvent], dropped: Int64) {
+    /// Merges `events`, then `batch`'s (checked first: a bad request changes nothing).
+    func add(_ events: [Ray_Rpc_TaskEvent], batch: Ray_Rpc_TaskEventBatch = Ray_Rpc_TaskEventBatch(), dropped: Int64)
+        throws(TaskEventBatchError)
+    {
+        for (index, event) in events.enumerated() where event.taskID.count != 24 {
+            throw TaskEventBatchError("event \(index)'s task_id has \(event.taskID.count) bytes, not 24")
+        }
+        let rows = try TaskEventRows(batch)
+        let steps = events.map { (Key($0.taskID, attempt: $0.attemptNumber), Self.step($0)) }
         state.withLock { s in
             s.droppedEvents += max(0, dropped)
-            for event in events {
-                let key = Key(event.taskID, attempt: event.attemptNumber)
-                // One hash per event: the record is found once and merged in place through its index.
-                guard let index = s.records.index(forKey: key) else {
-                    var record = Record()
-                    record.merge(event)
-                    s.records[key] = record
-                    s.order.append(key)
-                    s.count(record, 1)
-                    continue
-                }
-                let before = CountKey(s.records.values[index])
-                s.records.values[index].merge(event)
-                let after = CountKey(s.records.values[index])
-                if after != before {
-                    s.count(before, -1)
-                    s.count(after, 1)
+            for (key, step) in steps { s.merge(key, step) }
+            batch.taskIds.withUnsafeBytes { ids in
+                for row in 0..<rows.count {
+                    s.merge(Key(UnsafeRawBufferPointer(rebasing: ids[(row * 24)..<(row * 24 + 24)]), attempt: rows.attempt(row)), rows.step(row))
                 }
             }
             while s.records.count > maxTasks, s.head < s.order.count {
@@ -195,7 +302,7 @@ final class TaskEventStore: Sendable {
         reply.evictedTasks = evicted
         reply.counts = counts.map { key, count in
             var entry = Ray_Rpc_TaskStateCount()
-            entry.state = key.state
+            entry.state = TaskEventStore.stateNames[Int(key.state)]
             entry.name = key.name
             entry.jobID = key.jobID
             entry.count = count
@@ -206,19 +313,19 @@ final class TaskEventStore: Sendable {
 
     /// The newest `limit` attempts (0: all), of `job` if given, oldest first.
     func list(limit: Int, job: Data) -> Ray_Rpc_GetTaskEventsReply {
-        let (records, dropped, evicted) = state.withLock { s -> ([Record], Int64, Int64) in
-            var rows: [Record] = []
+        let (records, dropped, evicted) = state.withLock { s -> ([(Key, Record)], Int64, Int64) in
+            var rows: [(Key, Record)] = []
             rows.reserveCapacity(s.records.count)
             for key in s.order[s.head...] {
-                guard let record = s.records[key], job.isEmpty || record.jobID == job else { continue }
-                rows.append(record)
+                guard let record = s.records[key], job.isEmpty || record.job == job else { continue }
+                rows.append((key, record))
             }
             return (rows, s.droppedEvents, s.evicted)
         }
         var reply = Ray_Rpc_GetTaskEventsReply()
         reply.total = Int64(records.count)
         let kept = limit > 0 && records.count > limit ? records.suffix(limit) : records[...]
-        reply.tasks = kept.map(\.message)
+        reply.tasks = kept.map { key, record in record.message(key) }
         reply.droppedEvents = dropped
         reply.evictedTasks = evicted
         return reply

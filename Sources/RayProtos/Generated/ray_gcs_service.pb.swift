@@ -78,6 +78,57 @@ public nonisolated enum Ray_Rpc_ChannelType: SwiftProtobuf.Enum, Swift.CaseItera
 
 }
 
+/// A batch's states, in the order a task goes through them (a later one never moves a task back).
+public nonisolated enum Ray_Rpc_TaskEventState: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case taskEventPendingArgsAvail // = 0
+  case taskEventPendingNodeAssignment // = 1
+  case taskEventSubmittedToWorker // = 2
+  case taskEventRunning // = 3
+  case taskEventFinished // = 4
+  case taskEventFailed // = 5
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .taskEventPendingArgsAvail
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .taskEventPendingArgsAvail
+    case 1: self = .taskEventPendingNodeAssignment
+    case 2: self = .taskEventSubmittedToWorker
+    case 3: self = .taskEventRunning
+    case 4: self = .taskEventFinished
+    case 5: self = .taskEventFailed
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .taskEventPendingArgsAvail: return 0
+    case .taskEventPendingNodeAssignment: return 1
+    case .taskEventSubmittedToWorker: return 2
+    case .taskEventRunning: return 3
+    case .taskEventFinished: return 4
+    case .taskEventFailed: return 5
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Ray_Rpc_TaskEventState] = [
+    .taskEventPendingArgsAvail,
+    .taskEventPendingNodeAssignment,
+    .taskEventSubmittedToWorker,
+    .taskEventRunning,
+    .taskEventFinished,
+    .taskEventFailed,
+  ]
+
+}
+
 public nonisolated struct Ray_Rpc_GcsNodeInfo: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -1670,6 +1721,111 @@ public nonisolated struct Ray_Rpc_AddTaskEventDataRequest: Sendable {
   /// Events the reporter dropped since its last report (its buffer was full).
   public var dropped: Int64 = 0
 
+  /// More events, as the core workers send them (a batch of 1,000 decodes into a few arrays, not
+  /// 1,000 messages); merged after `events`.
+  public var batch: Ray_Rpc_TaskEventBatch {
+    get {_batch ?? Ray_Rpc_TaskEventBatch()}
+    set {_batch = newValue}
+  }
+  /// Returns true if `batch` has been explicitly set.
+  public var hasBatch: Bool {self._batch != nil}
+  /// Clears the value of `batch`. Subsequent reads from it will return its default value.
+  public mutating func clearBatch() {self._batch = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _batch: Ray_Rpc_TaskEventBatch? = nil
+}
+
+/// Events in columns: the i-th event is the i-th entry of each per-event column, and what events
+/// share is sent once in a table they index (-1: none). Every column is as long as `states`, or
+/// empty: 0 for every event (-1 for the index columns).
+public nonisolated struct Ray_Rpc_TaskEventBatch: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Every event's job.
+  public var jobID: Data = Data()
+
+  /// The task IDs, 24 bytes each, one after the other.
+  public var taskIds: Data = Data()
+
+  public var attemptNumbers: [Int32] = []
+
+  /// TaskEventState values.
+  public var states: [Int32] = []
+
+  public var creationTimeNs: [Int64] = []
+
+  public var startTimeNs: [Int64] = []
+
+  public var endTimeNs: [Int64] = []
+
+  public var profiles: [Int32] = []
+
+  public var executors: [Int32] = []
+
+  public var errors: [Int32] = []
+
+  public var profileTable: [Ray_Rpc_TaskEventProfile] = []
+
+  public var executorTable: [Ray_Rpc_TaskEventExecutor] = []
+
+  public var errorTable: [Ray_Rpc_TaskEventError] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// What the tasks of one function (or one actor's method) share.
+public nonisolated struct Ray_Rpc_TaskEventProfile: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  public var type: String = String()
+
+  public var actorID: Data = Data()
+
+  public var requiredResources: Dictionary<String,Double> = [:]
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Where tasks ran.
+public nonisolated struct Ray_Rpc_TaskEventExecutor: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var nodeID: Data = Data()
+
+  public var workerID: Data = Data()
+
+  public var workerPid: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Ray_Rpc_TaskEventError: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var errorType: String = String()
+
+  public var errorMessage: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1780,6 +1936,10 @@ fileprivate nonisolated let _protobuf_package = "ray.rpc"
 
 nonisolated extension Ray_Rpc_ChannelType: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0GCS_NODE_INFO_CHANNEL\0\u{1}GCS_JOB_CHANNEL\0\u{1}GCS_ACTOR_CHANNEL\0\u{1}GCS_RESOURCE_VIEW_CHANNEL\0\u{1}GCS_PLACEMENT_GROUP_CHANNEL\0")
+}
+
+nonisolated extension Ray_Rpc_TaskEventState: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0TASK_EVENT_PENDING_ARGS_AVAIL\0\u{1}TASK_EVENT_PENDING_NODE_ASSIGNMENT\0\u{1}TASK_EVENT_SUBMITTED_TO_WORKER\0\u{1}TASK_EVENT_RUNNING\0\u{1}TASK_EVENT_FINISHED\0\u{1}TASK_EVENT_FAILED\0")
 }
 
 nonisolated extension Ray_Rpc_GcsNodeInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -4624,7 +4784,7 @@ nonisolated extension Ray_Rpc_TaskEvent: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension Ray_Rpc_AddTaskEventDataRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AddTaskEventDataRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}events\0\u{1}dropped\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}events\0\u{1}dropped\0\u{1}batch\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4634,24 +4794,243 @@ nonisolated extension Ray_Rpc_AddTaskEventDataRequest: SwiftProtobuf.Message, Sw
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.events) }()
       case 2: try { try decoder.decodeSingularInt64Field(value: &self.dropped) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._batch) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.events.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.events, fieldNumber: 1)
     }
     if self.dropped != 0 {
       try visitor.visitSingularInt64Field(value: self.dropped, fieldNumber: 2)
     }
+    try { if let v = self._batch {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Ray_Rpc_AddTaskEventDataRequest, rhs: Ray_Rpc_AddTaskEventDataRequest) -> Bool {
     if lhs.events != rhs.events {return false}
     if lhs.dropped != rhs.dropped {return false}
+    if lhs._batch != rhs._batch {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_TaskEventBatch: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TaskEventBatch"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}job_id\0\u{3}task_ids\0\u{3}attempt_numbers\0\u{1}states\0\u{3}creation_time_ns\0\u{3}start_time_ns\0\u{3}end_time_ns\0\u{1}profiles\0\u{1}executors\0\u{1}errors\0\u{3}profile_table\0\u{3}executor_table\0\u{3}error_table\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.jobID) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.taskIds) }()
+      case 3: try { try decoder.decodeRepeatedInt32Field(value: &self.attemptNumbers) }()
+      case 4: try { try decoder.decodeRepeatedInt32Field(value: &self.states) }()
+      case 5: try { try decoder.decodeRepeatedInt64Field(value: &self.creationTimeNs) }()
+      case 6: try { try decoder.decodeRepeatedInt64Field(value: &self.startTimeNs) }()
+      case 7: try { try decoder.decodeRepeatedInt64Field(value: &self.endTimeNs) }()
+      case 8: try { try decoder.decodeRepeatedInt32Field(value: &self.profiles) }()
+      case 9: try { try decoder.decodeRepeatedInt32Field(value: &self.executors) }()
+      case 10: try { try decoder.decodeRepeatedInt32Field(value: &self.errors) }()
+      case 11: try { try decoder.decodeRepeatedMessageField(value: &self.profileTable) }()
+      case 12: try { try decoder.decodeRepeatedMessageField(value: &self.executorTable) }()
+      case 13: try { try decoder.decodeRepeatedMessageField(value: &self.errorTable) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.jobID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.jobID, fieldNumber: 1)
+    }
+    if !self.taskIds.isEmpty {
+      try visitor.visitSingularBytesField(value: self.taskIds, fieldNumber: 2)
+    }
+    if !self.attemptNumbers.isEmpty {
+      try visitor.visitPackedInt32Field(value: self.attemptNumbers, fieldNumber: 3)
+    }
+    if !self.states.isEmpty {
+      try visitor.visitPackedInt32Field(value: self.states, fieldNumber: 4)
+    }
+    if !self.creationTimeNs.isEmpty {
+      try visitor.visitPackedInt64Field(value: self.creationTimeNs, fieldNumber: 5)
+    }
+    if !self.startTimeNs.isEmpty {
+      try visitor.visitPackedInt64Field(value: self.startTimeNs, fieldNumber: 6)
+    }
+    if !self.endTimeNs.isEmpty {
+      try visitor.visitPackedInt64Field(value: self.endTimeNs, fieldNumber: 7)
+    }
+    if !self.profiles.isEmpty {
+      try visitor.visitPackedInt32Field(value: self.profiles, fieldNumber: 8)
+    }
+    if !self.executors.isEmpty {
+      try visitor.visitPackedInt32Field(value: self.executors, fieldNumber: 9)
+    }
+    if !self.errors.isEmpty {
+      try visitor.visitPackedInt32Field(value: self.errors, fieldNumber: 10)
+    }
+    if !self.profileTable.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.profileTable, fieldNumber: 11)
+    }
+    if !self.executorTable.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.executorTable, fieldNumber: 12)
+    }
+    if !self.errorTable.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.errorTable, fieldNumber: 13)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_TaskEventBatch, rhs: Ray_Rpc_TaskEventBatch) -> Bool {
+    if lhs.jobID != rhs.jobID {return false}
+    if lhs.taskIds != rhs.taskIds {return false}
+    if lhs.attemptNumbers != rhs.attemptNumbers {return false}
+    if lhs.states != rhs.states {return false}
+    if lhs.creationTimeNs != rhs.creationTimeNs {return false}
+    if lhs.startTimeNs != rhs.startTimeNs {return false}
+    if lhs.endTimeNs != rhs.endTimeNs {return false}
+    if lhs.profiles != rhs.profiles {return false}
+    if lhs.executors != rhs.executors {return false}
+    if lhs.errors != rhs.errors {return false}
+    if lhs.profileTable != rhs.profileTable {return false}
+    if lhs.executorTable != rhs.executorTable {return false}
+    if lhs.errorTable != rhs.errorTable {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_TaskEventProfile: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TaskEventProfile"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}type\0\u{3}actor_id\0\u{3}required_resources\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.type) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.actorID) }()
+      case 4: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufDouble>.self, value: &self.requiredResources) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.type.isEmpty {
+      try visitor.visitSingularStringField(value: self.type, fieldNumber: 2)
+    }
+    if !self.actorID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.actorID, fieldNumber: 3)
+    }
+    if !self.requiredResources.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufDouble>.self, value: self.requiredResources, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_TaskEventProfile, rhs: Ray_Rpc_TaskEventProfile) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.type != rhs.type {return false}
+    if lhs.actorID != rhs.actorID {return false}
+    if lhs.requiredResources != rhs.requiredResources {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_TaskEventExecutor: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TaskEventExecutor"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_id\0\u{3}worker_id\0\u{3}worker_pid\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.nodeID) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.workerID) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.workerPid) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.nodeID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.nodeID, fieldNumber: 1)
+    }
+    if !self.workerID.isEmpty {
+      try visitor.visitSingularBytesField(value: self.workerID, fieldNumber: 2)
+    }
+    if self.workerPid != 0 {
+      try visitor.visitSingularInt32Field(value: self.workerPid, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_TaskEventExecutor, rhs: Ray_Rpc_TaskEventExecutor) -> Bool {
+    if lhs.nodeID != rhs.nodeID {return false}
+    if lhs.workerID != rhs.workerID {return false}
+    if lhs.workerPid != rhs.workerPid {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Ray_Rpc_TaskEventError: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TaskEventError"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}error_type\0\u{3}error_message\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.errorType) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.errorMessage) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.errorType.isEmpty {
+      try visitor.visitSingularStringField(value: self.errorType, fieldNumber: 1)
+    }
+    if !self.errorMessage.isEmpty {
+      try visitor.visitSingularStringField(value: self.errorMessage, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Ray_Rpc_TaskEventError, rhs: Ray_Rpc_TaskEventError) -> Bool {
+    if lhs.errorType != rhs.errorType {return false}
+    if lhs.errorMessage != rhs.errorMessage {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
