@@ -40,15 +40,6 @@ final class TaskEvents: Sendable {
             }
         }
 
-        var name: String {
-            switch self {
-            case .pendingArgsAvail: "PENDING_ARGS_AVAIL"
-            case .pendingNodeAssignment: "PENDING_NODE_ASSIGNMENT"
-            case .running: "RUNNING"
-            case .finished: "FINISHED"
-            case .failed: "FAILED"
-            }
-        }
     }
 
     /// An ended task as the buffer keeps it: values and indexes into what tasks share, ~80 bytes (a
@@ -114,57 +105,55 @@ final class TaskEvents: Sendable {
         var dropped: Int64 = 0
         var running: [Running?] = []
         var free: [Int] = []
-        var profiles: [Profile] = []
-        var profileIndex: [Profile: Int32] = [:]
-        var lastProfile: Int32 = -1
-        var executors: [Executor] = []
-        var executorIndex: [Executor: Int32] = [:]
-        var lastExecutor: Int32 = -1
+        var profiles = Interned<Profile>()
+        var executors = Interned<Executor>()
 
         /// The index of where a task ran: the last one again (a lease runs many), or looked up.
         mutating func executor(worker: Data, node: Data, pid: Int32) -> Int32 {
             if worker.isEmpty && node.isEmpty && pid == 0 { return -1 }
-            if lastExecutor >= 0, executors[Int(lastExecutor)].pid == pid, executors[Int(lastExecutor)].worker == worker,
-               executors[Int(lastExecutor)].node == node {
-                return lastExecutor
-            }
-            let executor = Executor(worker: worker, node: node, pid: pid)
-            if let index = executorIndex[executor] {
-                lastExecutor = index
-            } else if executors.count < TaskEvents.maxProfiles {
-                lastExecutor = Int32(executors.count)
-                executors.append(executor)
-                executorIndex[executor] = lastExecutor
-            } else {
-                return -1
-            }
-            return lastExecutor
+            return executors.index { last in last.pid == pid && last.worker == worker && last.node == node }
+                made: { Executor(worker: worker, node: node, pid: pid) }
         }
 
         /// The profile of a spec: the last one again (a loop submitting one function), or looked up.
         mutating func profile(of spec: Ray_Rpc_TaskSpec) -> Int32 {
-            if lastProfile >= 0 {
-                // The cheap fields first; the actor's ID only for an actor's task (the spec's getter
-                // makes an empty sub-message for any other).
-                let type = spec.type
-                if profiles[Int(lastProfile)].type == type, profiles[Int(lastProfile)].name == spec.functionName,
-                   type != .actorTask || profiles[Int(lastProfile)].actorID == spec.actorTaskSpec.actorID,
-                   profiles[Int(lastProfile)].resources == spec.requiredResources {
-                    return lastProfile
-                }
-            }
-            let profile = Profile(spec)
-            if let index = profileIndex[profile] {
-                lastProfile = index
-            } else if profiles.count < TaskEvents.maxProfiles {
-                lastProfile = Int32(profiles.count)
-                profiles.append(profile)
-                profileIndex[profile] = lastProfile
+            // The cheap fields first; the actor's ID only for an actor's task (the spec's getter makes
+            // an empty sub-message for any other).
+            let type = spec.type
+            return profiles.index { last in
+                last.type == type && last.name == spec.functionName
+                    && (type != .actorTask || last.actorID == spec.actorTaskSpec.actorID) && last.resources == spec.requiredResources
+            } made: { Profile(spec) }
+        }
+    }
+
+    /// Values events share, each kept once and referred to by index: the last one is tried first (a
+    /// loop submits one function, a lease runs many tasks), then a lookup. At most `maxProfiles`
+    /// between two moments the buffer is empty; past it, events go without (-1).
+    struct Interned<Value: Hashable> {
+        private(set) var values: [Value] = []
+        private var index: [Value: Int32] = [:]
+        private var last: Int32 = -1
+
+        subscript(_ slot: Int32) -> Value { values[Int(slot)] }
+
+        mutating func index(isLast: (Value) -> Bool, made: () -> Value) -> Int32 {
+            if last >= 0, isLast(values[Int(last)]) { return last }
+            let value = made()
+            if let found = index[value] {
+                last = found
+            } else if values.count < TaskEvents.maxProfiles {
+                last = Int32(values.count)
+                values.append(value)
+                index[value] = last
             } else {
                 return -1
             }
-            return lastProfile
+            return last
         }
+
+        /// Forgets them all (when nothing buffered refers to them), if there are more than `limit`.
+        mutating func reset(above limit: Int) { if values.count > limit { self = Interned() } }
     }
 
     let jobID: JobID
@@ -316,15 +305,15 @@ final class TaskEvents: Sendable {
                 batch.add(task.taskID, forArguments ? .pendingArgsAvail : .pendingNodeAssignment, created: task.created,
                           profile: b.profile(of: task.spec), of: b)
             }
-            if b.count == 0, b.profiles.count > 1024 || b.executors.count > 1024 {
+            if b.count == 0 {
                 // Nothing buffered refers to them any more.
-                (b.profiles, b.profileIndex, b.lastProfile) = ([], [:], -1)
-                (b.executors, b.executorIndex, b.lastExecutor) = ([], [:], -1)
+                b.profiles.reset(above: 1024)
+                b.executors.reset(above: 1024)
             }
             for slot in b.running.indices {
                 guard let entry = b.running[slot], !entry.reported, entry.started < old,
                       let id = try? TaskID(bytes: entry.taskID) else { continue }
-                batch.addRunning(id, name: entry.name, started: entry.started, on: Executor(worker: me.worker, node: me.node, pid: pid))
+                batch.addRunning(id, name: entry.name, started: entry.started, on: me.worker, me.node, pid: pid)
                 b.running[slot]!.reported = true
             }
             var request = Ray_Rpc_AddTaskEventDataRequest()
@@ -352,7 +341,9 @@ final class TaskEvents: Sendable {
         private var profileTable: [Ray_Rpc_TaskEventProfile] = [], executorTable: [Ray_Rpc_TaskEventExecutor] = []
         private var errorTable: [Ray_Rpc_TaskEventError] = []
         /// The buffer's profile and executor indexes to the batch's; RUNNING reports' names to profiles.
-        private var profileSlots: [Int32: Int32] = [:], executorSlots: [Executor: Int32] = [:], nameSlots: [String: Int32] = [:]
+        private var profileSlots: [Int32: Int32] = [:], executorSlots: [Int32: Int32] = [:], nameSlots: [String: Int32] = [:]
+        /// This process's own entry, for its RUNNING reports.
+        private var mySlot: Int32?
 
         var count: Int { states.count }
 
@@ -375,8 +366,8 @@ final class TaskEvents: Sendable {
             self.created.append(created)
             self.started.append(started)
             self.ended.append(ended)
-            profiles.append(profile < 0 ? -1 : profileSlot(profile, buffer.profiles[Int(profile)]))
-            executors.append(executor < 0 ? -1 : executorSlot(buffer.executors[Int(executor)]))
+            profiles.append(profile < 0 ? -1 : profileSlot(profile, buffer.profiles[profile]))
+            executors.append(executor < 0 ? -1 : executorSlot(executor, buffer.executors[executor]))
             if let error {
                 var entry = Ray_Rpc_TaskEventError()
                 entry.errorType = error.type
@@ -389,7 +380,7 @@ final class TaskEvents: Sendable {
         }
 
         /// An executor's report of a task running for a report interval (only its name known here).
-        mutating func addRunning(_ id: TaskID, name: String, started: Int64, on executor: Executor) {
+        mutating func addRunning(_ id: TaskID, name: String, started: Int64, on worker: Data, _ node: Data, pid: Int32) {
             withUnsafeBytes(of: id) { ids.append(contentsOf: $0.prefix(24)) }
             states.append(State.running.code)
             created.append(0)
@@ -406,7 +397,8 @@ final class TaskEvents: Sendable {
                 profiles.append(Int32(profileTable.count))
                 profileTable.append(entry)
             }
-            executors.append(executorSlot(executor))
+            if mySlot == nil { mySlot = appendExecutor(Executor(worker: worker, node: node, pid: pid)) }
+            executors.append(mySlot!)
             errors.append(-1)
         }
 
@@ -423,16 +415,20 @@ final class TaskEvents: Sendable {
             return slot
         }
 
-        private mutating func executorSlot(_ executor: Executor) -> Int32 {
-            if let slot = executorSlots[executor] { return slot }
+        private mutating func executorSlot(_ index: Int32, _ executor: Executor) -> Int32 {
+            if let slot = executorSlots[index] { return slot }
+            let slot = appendExecutor(executor)
+            executorSlots[index] = slot
+            return slot
+        }
+
+        private mutating func appendExecutor(_ executor: Executor) -> Int32 {
             var entry = Ray_Rpc_TaskEventExecutor()
             entry.workerID = executor.worker
             entry.nodeID = executor.node
             entry.workerPid = executor.pid
-            let slot = Int32(executorTable.count)
             executorTable.append(entry)
-            executorSlots[executor] = slot
-            return slot
+            return Int32(executorTable.count - 1)
         }
 
         /// The batch (columns nothing set in are left empty: 0 or -1 for every event).

@@ -55,9 +55,8 @@ struct TaskEventRows {
 
     func attempt(_ row: Int) -> Int32 { batch.attemptNumbers.isEmpty ? 0 : batch.attemptNumbers[row] }
 
-    func step(_ row: Int) -> TaskEventStore.Step {
-        var step = TaskEventStore.Step()
-        step.attempt = attempt(row)
+    func step(_ row: Int) -> TaskEventStore.Record {
+        var step = TaskEventStore.Record(attempt: attempt(row))
         step.state = TaskEventStore.StateCode(batch.states[row])
         step.job = batch.jobID
         if !batch.creationTimeNs.isEmpty { step.created = batch.creationTimeNs[row] }

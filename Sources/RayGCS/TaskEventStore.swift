@@ -93,22 +93,9 @@ final class TaskEventStore: Sendable {
     /// FAILED stands.
     static func rank(_ code: StateCode) -> Int { code == noState ? -1 : code == failed ? 4 : Int(code) }
 
-    /// One event, however it came (a message of its own or a row of a batch).
-    struct Step {
-        var attempt: Int32 = 0
-        var state: StateCode = TaskEventStore.noState
-        var job = Data()
-        var parentTaskID = Data()
-        var profile: Profile?
-        var executor: Executor?
-        var error: Failure?
-        var created: Int64 = 0
-        var started: Int64 = 0
-        var ended: Int64 = 0
-    }
-
     /// What the store keeps of an attempt: plain values and references to what attempts share (a
-    /// record holds no storage of its own; a TaskRecord message is made only to list it).
+    /// record holds no storage of its own; a TaskRecord message is made only to list it). An event,
+    /// however it came (a message of its own or a row of a batch), is a record to merge.
     struct Record {
         var attempt: Int32 = 0
         /// Merged with at least one event (a record made for a lookup is not).
@@ -125,9 +112,9 @@ final class TaskEventStore: Sendable {
 
         var name: String { profile?.name ?? "" }
 
-        init(attempt: Int32) { self.attempt = attempt }
+        init(attempt: Int32 = 0) { self.attempt = attempt }
 
-        mutating func merge(_ step: Step) {
+        mutating func merge(_ step: Record) {
             if !step.job.isEmpty { job = step.job }
             if !step.parentTaskID.isEmpty { parentTaskID = step.parentTaskID }
             if let newer = step.profile { profile = profile?.updated(by: newer) ?? newer }
@@ -176,9 +163,8 @@ final class TaskEventStore: Sendable {
 
     /// An event sent as a message of its own, as a step (its time dates the step it reports where the
     /// explicit times are missing).
-    static func step(_ event: Ray_Rpc_TaskEvent) -> Step {
-        var step = Step()
-        step.attempt = event.attemptNumber
+    static func step(_ event: Ray_Rpc_TaskEvent) -> Record {
+        var step = Record(attempt: event.attemptNumber)
         step.state = code(event.state) ?? noState
         step.job = event.jobID
         step.parentTaskID = event.parentTaskID
@@ -222,7 +208,7 @@ final class TaskEventStore: Sendable {
             counts[key] = value > 0 ? value : nil
         }
 
-        mutating func merge(_ key: Key, _ step: Step) {
+        mutating func merge(_ key: Key, _ step: Record) {
             if records.isEmpty { records.reserveCapacity(reserved) }
             // One hash per event: the record is found (or made) once and merged in place.
             let (before, after): (CountKey?, CountKey) = {
