@@ -17,5 +17,5 @@ url="$(printf '%s\n' "$started" | sed -n 's/.*Dashboard address: //p' | head -n 
 "$venv/bin/python" "$root/scripts/jobs_benchmark.py" --address "$url" --label swift-ray --ray-cli "$venv/bin/ray"
 "$ours" stop --temp-dir "$work/ours" >/dev/null
 
-"$venv/bin/ray" start --head --port 6390 --dashboard-port 8290 --num-cpus 2 --include-dashboard true >/dev/null 2>&1
+"$venv/bin/ray" start --head --node-ip-address 127.0.0.1 --port 6390 --dashboard-port 8290 --num-cpus 2 --include-dashboard true >/dev/null 2>&1
 "$venv/bin/python" "$root/scripts/jobs_benchmark.py" --address http://127.0.0.1:8290 --label ray-2.60 --ray-cli "$venv/bin/ray"

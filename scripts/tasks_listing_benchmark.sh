@@ -20,5 +20,5 @@ RAY_ADDRESS="$gcs" "$app" tasks 10000 >/dev/null
 "$venv/bin/python" "$root/scripts/tasks_listing_benchmark.py" --address "$url" --label swift-ray
 "$ours" stop --temp-dir "$work/ours" >/dev/null
 
-"$venv/bin/ray" start --head --port 6391 --dashboard-port 8291 --num-cpus 2 --include-dashboard true >/dev/null 2>&1
+"$venv/bin/ray" start --head --node-ip-address 127.0.0.1 --port 6391 --dashboard-port 8291 --num-cpus 2 --include-dashboard true >/dev/null 2>&1
 "$venv/bin/python" "$root/scripts/tasks_listing_benchmark.py" --address http://127.0.0.1:8291 --ray-driver 127.0.0.1:6391 --label ray-2.60
