@@ -135,8 +135,6 @@ final class TaskEvents: Sendable {
         private var index: [Value: Int32] = [:]
         private var last: Int32 = -1
 
-        subscript(_ slot: Int32) -> Value { values[Int(slot)] }
-
         mutating func index(isLast: (Value) -> Bool, made: () -> Value) -> Int32 {
             if last >= 0, isLast(values[Int(last)]) { return last }
             let value = made()
